@@ -1,0 +1,3 @@
+from safemt.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,210 @@
+"""The `safemt` command line: thin argument parsing over one module per stage.
+
+Every command takes --params (default params.yaml). On bad input it prints one line to stderr
+(file, record or id, reason), exits with status 2 and leaves its outputs untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from safemt import __version__
+from safemt.errors import SafemtError
+
+
+def _params(args: argparse.Namespace) -> dict:
+    from safemt import config
+
+    return config.load(args.params)
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"shard must look like I/N, got {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"shard I/N needs 0 <= I < N, got {text!r}")
+    return i, n
+
+
+# --- data -------------------------------------------------------------------------------------
+
+def cmd_data_import(args: argparse.Namespace) -> int:
+    from safemt.data.importer import import_release
+
+    import_release(args.src_dir, args.output, images_dir=args.images_dir,
+                   allow_missing_images=args.allow_missing_images, strict=args.strict)
+    return 0
+
+
+def cmd_data_build(args: argparse.Namespace) -> int:
+    from safemt.data.build import build_dataset
+
+    build_dataset(args.seeds, args.output, _params(args))
+    return 0
+
+
+def cmd_data_validate(args: argparse.Namespace) -> int:
+    from safemt.data.validate import validate_file
+
+    n = validate_file(args.file, image_root=args.image_root, allow_missing_images=args.allow_missing_images)
+    print(f"{args.file}: {n} dialogues valid")
+    return 0
+
+
+def cmd_data_export(args: argparse.Namespace) -> int:
+    from safemt.data.export import export_release
+
+    export_release(args.file, args.output, image_root=args.image_root)
+    return 0
+
+
+# --- models, inference, judging, metrics, figures --------------------------------------------------
+
+def cmd_models_tiny(args: argparse.Namespace) -> int:
+    from safemt.models.tiny import build_tiny_models
+
+    for path in build_tiny_models(args.output):
+        print(path)
+    return 0
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    from safemt.inference import run_inference
+
+    run_inference(_params(args), model=args.model, dataset=args.dataset, out=args.output,
+                  defense=args.defense, shard=args.shard, turns=args.turns, image_root=args.image_root)
+    return 0
+
+
+def cmd_judge(args: argparse.Namespace) -> int:
+    from safemt.judging import run_judging
+
+    run_judging(_params(args), judge=args.judge, dataset=args.dataset, generations=args.input,
+                out=args.output)
+    return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from safemt.metrics.summary import compute_metrics
+
+    compute_metrics(_params(args), inputs=args.input, out_dir=args.output)
+    return 0
+
+
+def cmd_figures(args: argparse.Namespace) -> int:
+    from safemt.figures.plots import draw_figures
+
+    draw_figures(_params(args), metrics_dir=args.input, out_dir=args.output)
+    return 0
+
+
+# --- parser -----------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--params", default="params.yaml", metavar="FILE",
+                        help="configuration file (default: params.yaml)")
+
+    p = argparse.ArgumentParser(prog="safemt", description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"safemt {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    data = sub.add_parser("data", help="import, build, validate and export dialogue datasets")
+    dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+
+    s = dsub.add_parser("import", parents=[common], help="import the released format",
+                        description="Read SRC_DIR/<N>_turn.json (both released versions and the Hugging Face "
+                        "layout) and write one validated dialogue per record to OUT, sorted by (turns, id). "
+                        "Images are hashed and linked under OUT's folder (images/...). A data-quality "
+                        "report is written beside OUT (<OUT stem>.quality.json).")
+    s.add_argument("src_dir", metavar="SRC_DIR")
+    s.add_argument("-o", "--output", required=True, metavar="OUT.jsonl")
+    s.add_argument("--images-dir", metavar="DIR", help="image root (default: SRC_DIR)")
+    s.add_argument("--allow-missing-images", action="store_true",
+                   help="keep records whose image file is absent (image_sha256 null)")
+    s.add_argument("--strict", action="store_true", help="treat data blemishes (see report) as errors")
+    s.set_defaults(func=cmd_data_import)
+
+    s = dsub.add_parser("build", parents=[common], help="build dialogues from seed queries",
+                        description="Read SEEDS (JSONL {id, scenario, question, image, source}; image paths "
+                        "relative to its folder) and write one dialogue per seed x turn length in params "
+                        "to OUT, with images under OUT's folder (images/...).")
+    s.add_argument("seeds", metavar="SEEDS")
+    s.add_argument("-o", "--output", required=True, metavar="OUT.jsonl")
+    s.set_defaults(func=cmd_data_build)
+
+    s = dsub.add_parser("validate", parents=[common], help="check a dialogue file against the contract")
+    s.add_argument("file", metavar="FILE.jsonl")
+    s.add_argument("--image-root", metavar="DIR", help="image root (default: the file's folder)")
+    s.add_argument("--allow-missing-images", action="store_true")
+    s.set_defaults(func=cmd_data_validate)
+
+    s = dsub.add_parser("export", parents=[common], help="write a dataset back in the released layout")
+    s.add_argument("file", metavar="FILE.jsonl")
+    s.add_argument("--format", choices=["release"], default="release")
+    s.add_argument("-o", "--output", required=True, metavar="DIR")
+    s.add_argument("--image-root", metavar="DIR", help="image root (default: the file's folder)")
+    s.set_defaults(func=cmd_data_export)
+
+    models = sub.add_parser("models", help="model utilities")
+    msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    s = msub.add_parser("tiny", parents=[common], help="build the tiny offline models (seeded, deterministic)",
+                        description="Write tiny-vlm-a, tiny-vlm-b (LLaVA architecture) and tiny-judge "
+                        "(text chat LM) under DIR; same bytes on every build, no network.")
+    s.add_argument("-o", "--output", required=True, metavar="DIR")
+    s.set_defaults(func=cmd_models_tiny)
+
+    s = sub.add_parser("infer", parents=[common], help="final-turn answers of one model to a dataset",
+                       description="Generate the final assistant reply for each dialogue. Resumable: records "
+                       "whose config_hash matches the journal are reused. Writes OUT atomically.")
+    s.add_argument("--model", required=True, metavar="NAME")
+    s.add_argument("--dataset", required=True, metavar="FILE")
+    s.add_argument("-o", "--output", required=True, metavar="OUT.jsonl")
+    s.add_argument("--defense", default="none", metavar="NAME")
+    s.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N")
+    s.add_argument("--turns", type=int, default=None, metavar="N", help="only dialogues of N turns")
+    s.add_argument("--image-root", metavar="DIR", help="image root (default: the dataset's folder)")
+    s.set_defaults(func=cmd_infer)
+
+    s = sub.add_parser("judge", parents=[common], help="label generations safe / unsafe / invalid",
+                       description="Judge every generation record; records with an error are not judged "
+                       "(they count as missing in metrics).")
+    s.add_argument("--judge", required=True, metavar="NAME")
+    s.add_argument("--dataset", required=True, metavar="FILE")
+    s.add_argument("-i", "--input", required=True, metavar="GENERATIONS.jsonl")
+    s.add_argument("-o", "--output", required=True, metavar="OUT.jsonl")
+    s.set_defaults(func=cmd_judge)
+
+    s = sub.add_parser("metrics", parents=[common], help="ASR, Safety Index and CIs from judgments",
+                       description="Read judgment files and write DIR/summary.json plus tidy CSVs.")
+    s.add_argument("-i", "--input", required=True, nargs="+", metavar="JUDGMENTS.jsonl")
+    s.add_argument("-o", "--output", required=True, metavar="DIR")
+    s.set_defaults(func=cmd_metrics)
+
+    s = sub.add_parser("figures", parents=[common], help="draw the figures from a metrics folder")
+    s.add_argument("-i", "--input", required=True, metavar="METRICS_DIR")
+    s.add_argument("-o", "--output", required=True, metavar="DIR")
+    s.set_defaults(func=cmd_figures)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except SafemtError as exc:
+        print(f"safemt: error: {exc.line()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("safemt: interrupted; finished work is kept and a rerun resumes", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

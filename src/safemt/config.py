@@ -1,0 +1,127 @@
+"""Load and validate the one configuration file (params.yaml or a profile in config/)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from safemt.errors import ConfigError
+
+SCHEMA_PATH = Path(__file__).with_name("schemas") / "params.schema.yaml"
+
+
+@lru_cache(maxsize=1)
+def _schema() -> dict[str, Any]:
+    with SCHEMA_PATH.open(encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def _key_path(parts: Any) -> str:
+    return ".".join(str(p) for p in parts) or "<top level>"
+
+
+def check_schema(params: Any, source: str = "params") -> None:
+    """JSON-schema check with a one-line message naming the offending key."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(_schema())
+    errors = sorted(validator.iter_errors(params), key=lambda e: (len(e.path), list(map(str, e.path))))
+    if not errors:
+        return
+    err = errors[0]
+    key = _key_path(err.absolute_path)
+    if err.validator == "additionalProperties":
+        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
+        key = _key_path(list(err.absolute_path) + [extra[0]]) if extra else key
+        raise ConfigError(f"unknown key (allowed: {', '.join(sorted(err.schema.get('properties', {})))})",
+                          file=source, key=key)
+    if err.validator == "required":
+        raise ConfigError(err.message, file=source, key=key)
+    raise ConfigError(f"{err.message} (expected {_describe(err)})", file=source, key=key)
+
+
+def _describe(err: Any) -> str:
+    s = err.schema
+    if "enum" in s:
+        return "one of " + ", ".join(map(str, s["enum"]))
+    if "type" in s:
+        return str(s["type"])
+    return err.validator
+
+
+def check_references(params: dict[str, Any], source: str = "params") -> None:
+    """Names used in one section must be defined in another (targets -> models, etc.)."""
+    models = params.get("models", {})
+    judges = params.get("judges", {})
+    for i, name in enumerate(params.get("targets", [])):
+        if name not in models:
+            raise ConfigError(f"unknown model {name!r} (defined: {', '.join(sorted(models))})",
+                              file=source, key=f"targets.{i}")
+    for name, judge in judges.items():
+        if judge.get("kind") in ("llm", "guard"):
+            if "model" not in judge:
+                raise ConfigError(f"judge kind {judge['kind']!r} needs a 'model'", file=source,
+                                  key=f"judges.{name}")
+            if judge["model"] not in models:
+                raise ConfigError(f"unknown model {judge['model']!r} (defined: {', '.join(sorted(models))})",
+                                  file=source, key=f"judges.{name}.model")
+    for i, name in enumerate(params.get("metrics", {}).get("judges", [])):
+        if name not in judges:
+            raise ConfigError(f"unknown judge {name!r} (defined: {', '.join(sorted(judges))})",
+                              file=source, key=f"metrics.judges.{i}")
+    fig = params.get("figures", {}).get("judge")
+    if fig is not None and fig not in judges:
+        raise ConfigError(f"unknown judge {fig!r} (defined: {', '.join(sorted(judges))})",
+                          file=source, key="figures.judge")
+    for name, m in models.items():
+        backend = m.get("backend")
+        need = {"hf": ["path"], "vllm": ["path"], "openai": ["model_id", "base_url"]}.get(backend, [])
+        for k in need:
+            if k not in m:
+                raise ConfigError(f"backend {backend!r} needs {k!r}", file=source, key=f"models.{name}")
+    ds = params.get("dataset", {})
+    if ds.get("source") == "build" and not ds.get("seeds"):
+        raise ConfigError("dataset.source 'build' needs dataset.seeds", file=source, key="dataset.seeds")
+    if ds.get("source") == "import" and not ds.get("release_dir"):
+        raise ConfigError("dataset.source 'import' needs dataset.release_dir", file=source,
+                          key="dataset.release_dir")
+
+
+def validate(params: Any, source: str = "params") -> dict[str, Any]:
+    check_schema(params, source)
+    check_references(params, source)
+    return params
+
+
+def load(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """Read and validate a params file; every error is one line naming the file and key."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError("params file not found", file=str(path))
+    try:
+        with path.open(encoding="utf-8") as fh:
+            params = yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"not valid YAML{where}", file=str(path)) from None
+    return validate(params, str(path))
+
+
+def stable_hash(obj: Any) -> str:
+    """sha256 over canonical JSON: the basis of every config hash."""
+    blob = json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def model_config(params: dict[str, Any], name: str) -> dict[str, Any]:
+    models = params.get("models", {})
+    if name not in models:
+        raise ConfigError(f"unknown model {name!r} (defined: {', '.join(sorted(models)) or 'none'})",
+                          key="models")
+    return {"name": name, **models[name]}

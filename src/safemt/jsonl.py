@@ -1,0 +1,116 @@
+"""JSON Lines I/O: strict readers with record-level errors, atomic writers, fsync'd journals."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from safemt.errors import SafemtError
+
+
+def dumps(record: dict[str, Any]) -> str:
+    """Canonical one-line JSON: stable key order as given, UTF-8, no trailing spaces."""
+    return json.dumps(record, ensure_ascii=False, separators=(", ", ": "))
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Read a whole JSONL file; any bad line is an error naming file and line."""
+    path = Path(path)
+    if not path.exists():
+        raise SafemtError("file not found", file=str(path))
+    records = []
+    with path.open("r", encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise SafemtError(f"line {lineno} is not JSON ({exc.msg})", file=str(path)) from None
+            if not isinstance(obj, dict):
+                raise SafemtError(f"line {lineno} is not a JSON object", file=str(path))
+            records.append(obj)
+    return records
+
+
+def read_journal(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Read an append-only journal, tolerating a torn last line left by a killed process."""
+    path = Path(path)
+    if not path.exists():
+        return
+    with path.open("r", encoding="utf-8") as fh:
+        for line in fh:
+            if not line.endswith("\n"):
+                return  # torn write: the batch in flight is redone
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(obj, dict):
+                yield obj
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a file via temp file + fsync + rename, so readers never see a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
+    atomic_write_text(path, "".join(dumps(r) + "\n" for r in records))
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+class Journal:
+    """Append-only JSONL file, flushed and fsync'd once per batch (a crash loses at most one batch)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._repair_tail()
+        self._fh = self.path.open("a", encoding="utf-8", newline="\n")
+
+    def _repair_tail(self) -> None:
+        """Drop a torn last line so that new appends start on a fresh line."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        with self.path.open("rb+") as fh:
+            data = fh.read()
+            if data.endswith(b"\n"):
+                return
+            cut = data.rfind(b"\n") + 1
+            fh.truncate(cut)
+
+    def append_batch(self, records: Iterable[dict[str, Any]]) -> None:
+        text = "".join(dumps(r) + "\n" for r in records)
+        if not text:
+            return
+        self._fh.write(text)
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> "Journal":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
