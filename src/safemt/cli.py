@@ -95,6 +95,14 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_agreement(args: argparse.Namespace) -> int:
+    from safemt.metrics.agreement import write_agreement
+
+    _params(args)
+    write_agreement(args.input, args.output)
+    return 0
+
+
 def cmd_figures(args: argparse.Namespace) -> int:
     from safemt.figures.plots import draw_figures
 
@@ -185,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-i", "--input", required=True, nargs="+", metavar="JUDGMENTS.jsonl")
     s.add_argument("-o", "--output", required=True, metavar="DIR")
     s.set_defaults(func=cmd_metrics)
+
+    s = sub.add_parser("agreement", parents=[common], help="Cohen's kappa between judges",
+                       description="Read judgment files of two or more judges over the same generations and "
+                       "write kappa and raw agreement per judge pair, overall and per scenario, to OUT.csv.")
+    s.add_argument("-i", "--input", required=True, nargs="+", metavar="JUDGMENTS.jsonl")
+    s.add_argument("-o", "--output", required=True, metavar="OUT.csv")
+    s.set_defaults(func=cmd_agreement)
 
     s = sub.add_parser("figures", parents=[common], help="draw the figures from a metrics folder")
     s.add_argument("-i", "--input", required=True, metavar="METRICS_DIR")

@@ -1,1 +1,34 @@
-"""safemt.models"""
+"""Model backends by name: `get_backend(cfg)` picks one from a `models.<name>` entry's `backend`.
+
+Backends are imported lazily, so that a CPU install never imports vllm or openai.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from safemt.errors import ConfigError, SafemtError
+from safemt.models.base import Backend, ChatRequest, GenerationResult
+
+# name -> "module:class"; None marks a backend that is planned but not written yet.
+BACKENDS: dict[str, str | None] = {
+    "hf": "safemt.models.hf:HFBackend",
+    "vllm": "safemt.models.vllm_backend:VLLMBackend",
+    "openai": "safemt.models.openai_backend:OpenAIBackend",
+}
+
+__all__ = ["BACKENDS", "Backend", "ChatRequest", "GenerationResult", "get_backend"]
+
+
+def get_backend(cfg: dict[str, Any]) -> Backend:
+    """Instantiate the backend a model entry names (cfg holds the entry plus its `name`)."""
+    name = cfg.get("backend")
+    where = f"models.{cfg.get('name', '?')}.backend"
+    if name not in BACKENDS:
+        raise ConfigError(f"unknown backend {name!r} (known: {', '.join(sorted(BACKENDS))})", key=where)
+    target = BACKENDS[name]
+    if target is None:
+        raise SafemtError(f"backend {name!r} is not implemented yet (use 'hf')", key=where)
+    module, cls = target.split(":")
+    return getattr(import_module(module), cls)(cfg)

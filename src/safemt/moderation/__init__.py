@@ -1,1 +1,5 @@
-"""safemt.moderation"""
+"""Defenses and moderation around the model under test."""
+
+from safemt.moderation.defenses import DEFENSES, apply_defense, describe_defense, get_defense
+
+__all__ = ["DEFENSES", "apply_defense", "describe_defense", "get_defense"]

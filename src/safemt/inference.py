@@ -1,0 +1,201 @@
+"""Inference stage: the final assistant reply of one model, under one defense, to each dialogue.
+
+Resumable: every finished batch is appended (fsync'd) to a journal beside the output, and a rerun
+reuses journal records whose config_hash still matches, so an interrupted run continues where it
+stopped and a changed model, decoding parameter, defense or input regenerates exactly what it
+affects. The output file itself is written once, atomically, at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Iterator
+
+from safemt.config import model_config, stable_hash
+from safemt.data.images import sha256_file
+from safemt.data.records import Dialogue, RecordError
+from safemt.errors import SafemtError
+from safemt.jsonl import Journal, read_journal, read_jsonl, write_json, write_jsonl
+from safemt.models import ChatRequest, GenerationResult, get_backend
+from safemt.moderation.defenses import apply_defense, describe_defense
+from safemt.progress import Progress
+
+FIELDS = ("id", "turns", "model", "defense", "response", "error", "finish_reason", "n_output_tokens",
+          "latency_s", "config_hash")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One dialogue to answer, with what identifies its answer."""
+
+    dialogue: Dialogue
+    request: ChatRequest
+    image_sha256: str | None
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return self.dialogue.key
+
+
+def run_inference(params: dict[str, Any], model: str, dataset: str | Path, out: str | Path,
+                  defense: str = "none", shard: tuple[int, int] = (0, 1), turns: int | None = None,
+                  image_root: str | Path | None = None) -> Path:
+    """Answer the selected dialogues of `dataset` with `model`; write the Generation contract to `out`."""
+    cfg = model_config(params, model)
+    defense_info = describe_defense(defense)
+    dataset, out = Path(dataset), Path(out)
+    root = Path(image_root) if image_root is not None else dataset.parent
+    jobs = [_job(d, index, dataset, root, defense) for index, d in _dialogues(dataset) if _selected(d, turns, shard)]
+    backend = get_backend(cfg)
+    if not backend.sees_images and any(job.request.image for job in jobs):
+        print(f"safemt: {model} is a text-only model: dialogues are given without their image", file=sys.stderr)
+    backend_info = backend.describe()
+    hashes = {job.key: _config_hash(job, backend_info, defense_info) for job in jobs}
+    journal_path = out.parent / ".journal" / out.name
+    done = _reusable(journal_path, hashes)
+    todo = [job for job in jobs if job.key not in done]
+    label = f"infer {model}" + (f" {turns}-turn" if turns is not None else "")
+    batch_size = int(cfg.get("batch_size", 1))
+    with Journal(journal_path) as journal, Progress(label, len(jobs), len(jobs) - len(todo)) as progress:
+        for batch in _batches(todo, batch_size):
+            results = backend.generate([job.request for job in batch])
+            records = [_record(job, res, model, defense, hashes[job.key]) for job, res in zip(batch, results)]
+            journal.append_batch(records)
+            done.update({(r["id"], r["turns"]): r for r in records})
+            progress.update(len(batch))
+    ordered = [done[key] for key in sorted(hashes, key=lambda k: (k[1], k[0]))]
+    write_jsonl(out, ordered)
+    _write_provenance(out, params, model, defense_info, backend_info, dataset, shard, turns, ordered)
+    failed = sum(r["error"] is not None for r in ordered)
+    if failed:
+        print(f"safemt: {failed} of {len(ordered)} generations failed (see their error field); "
+              "a rerun retries them", file=sys.stderr)
+    return out
+
+
+# --- reading and selecting dialogues ---------------------------------------------------------------
+
+def _dialogues(dataset: Path) -> Iterator[tuple[int, Dialogue]]:
+    """Every record validated (any bad one stops the run before a model loads), with its index."""
+    seen: set[tuple[str, int]] = set()
+    for index, obj in enumerate(read_jsonl(dataset)):
+        rid = obj.get("id") if isinstance(obj.get("id"), str) else None
+        try:
+            dialogue = Dialogue.from_dict(obj)
+        except RecordError as exc:
+            raise SafemtError(str(exc), file=str(dataset), index=index, record_id=rid) from None
+        if dialogue.key in seen:
+            raise SafemtError(f"duplicate (id, turns) = ({dialogue.id}, {dialogue.turns})", file=str(dataset),
+                              index=index, record_id=rid)
+        seen.add(dialogue.key)
+        yield index, dialogue
+
+
+def _job(dialogue: Dialogue, index: int, dataset: Path, root: Path, defense: str) -> Job:
+    image, sha = _image(dialogue, root, dataset, index)
+    messages = apply_defense(defense, [{"role": m.role, "content": m.content} for m in dialogue.messages])
+    return Job(dialogue, ChatRequest(dialogue.key, tuple(messages), image), sha)
+
+
+def _image(dialogue: Dialogue, root: Path, dataset: Path, index: int) -> tuple[Path | None, str | None]:
+    """The dialogue's image file and the hash of its bytes (what the model sees)."""
+    if dialogue.image is None:
+        return None, None
+    path = root / dialogue.image
+    if not path.is_file():
+        raise SafemtError(f"image not found: {path}", file=str(dataset), index=index, record_id=dialogue.id)
+    sha = sha256_file(path)
+    if dialogue.image_sha256 not in (None, sha):
+        raise SafemtError(f"image {path} does not match the record's image_sha256 (changed since the dataset "
+                          "was built?)", file=str(dataset), index=index, record_id=dialogue.id)
+    return path, sha
+
+
+def shard_of(record_id: str, turns: int, n: int) -> int:
+    """A stable shard number, independent of file order, so that shards partition any dataset."""
+    digest = hashlib.sha256(f"{record_id}|{turns}".encode("utf-8")).digest()
+    return int.from_bytes(digest, "big") % n
+
+
+def _selected(dialogue: Dialogue, turns: int | None, shard: tuple[int, int]) -> bool:
+    index, count = shard
+    if turns is not None and dialogue.turns != turns:
+        return False
+    return count == 1 or shard_of(dialogue.id, dialogue.turns, count) == index
+
+
+# --- hashing and resuming --------------------------------------------------------------------------
+
+def _config_hash(job: Job, backend_info: dict[str, Any], defense_info: dict[str, Any]) -> str:
+    """Everything that determines this answer: model setup, defense, the dialogue and its image."""
+    return stable_hash({
+        "backend": backend_info,
+        "defense": defense_info,
+        "id": job.dialogue.id,
+        "turns": job.dialogue.turns,
+        "messages": [{"role": m.role, "content": m.content} for m in job.dialogue.messages],
+        "image_sha256": job.image_sha256,
+    })
+
+
+def _reusable(journal_path: Path, hashes: dict[tuple[str, int], str]) -> dict[tuple[str, int], dict[str, Any]]:
+    """Journal records still valid for this run: same key and config_hash, no error (last one wins)."""
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+    for rec in read_journal(journal_path):
+        key = (rec.get("id"), rec.get("turns"))
+        if key in hashes and rec.get("config_hash") == hashes[key] and rec.get("error") is None:
+            done[key] = {field: rec.get(field) for field in FIELDS}
+    return done
+
+
+# --- writing ---------------------------------------------------------------------------------------
+
+def _batches(items: list[Job], size: int) -> Iterator[list[Job]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _record(job: Job, result: GenerationResult, model: str, defense: str, config_hash: str) -> dict[str, Any]:
+    """One line of the Generation contract; an error never comes with a response."""
+    failed = result.error is not None
+    return {
+        "id": job.dialogue.id,
+        "turns": job.dialogue.turns,
+        "model": model,
+        "defense": defense,
+        "response": None if failed else result.response,
+        "error": result.error,
+        "finish_reason": None if failed else result.finish_reason,
+        "n_output_tokens": None if failed else result.n_output_tokens,
+        "latency_s": result.latency_s,
+        "config_hash": config_hash,
+    }
+
+
+def _write_provenance(out: Path, params: dict[str, Any], model: str, defense_info: dict[str, Any],
+                      backend_info: dict[str, Any], dataset: Path, shard: tuple[int, int], turns: int | None,
+                      records: list[dict[str, Any]]) -> None:
+    """Sidecar saying how the output was made (kept out of the output, which holds only the contract)."""
+    write_json(out.parent / ".journal" / f"{out.stem}.provenance.json", {
+        "model": model,
+        "backend": backend_info,
+        "defense": defense_info,
+        "dataset": {"path": str(dataset), "sha256": sha256_file(dataset)},
+        "shard": list(shard),
+        "turns": turns,
+        "params_sha256": stable_hash(params),
+        "versions": {pkg: _version(pkg) for pkg in ("safemt", "torch", "transformers", "tokenizers")},
+        "records": len(records),
+        "errors": sum(r["error"] is not None for r in records),
+    })
+
+
+def _version(package: str) -> str | None:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None

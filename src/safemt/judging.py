@@ -1,0 +1,113 @@
+"""Judging stage: label frozen generations; never regenerates a response.
+
+A generation record with an `error` is not judged: its judgment carries `label: null` and the
+error, and metrics count it as missing. Verdicts are cached in a journal beside the output, keyed by
+(judge config hash, judged item hash), so a rerun or a changed judge redoes only what changed, and an
+interrupted run resumes. Every judgment records the judge's name and config hash.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from safemt.config import stable_hash
+from safemt.data.records import Dialogue
+from safemt.data.validate import check_unique, read_dialogues
+from safemt.errors import SafemtError
+from safemt.jsonl import Journal, read_journal, read_jsonl, write_jsonl
+from safemt.judges import JudgeItem, get_judge
+from safemt.progress import Progress
+
+GENERATION_FIELDS = ("id", "turns", "model", "defense", "response", "error")
+BATCH = 64
+
+
+def load_dialogues(path: str | Path) -> dict[tuple[str, int], Dialogue]:
+    """Dataset keyed by (id, turns), each record validated."""
+    items = read_dialogues(path)
+    check_unique(items)
+    return {item.dialogue.key: item.dialogue for item in items}
+
+
+def load_generations(path: str | Path, dialogues: dict[tuple[str, int], Dialogue]) -> list[dict[str, Any]]:
+    records = read_jsonl(path)
+    for i, rec in enumerate(records, start=1):
+        missing = [k for k in GENERATION_FIELDS if k not in rec]
+        if missing:
+            raise SafemtError(f"generation record lacks {', '.join(missing)}", file=str(path), index=i,
+                              record_id=rec.get("id"))
+        if rec["error"] is None and not isinstance(rec["response"], str):
+            raise SafemtError("record has neither a response nor an error", file=str(path), index=i,
+                              record_id=rec["id"])
+        if (rec["id"], rec["turns"]) not in dialogues:
+            raise SafemtError(f"generation for ({rec['id']}, {rec['turns']}) has no dialogue in the dataset",
+                              file=str(path), index=i, record_id=rec["id"])
+    return records
+
+
+def judge_item(g: dict[str, Any], d: Dialogue) -> JudgeItem:
+    return JudgeItem(id=d.id, turns=d.turns, scenario=d.scenario, question=d.question,
+                     messages=tuple({"role": m.role, "content": m.content} for m in d.messages),
+                     response=g["response"])
+
+
+def item_hash(item: JudgeItem, g: dict[str, Any]) -> str:
+    """What the judge sees plus which generation it came from."""
+    return stable_hash({"item": [item.id, item.turns, item.scenario, item.question, list(item.messages),
+                                 item.response], "model": g["model"], "defense": g["defense"]})
+
+
+def _cached(journal: Path, judge_hash: str) -> dict[str, dict[str, Any]]:
+    """Journal verdicts of this judge config, by item hash; judge failures are redone."""
+    return {r["item_hash"]: r for r in read_journal(journal)
+            if r.get("judge_hash") == judge_hash and r.get("judge_error") is None and "item_hash" in r}
+
+
+def run_judging(params: dict[str, Any], judge: str, dataset: str, generations: str, out: str) -> dict:
+    judge_obj = get_judge(judge, params)
+    judge_hash = stable_hash(judge_obj.describe())
+    dialogues = load_dialogues(dataset)
+    gens = load_generations(generations, dialogues)
+    out_path = Path(out)
+    journal_path = out_path.parent / ".journal" / out_path.name
+
+    todo: dict[str, JudgeItem] = {}
+    hashes: list[str | None] = []
+    for g in gens:
+        if g["error"] is not None:
+            hashes.append(None)
+            continue
+        item = judge_item(g, dialogues[(g["id"], g["turns"])])
+        h = item_hash(item, g)
+        hashes.append(h)
+        todo[h] = item
+    done = _cached(journal_path, judge_hash)
+    pending = [(h, item) for h, item in todo.items() if h not in done]
+    with Journal(journal_path) as journal, Progress(f"judge {judge}", len(todo), len(todo) - len(pending)) as bar:
+        for start in range(0, len(pending), BATCH):
+            chunk = pending[start:start + BATCH]
+            verdicts = judge_obj.judge([item for _, item in chunk])
+            entries = [{"judge_hash": judge_hash, "item_hash": h, "label": v.label, "raw": v.raw,
+                        "judge_error": v.error} for (h, _), v in zip(chunk, verdicts)]
+            journal.append_batch(entries)
+            done.update({e["item_hash"]: e for e in entries})
+            bar.update(len(chunk))
+
+    records = [_judgment(g, dialogues[(g["id"], g["turns"])], judge, judge_hash, done.get(h) if h else None)
+               for g, h in zip(gens, hashes)]
+    records.sort(key=lambda r: (r["turns"], r["id"]))
+    write_jsonl(out, records)
+    counts = {lab: sum(r["label"] == lab for r in records) for lab in ("safe", "unsafe", "invalid")}
+    missing = sum(r["label"] is None for r in records)
+    failures = sum(r["judge_error"] is not None for r in records)
+    print(f"judge {judge}: {len(records)} records -> {out} (safe {counts['safe']}, unsafe {counts['unsafe']}, "
+          f"invalid {counts['invalid']} of which judge errors {failures}, missing {missing})")
+    return {**counts, "missing": missing, "judge_errors": failures}
+
+
+def _judgment(g: dict[str, Any], d: Dialogue, judge: str, judge_hash: str, v: dict[str, Any] | None) -> dict:
+    return {"id": g["id"], "turns": g["turns"], "model": g["model"], "defense": g["defense"], "judge": judge,
+            "label": v["label"] if v else None, "raw": v["raw"] if v else None,
+            "scenario": d.scenario, "method": d.method, "error": None if v else g["error"],
+            "judge_error": v["judge_error"] if v else None, "judge_hash": judge_hash}

@@ -1,0 +1,72 @@
+"""Judge agreement: Cohen's kappa and raw agreement per judge pair, overall and per scenario.
+
+Numbers in safety papers move with the judge; this table makes the choice visible. Only items both
+judges labelled safe or unsafe are compared; the rest are counted in `excluded`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from itertools import combinations
+from typing import Any
+
+from safemt.errors import SafemtError
+from safemt.jsonl import atomic_write_text
+from safemt.metrics.summary import load_judgments
+
+COLUMNS = ["judge_a", "judge_b", "scenario", "n", "excluded", "agreement", "kappa"]
+
+
+def cohen_kappa(pairs: list[tuple[str, str]]) -> float | None:
+    """kappa = (p_o - p_e) / (1 - p_e); None when undefined (no items, or both judges constant alike)."""
+    n = len(pairs)
+    if n == 0:
+        return None
+    p_o = sum(a == b for a, b in pairs) / n
+    p_e = sum((sum(a == lab for a, _ in pairs) / n) * (sum(b == lab for _, b in pairs) / n)
+              for lab in ("safe", "unsafe"))
+    if p_e == 1.0:
+        return None
+    return (p_o - p_e) / (1 - p_e)
+
+
+def agreement_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    labels: dict[str, dict[tuple, dict[str, Any]]] = defaultdict(dict)
+    for r in records:
+        labels[r["judge"]][(r["model"], r["defense"], r["id"], r["turns"])] = r
+    judges = sorted(labels)
+    if len(judges) < 2:
+        raise SafemtError(f"judge agreement needs at least two judges, got {judges}")
+    rows = []
+    for a, b in combinations(judges, 2):
+        shared = sorted(set(labels[a]) & set(labels[b]))
+        groups: dict[str, list] = defaultdict(list)
+        for key in shared:
+            ra, rb = labels[a][key], labels[b][key]
+            for scope in ("(all)", ra["scenario"]):
+                groups[scope].append((ra["label"], rb["label"]))
+        for scope in sorted(groups, key=lambda s: (s != "(all)", s)):
+            both = [(x, y) for x, y in groups[scope] if x in ("safe", "unsafe") and y in ("safe", "unsafe")]
+            kappa = cohen_kappa(both)
+            rows.append({"judge_a": a, "judge_b": b, "scenario": scope, "n": len(both),
+                         "excluded": len(groups[scope]) - len(both),
+                         "agreement": sum(x == y for x, y in both) / len(both) if both else None,
+                         "kappa": kappa})
+    return rows
+
+
+def write_agreement(inputs: list[str], out: str) -> list[dict[str, Any]]:
+    rows = agreement_rows(load_judgments(inputs))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for row in rows:
+        w.writerow({k: "" if row[k] is None else row[k] for k in COLUMNS})
+    atomic_write_text(out, buf.getvalue())
+    for row in rows:
+        if row["scenario"] == "(all)":
+            kappa = "n/a" if row["kappa"] is None else f"{row['kappa']:.3f}"
+            print(f"agreement {row['judge_a']} vs {row['judge_b']}: kappa {kappa} over {row['n']} items")
+    return rows

@@ -1,0 +1,163 @@
+"""Metrics stage: judgments -> summary.json (full precision) plus tidy CSVs for plots and tables."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from operator import itemgetter
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from safemt import __version__
+from safemt.config import stable_hash
+from safemt.errors import SafemtError
+from safemt.jsonl import atomic_write_text, read_jsonl, write_json
+from safemt.metrics.bootstrap import proportion_ci, rng_for
+from safemt.metrics.safety_index import MissingTurnError, safety_index
+
+JUDGMENT_FIELDS = ("id", "turns", "model", "defense", "judge", "label", "scenario", "method")
+LABELS = ("safe", "unsafe", "invalid", None)
+
+
+def load_judgments(paths: Iterable[str]) -> list[dict[str, Any]]:
+    """All judgment records, checked; a duplicate (judge, model, defense, id, turns) is an error."""
+    records, seen = [], {}
+    for path in paths:
+        for i, rec in enumerate(read_jsonl(path), start=1):
+            missing = [k for k in JUDGMENT_FIELDS if k not in rec]
+            if missing:
+                raise SafemtError(f"judgment lacks {', '.join(missing)}", file=path, index=i,
+                                  record_id=rec.get("id"))
+            if rec["label"] not in LABELS:
+                raise SafemtError(f"label {rec['label']!r} is not safe, unsafe, invalid or null",
+                                  file=path, index=i, record_id=rec["id"])
+            key = (rec["judge"], rec["model"], rec["defense"], rec["id"], rec["turns"])
+            if key in seen:
+                raise SafemtError(f"duplicate judgment for ({rec['id']}, {rec['turns']}), also in {seen[key]}",
+                                  file=path, index=i, record_id=rec["id"])
+            seen[key] = path
+            records.append(rec)
+    return records
+
+
+def _cell_stats(recs: list[dict[str, Any]], cell: tuple, boot: dict[str, int]) -> dict[str, Any]:
+    """ASR with CI and the counts behind it, for one group of judgments."""
+    labels = [r["label"] for r in recs]
+    valid = np.array([lab == "unsafe" for lab in labels if lab in ("safe", "unsafe")], dtype=float)
+    ci = proportion_ci(valid, boot["n"], rng_for(boot["seed"], *cell))
+    return {
+        "n": int(len(valid)),
+        "unsafe": int(valid.sum()),
+        "invalid": sum(lab == "invalid" for lab in labels),
+        "missing": sum(lab is None for lab in labels),
+        "asr": float(valid.mean()) if len(valid) else None,
+        "ci95": list(ci) if ci else None,
+    }
+
+
+def model_metrics(recs: list[dict[str, Any]], model: str, defense: str, params: dict[str, Any]) -> dict:
+    mcfg = params.get("metrics", {})
+    turns = list(params["turns"])
+    boot = {"n": mcfg.get("bootstrap", {}).get("n", 1000), "seed": mcfg.get("bootstrap", {}).get("seed", 0)}
+    labels = {(r["id"], r["turns"]): r["label"] for r in recs}
+    try:
+        si = safety_index(labels, turns, mcfg.get("missing_turns", "error"), mcfg.get("weighting", "exp"),
+                          mcfg.get("turn_index", "count"))
+    except MissingTurnError as exc:
+        raise SafemtError(f"{exc} for model {model!r}, defense {defense!r}; run those turns or set "
+                          "metrics.missing_turns: renormalize") from None
+    by_turn = defaultdict(list)
+    for r in recs:
+        by_turn[r["turns"]].append(r)
+    cells = {k: _cell_stats(by_turn.get(k, []), (model, defense, k), boot) for k in turns}
+    return {
+        "si": si["si"], "s1": si["s1"], "s2": si["s2"],
+        "asr": si["asr"],
+        "asr_ci95": {str(k): c["ci95"] for k, c in cells.items()},
+        "n": {str(k): c["n"] for k, c in cells.items()},
+        "invalid": {str(k): c["invalid"] for k, c in cells.items()},
+        "missing": {str(k): c["missing"] for k, c in cells.items()},
+        "weights": si["weights"],
+        "missing_turns": si["missing_turns"],
+    }
+
+
+def _group(recs: list[dict[str, Any]], *fields: str) -> dict[tuple, list[dict[str, Any]]]:
+    groups: dict[tuple, list] = defaultdict(list)
+    key = itemgetter(*fields)
+    for r in recs:
+        k = key(r)
+        groups[k if len(fields) > 1 else (k,)].append(r)
+    return dict(sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])))
+
+
+def _csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    w.writeheader()
+    for row in rows:
+        w.writerow({k: ("" if row.get(k) is None else row[k]) for k in columns})
+    return buf.getvalue()
+
+
+def breakdown_rows(judge: str, recs: list[dict[str, Any]], field: str) -> list[dict]:
+    """ASR by model x defense x turns x <field> (scenario or method); no CIs at this grain."""
+    rows = []
+    no_boot = {"n": 0, "seed": 0}
+    for (model, defense, turns, value), group in _group(recs, "model", "defense", "turns", field).items():
+        c = _cell_stats(group, (model, defense, turns, field, value), no_boot)
+        rows.append({"judge": judge, "model": model, "defense": defense, "turns": turns, field: value,
+                     "n": c["n"], "unsafe": c["unsafe"], "invalid": c["invalid"], "missing": c["missing"],
+                     "asr": c["asr"]})
+    return rows
+
+
+def compute_metrics(params: dict[str, Any], inputs: list[str], out_dir: str) -> dict[str, Any]:
+    recs = load_judgments(inputs)
+    if not recs:
+        raise SafemtError("no judgments in the input files", file=", ".join(inputs))
+    judges = sorted({r["judge"] for r in recs})
+    if len(judges) > 1:
+        raise SafemtError(f"inputs mix judges {judges}; run metrics once per judge")
+    judge = judges[0]
+    mcfg = params.get("metrics", {})
+    boot = {"n": mcfg.get("bootstrap", {}).get("n", 1000), "seed": mcfg.get("bootstrap", {}).get("seed", 0)}
+
+    summary: dict[str, Any] = {"judge": judge, "turns": list(params["turns"]), "models": {}}
+    asr_rows, si_rows = [], []
+    for (model, defense), group in _group(recs, "model", "defense").items():
+        m = model_metrics(group, model, defense, params)
+        summary["models"].setdefault(model, {})[defense] = m
+        si_rows.append({"judge": judge, "model": model, "defense": defense,
+                        "s1": m["s1"], "s2": m["s2"], "si": m["si"]})
+        for k in params["turns"]:
+            ci = m["asr_ci95"][str(k)] or [None, None]
+            asr_rows.append({"judge": judge, "model": model, "defense": defense, "turns": k,
+                             "n": m["n"][str(k)], "invalid": m["invalid"][str(k)],
+                             "missing": m["missing"][str(k)], "asr": m["asr"][str(k)],
+                             "ci_low": ci[0], "ci_high": ci[1]})
+    summary["provenance"] = {
+        "safemt": __version__,
+        "judge_hashes": sorted({r.get("judge_hash") or "" for r in recs}),
+        "metrics_params_hash": stable_hash({"turns": params["turns"], "metrics": mcfg}),
+        "bootstrap": boot,
+        "n_judgments": len(recs),
+    }
+
+    out = Path(out_dir)
+    write_json(out / "summary.json", summary)
+    atomic_write_text(out / "asr.csv", _csv(asr_rows, ["judge", "model", "defense", "turns", "n", "invalid",
+                                                      "missing", "asr", "ci_low", "ci_high"]))
+    atomic_write_text(out / "si.csv", _csv(si_rows, ["judge", "model", "defense", "s1", "s2", "si"]))
+    for field in ("scenario", "method"):
+        rows = breakdown_rows(judge, recs, field)
+        atomic_write_text(out / f"asr_by_{field}.csv",
+                          _csv(rows, ["judge", "model", "defense", "turns", field, "n", "unsafe", "invalid",
+                                      "missing", "asr"]))
+    for row in si_rows:
+        print(f"metrics {judge}: {row['model']} [{row['defense']}] SI {row['si']:.4f} "
+              f"(S1 {row['s1']:.4f}, S2 {row['s2']:.4f})")
+    return summary

@@ -1,0 +1,75 @@
+"""The interface every model backend implements: chat requests in, final replies out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One dialogue to answer: the messages so far (ending with a user turn) and its image, if any.
+
+    `messages` already carry any system message a defense added; the image belongs to the first
+    user message, where each backend puts it in its own way.
+    """
+
+    key: tuple[str, int]
+    messages: tuple[dict[str, str], ...]
+    image: Path | None = None
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """A reply, or an error instead of one (never both): an error is never judged as an answer."""
+
+    response: str | None
+    error: str | None = None
+    finish_reason: str | None = None  # "stop", "length"; API backends also "content_filter", "refusal"
+    n_output_tokens: int | None = None
+    latency_s: float | None = None
+    n_input_tokens: int | None = None  # prompt tokens, where the engine reports them (usage accounting)
+
+    @classmethod
+    def failed(cls, error: str, latency_s: float | None = None) -> "GenerationResult":
+        return cls(response=None, error=" ".join(error.split()) or "error", latency_s=latency_s)
+
+
+class Backend:
+    """A model behind some inference engine, configured by one `models.<name>` entry of params."""
+
+    name = "base"
+    sees_images = True  # False: text-only models get the dialogue without its image
+
+    def __init__(self, cfg: dict[str, Any]):
+        self.cfg = cfg
+
+    def generation_params(self) -> dict[str, Any]:
+        """Decoding settings that change outputs: greedy unless temperature > 0."""
+        temperature = float(self.cfg.get("temperature", 0.0))
+        params: dict[str, Any] = {"max_new_tokens": int(self.cfg.get("max_new_tokens", 1024)),
+                                  "temperature": temperature}
+        if temperature > 0:
+            params["top_p"] = float(self.cfg.get("top_p", 1.0))
+        return params
+
+    def describe(self) -> dict[str, Any]:
+        """Everything that changes this backend's outputs; it goes into each record's config_hash."""
+        raise NotImplementedError
+
+    def generate(self, requests: list[ChatRequest]) -> list[GenerationResult]:
+        """One result per request, in order; per-request failures are results with an error."""
+        raise NotImplementedError
+
+
+def with_system(messages: list[dict[str, str]] | tuple[dict[str, str], ...], text: str | None
+                ) -> list[dict[str, str]]:
+    """Put `text` in front of the system message (adding one), since chat templates accept only one."""
+    messages = [dict(m) for m in messages]
+    if not text:
+        return messages
+    if messages and messages[0]["role"] == "system":
+        messages[0]["content"] = f"{text}\n\n{messages[0]['content']}"
+        return messages
+    return [{"role": "system", "content": text}, *messages]

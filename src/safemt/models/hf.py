@@ -1,0 +1,223 @@
+"""The `hf` backend: any transformers chat model, vision-language or text-only, batched and greedy.
+
+Follows the released inference protocol: the whole dialogue goes through the model's own chat
+template and the image goes first in the first user message. Text-only models get the same
+dialogue without the image (describe() says so, so their results never mix with a VLM's).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from safemt.config import stable_hash
+from safemt.data.images import sha256_file
+from safemt.errors import ConfigError, SafemtError
+from safemt.models.base import Backend, ChatRequest, GenerationResult, with_system
+
+# Failures that belong to one batch (out of memory, a bad image), not to the whole run.
+BATCH_ERRORS = (RuntimeError, ValueError, OSError)
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+class HFBackend(Backend):
+    """transformers AutoProcessor + AutoModelForImageTextToText, or AutoTokenizer + AutoModelForCausalLM."""
+
+    name = "hf"
+
+    def __init__(self, cfg: dict[str, Any]):
+        super().__init__(cfg)
+        self.source, self.local = _locate(cfg)
+        self.device, self.dtype = _device_dtype(cfg.get("dtype", "auto"))
+        config = self._load("AutoConfig")
+        self.vision = _is_vision(config)
+        self.processor = self._load("AutoProcessor" if self.vision else "AutoTokenizer")
+        self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.chat_template = self.processor.chat_template or self.tokenizer.chat_template
+        if not self.chat_template:
+            raise SafemtError("model has no chat template", key=f"models.{cfg.get('name')}.path")
+        self._model = None
+        self._fingerprint: str | None = None
+        self.sees_images = self.vision
+
+    # --- loading ------------------------------------------------------------------------------
+
+    def _load(self, auto_class: str, **kwargs: Any) -> Any:
+        """from_pretrained with the safety and reproducibility options, errors as one line."""
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+        options = {"revision": None if self.local else self.cfg.get("revision"),
+                   "trust_remote_code": bool(self.cfg.get("trust_remote_code", False)),
+                   "local_files_only": hub_offline(), **kwargs}
+        try:
+            return getattr(transformers, auto_class).from_pretrained(self.source, **options)
+        except (OSError, ValueError, KeyError, ImportError) as exc:
+            offline = " (HF_HUB_OFFLINE is set)" if hub_offline() and not self.local else ""
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SafemtError(f"cannot load {self.source!r}{offline}: {reason}",
+                              key=f"models.{self.cfg.get('name')}") from None
+
+    @property
+    def model(self) -> Any:
+        """The weights, loaded on first use: a fully resumed run never loads them."""
+        if self._model is None:
+            import torch
+
+            auto = "AutoModelForImageTextToText" if self.vision else "AutoModelForCausalLM"
+            dtype = getattr(torch, self.dtype)
+            self._model = self._load(auto, dtype=dtype, use_safetensors=True).to(self.device).eval()
+        return self._model
+
+    # --- interface -----------------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "path": self.cfg["path"],
+            "revision": "local" if self.local else self.cfg.get("revision"),
+            "folder_sha256": self.fingerprint() if self.local else None,
+            "modality": "image-text" if self.vision else "text (image dropped)",
+            "device": self.device,
+            "dtype": self.dtype,
+            "trust_remote_code": bool(self.cfg.get("trust_remote_code", False)),
+            "generation": self.generation_params(),
+            "system_prompt": self.cfg.get("system_prompt"),
+            "chat_template_sha256": stable_hash(self.chat_template),
+        }
+
+    def fingerprint(self) -> str:
+        """Hash of a local model folder's files: a rebuilt or retrained model must not be resumed."""
+        if self._fingerprint is None:
+            files = sorted(p for p in Path(self.source).rglob("*") if p.is_file() and not p.name.startswith("."))
+            self._fingerprint = stable_hash({str(p.relative_to(self.source)): sha256_file(p) for p in files})
+        return self._fingerprint
+
+    def generate(self, requests: list[ChatRequest]) -> list[GenerationResult]:
+        """Answer a batch; if the batch fails, retry its requests one by one so one bad input costs one."""
+        if not requests:
+            return []
+        start = time.perf_counter()
+        try:
+            results = self._generate_batch(requests)
+        except BATCH_ERRORS as exc:
+            _free_cuda_memory()
+            if len(requests) > 1:
+                return [r for req in requests for r in self.generate([req])]
+            return [GenerationResult.failed(f"{type(exc).__name__}: {exc}", _latency(start, 1))]
+        latency = _latency(start, len(requests))
+        return [GenerationResult(r.response, None, r.finish_reason, r.n_output_tokens, latency) for r in results]
+
+    # --- one batch -----------------------------------------------------------------------------
+
+    def _generate_batch(self, requests: list[ChatRequest]) -> list[GenerationResult]:
+        import torch
+
+        inputs = self._inputs(requests).to(self.device)
+        params = self.generation_params()
+        kwargs: dict[str, Any] = {"max_new_tokens": params["max_new_tokens"], "do_sample": params["temperature"] > 0,
+                                  "pad_token_id": self.tokenizer.pad_token_id}
+        if kwargs["do_sample"]:
+            kwargs.update(temperature=params["temperature"], top_p=params["top_p"])
+            torch.manual_seed(0)
+        with torch.inference_mode():
+            out = self.model.generate(**inputs, **kwargs)
+        new_tokens = out[:, inputs["input_ids"].shape[1]:].tolist()
+        return [self._result(ids) for ids in new_tokens]
+
+    def _inputs(self, requests: list[ChatRequest]) -> Any:
+        """Chat-templated, left-padded model inputs (pixel values for the images, if a VLM)."""
+        conversations = [self._conversation(r) for r in requests]
+        texts = [self.processor.apply_chat_template(c, add_generation_prompt=True, tokenize=False)
+                 for c in conversations]
+        if not self.vision:
+            return self.tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=False)
+        images = [_open_image(r.image) for r in requests if r.image is not None]
+        return self.processor(images=images or None, text=texts, padding=True, return_tensors="pt",
+                              add_special_tokens=False)
+
+    def _conversation(self, request: ChatRequest) -> list[dict[str, Any]]:
+        """The dialogue in chat-template form: the image first in the first user message (VLMs only)."""
+        messages = with_system(request.messages, self.cfg.get("system_prompt"))
+        if not self.vision:
+            return messages
+        pending_image = request.image is not None
+        conversation = []
+        for m in messages:
+            parts: list[dict[str, Any]] = [{"type": "text", "text": m["content"]}]
+            if pending_image and m["role"] == "user":
+                parts.insert(0, {"type": "image"})
+                pending_image = False
+            conversation.append({"role": m["role"], "content": parts})
+        return conversation
+
+    def _result(self, ids: list[int]) -> GenerationResult:
+        """Cut the reply at the first end-of-sequence token; no such token means it hit the limit."""
+        stops = self._eos_ids()
+        end = next((i for i, t in enumerate(ids) if t in stops), None)
+        if end is None:
+            return GenerationResult(self.tokenizer.decode(ids, skip_special_tokens=True), None, "length", len(ids))
+        return GenerationResult(self.tokenizer.decode(ids[:end], skip_special_tokens=True), None, "stop", end + 1)
+
+    def _eos_ids(self) -> set[int]:
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        return set(eos) if isinstance(eos, (list, tuple)) else {eos}
+
+
+def _locate(cfg: dict[str, Any]) -> tuple[str, bool]:
+    """A local folder, or a hub id (`org/name`); a missing folder is named instead of fetched."""
+    path = cfg.get("path")
+    where = f"models.{cfg.get('name')}.path"
+    if not path:
+        raise ConfigError("backend 'hf' needs 'path' (a local folder or a hub id)", key=where)
+    if Path(path).is_dir():
+        return str(path), True
+    if path.startswith((".", "/", "~")) or path.count("/") > 1 or Path(path).exists():
+        raise ConfigError(f"model folder {path!r} not found (tiny models: safemt models tiny -o DIR)", key=where)
+    return path, False
+
+
+def _device_dtype(dtype: str | None) -> tuple[str, str]:
+    """CUDA + bfloat16 when there is a GPU, else CPU + float32, unless the config names a dtype."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if dtype in (None, "auto"):
+        dtype = "bfloat16" if cuda else "float32"
+    return ("cuda" if cuda else "cpu"), dtype
+
+
+def _is_vision(config: Any) -> bool:
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+    auto_map = getattr(config, "auto_map", None) or {}
+    return config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES or "AutoModelForImageTextToText" in auto_map
+
+
+def _free_cuda_memory() -> None:
+    """After an out-of-memory batch, release cached blocks so that the one-by-one retry can fit."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _open_image(path: Path) -> Any:
+    from PIL import Image
+
+    with Image.open(path) as img:
+        return img.convert("RGB")
+
+
+def _latency(start: float, n: int) -> float:
+    return round((time.perf_counter() - start) / max(n, 1), 4)

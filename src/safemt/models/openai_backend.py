@@ -1,0 +1,217 @@
+"""The `openai` backend: any OpenAI-compatible chat endpoint (OpenAI, `vllm serve`, TGI, ...).
+
+Requests of a batch run concurrently (`concurrency` threads). Retries are ours, not the client's
+(it is built with max_retries=0), so that every wait is bounded and visible: exponential backoff
+with full jitter on 408/409/429/5xx, timeouts, connection errors and malformed replies, honouring
+`Retry-After`. A reply the provider filtered or refused and a request whose retries ran out both
+become results with an `error`, never a `response`, so they are never judged as answers.
+
+The API key comes from the environment variable `api_key_env` names; it never enters describe(),
+results or error text.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Mapping
+
+from safemt.errors import ConfigError, SafemtError
+from safemt.models.base import Backend, ChatRequest, GenerationResult, with_system
+from safemt.models.images import chat_messages, image_data_url
+
+RETRY_STATUS = frozenset({408, 409, 429})  # and every 5xx
+MAX_RETRY_AFTER_S = 60.0  # a server asking for longer still gets retried after a minute
+MAX_BACKOFF_S = 30.0
+MAX_ERROR_CHARS = 500  # an error page's body is not worth keeping whole in every record
+KEY_LIKE = re.compile(r"\bsk-[\w*.-]{4,}")  # key-shaped tokens a provider may echo back in an error
+
+
+class _Retry(Exception):
+    """A failed attempt worth repeating: why, and the wait the server asked for (if it did)."""
+
+    def __init__(self, reason: str, retry_after: float | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class OpenAIBackend(Backend):
+    """Chat completions through the `openai` client; one thread per in-flight request."""
+
+    name = "openai"
+
+    def __init__(self, cfg: dict[str, Any]):
+        super().__init__(cfg)
+        for needed in ("model_id", "base_url"):
+            if not cfg.get(needed):
+                raise ConfigError(f"backend 'openai' needs {needed!r}", key=f"models.{cfg.get('name')}")
+        self._openai = _import_openai(cfg)
+        self._secret = _api_key(cfg)
+        self.concurrency = int(cfg.get("concurrency", 8))
+        self.max_retries = int(cfg.get("max_retries", 5))
+        self.backoff_base_s = float(cfg.get("backoff_base_s", 1.0))
+        self.timeout_s = float(cfg.get("timeout_s", 120.0))
+        # A server that needs no key (a local `vllm serve`) still gets a placeholder, so that the
+        # client never falls back to OPENAI_API_KEY: secrets come only from the variable config names.
+        self._client = self._openai.OpenAI(base_url=cfg["base_url"], api_key=self._secret or "EMPTY",
+                                           timeout=self.timeout_s, max_retries=0)
+        self._rng = random.Random()
+        self._lock = threading.Lock()
+        self.usage = {"requests": 0, "attempts": 0, "prompt_tokens": 0, "completion_tokens": 0}
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "model_id": self.cfg["model_id"],
+            "base_url": self.cfg["base_url"],
+            "generation": self.generation_params(),
+            "system_prompt": self.cfg.get("system_prompt"),
+        }
+
+    def generate(self, requests: list[ChatRequest]) -> list[GenerationResult]:
+        """One result per request, in order; up to `concurrency` requests in flight at once."""
+        workers = max(1, min(self.concurrency, len(requests)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="safemt-openai") as pool:
+            return list(pool.map(self._answer, requests))
+
+    # --- one request ---------------------------------------------------------------------------
+
+    def _answer(self, request: ChatRequest) -> GenerationResult:
+        """Attempt, back off, attempt again, until a final result or the retries run out."""
+        start = time.perf_counter()
+        self._count(requests=1)
+        try:
+            body = self._body(request)
+        except OSError as exc:  # missing or undecodable image (PIL's errors are OSErrors)
+            return self._failed(f"cannot read image {request.image}: {exc}", start)
+        retry = _Retry("no attempt made")
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                time.sleep(backoff_s(attempt, self.backoff_base_s, retry.retry_after, self._rng.random()))
+            try:
+                return self._attempt(body, start)
+            except _Retry as exc:
+                retry = exc
+        return self._failed(f"gave up after {self.max_retries + 1} attempts: {retry.reason}", start)
+
+    def _body(self, request: ChatRequest) -> dict[str, Any]:
+        """The chat.completions.create arguments: image first in the first user message, greedy by default."""
+        messages = with_system(request.messages, self.cfg.get("system_prompt"))
+        url = image_data_url(request.image) if request.image is not None else None
+        params = self.generation_params()
+        body = {"model": self.cfg["model_id"], "messages": chat_messages(messages, url),
+                "max_tokens": params["max_new_tokens"], "temperature": params["temperature"]}
+        if "top_p" in params:
+            body["top_p"] = params["top_p"]
+        return body
+
+    def _attempt(self, body: dict[str, Any], start: float) -> GenerationResult:
+        """One HTTP call: a final result, or _Retry for a transient failure."""
+        openai = self._openai
+        self._count(attempts=1)
+        try:
+            completion = self._client.chat.completions.create(**body)
+        except openai.APIStatusError as exc:
+            if not retryable_status(exc.status_code):
+                return self._failed(f"HTTP {exc.status_code}: {exc.message}", start)
+            raise _Retry(f"HTTP {exc.status_code}", retry_after_s(exc.response.headers)) from None
+        except openai.APITimeoutError:
+            raise _Retry(f"no reply within {self.timeout_s:g} s") from None
+        except openai.APIConnectionError as exc:
+            raise _Retry(f"connection error: {exc}") from None
+        except (ValueError, openai.APIResponseValidationError):  # a body that is not valid JSON
+            raise _Retry("malformed reply (not valid JSON)") from None
+        return self._result(completion, start)
+
+    def _result(self, completion: Any, start: float) -> GenerationResult:
+        """Map a completion to a result; a reply without choices or content is retried as malformed."""
+        choices = getattr(completion, "choices", None)
+        if not choices:
+            raise _Retry("malformed reply (no choices)")
+        choice = choices[0]
+        content = getattr(choice.message, "content", None)
+        refusal = getattr(choice.message, "refusal", None)
+        n_in, n_out = _usage(completion)
+        self._count(prompt_tokens=n_in or 0, completion_tokens=n_out or 0)
+        latency = round(time.perf_counter() - start, 4)
+        if choice.finish_reason == "content_filter":
+            return GenerationResult(None, "filtered by provider (content_filter)", "content_filter", n_out,
+                                    latency, n_in)
+        if not content and refusal:
+            return GenerationResult(None, "refused by provider", "refusal", n_out, latency, n_in)
+        if content is None:
+            raise _Retry("malformed reply (no content)")
+        return GenerationResult(content, None, choice.finish_reason, n_out, latency, n_in)
+
+    def _failed(self, error: str, start: float) -> GenerationResult:
+        return GenerationResult.failed(self._scrub(error)[:MAX_ERROR_CHARS], round(time.perf_counter() - start, 4))
+
+    def _scrub(self, text: str) -> str:
+        """Error text without the key, even where a provider echoes it back."""
+        if self._secret:
+            text = text.replace(self._secret, "***")
+        return KEY_LIKE.sub("***", text)
+
+    def _count(self, **amounts: int) -> None:
+        with self._lock:
+            for name, amount in amounts.items():
+                self.usage[name] += amount
+
+
+# --- pure helpers ----------------------------------------------------------------------------------
+
+def retryable_status(status: int) -> bool:
+    return status in RETRY_STATUS or status >= 500
+
+
+def retry_after_s(headers: Mapping[str, str] | None) -> float | None:
+    """The `Retry-After` header in seconds (the form rate limiters send); None if absent or a date."""
+    try:
+        seconds = float(headers.get("retry-after"))  # type: ignore[union-attr, arg-type]
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def backoff_s(attempt: int, base_s: float, retry_after: float | None, u: float) -> float:
+    """Wait before retry `attempt` (1, 2, ...): what the server asked (capped), else full jitter.
+
+    `u` is a uniform draw in [0, 1): full jitter spreads clients that failed together.
+    """
+    if retry_after is not None:
+        return min(retry_after, MAX_RETRY_AFTER_S)
+    return u * min(MAX_BACKOFF_S, base_s * 2 ** (attempt - 1))
+
+
+def _usage(completion: Any) -> tuple[int | None, int | None]:
+    usage = getattr(completion, "usage", None)
+    if usage is None:
+        return None, None
+    return getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None)
+
+
+def _import_openai(cfg: dict[str, Any]) -> Any:
+    try:
+        import openai
+    except ImportError:
+        raise SafemtError("backend 'openai' needs the openai package: pip install 'safemt[api]'",
+                          key=f"models.{cfg.get('name')}.backend") from None
+    return openai
+
+
+def _api_key(cfg: dict[str, Any]) -> str | None:
+    """The key from the variable `api_key_env` names; None when the entry names none (a local server)."""
+    var = cfg.get("api_key_env")
+    if not var:
+        return None
+    value = os.environ.get(var, "").strip()
+    if not value:
+        raise SafemtError(f"environment variable {var} is not set (it must hold the API key for "
+                          f"{cfg.get('base_url')})", key=f"models.{cfg.get('name')}.api_key_env")
+    return value

@@ -1,0 +1,162 @@
+"""The `vllm` backend: offline batched inference through `vllm.LLM.chat` (CUDA machines, `gpu` extra).
+
+Same protocol as `hf`: the model's own chat template (or the file `chat_template` names), the image
+as the first part of the first user message, greedy by default. The image goes in as a base64 data
+URL part, which vLLM's chat parser accepts for every multimodal model. vllm is imported only when
+this backend is created; building requests and reading outputs are plain functions, tested with a
+stand-in module on machines without vllm.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from safemt.config import stable_hash
+from safemt.data.images import sha256_file
+from safemt.errors import ConfigError, SafemtError
+from safemt.models.base import Backend, ChatRequest, GenerationResult, with_system
+from safemt.models.images import chat_messages, image_data_url
+
+# Failures that belong to one batch (a bad image, a prompt longer than the model takes), not the run.
+BATCH_ERRORS = (RuntimeError, ValueError, OSError)
+
+
+class VLLMBackend(Backend):
+    """vllm.LLM over a hub id (pinned by `revision`) or a local folder; loaded on first use."""
+
+    name = "vllm"
+
+    def __init__(self, cfg: dict[str, Any]):
+        super().__init__(cfg)
+        if not cfg.get("path"):
+            raise ConfigError("backend 'vllm' needs 'path' (a local folder or a hub id)",
+                              key=f"models.{cfg.get('name')}.path")
+        self._vllm = _import_vllm(cfg)
+        self.local = Path(cfg["path"]).is_dir()
+        self.chat_template = _read_template(cfg)
+        self._llm: Any = None
+        self._fingerprint: str | None = None
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "path": self.cfg["path"],
+            "revision": "local" if self.local else self.cfg.get("revision"),
+            "folder_sha256": self.fingerprint() if self.local else None,
+            "dtype": self.cfg.get("dtype", "auto"),
+            "trust_remote_code": bool(self.cfg.get("trust_remote_code", False)),
+            "generation": self.generation_params(),
+            "system_prompt": self.cfg.get("system_prompt"),
+            "chat_template_sha256": stable_hash(self.chat_template) if self.chat_template else None,
+        }
+
+    def fingerprint(self) -> str:
+        """Hash of a local model folder's files: a rebuilt model must not be resumed."""
+        if self._fingerprint is None:
+            root = Path(self.cfg["path"])
+            files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+            self._fingerprint = stable_hash({str(p.relative_to(root)): sha256_file(p) for p in files})
+        return self._fingerprint
+
+    @property
+    def llm(self) -> Any:
+        """The engine, started on first use: a fully resumed run never starts it."""
+        if self._llm is None:
+            try:
+                self._llm = self._vllm.LLM(**engine_args(self.cfg, self.local))
+            except (OSError, ValueError, RuntimeError) as exc:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise SafemtError(f"vllm cannot load {self.cfg['path']!r}: {reason}",
+                                  key=f"models.{self.cfg.get('name')}") from None
+        return self._llm
+
+    def generate(self, requests: list[ChatRequest]) -> list[GenerationResult]:
+        """Answer a batch; if it fails, answer its requests one by one so one bad input costs one."""
+        start = time.perf_counter()
+        try:
+            conversations = [conversation(r, self.cfg.get("system_prompt")) for r in requests]
+            sampling = self._vllm.SamplingParams(**sampling_args(self.generation_params()))
+            outputs = self.llm.chat(conversations, sampling_params=sampling, chat_template=self.chat_template,
+                                    use_tqdm=False)
+        except BATCH_ERRORS as exc:
+            if len(requests) > 1:
+                return [r for req in requests for r in self.generate([req])]
+            return [GenerationResult.failed(f"{type(exc).__name__}: {exc}", _latency(start, 1))]
+        latency = _latency(start, len(requests))
+        return [to_result(out, latency) for out in outputs]
+
+
+# --- requests and outputs (pure: tested without vllm) ----------------------------------------------
+
+def engine_args(cfg: dict[str, Any], local: bool) -> dict[str, Any]:
+    """vllm.LLM arguments: pinned revision, safetensors only, remote code off unless config says so."""
+    revision = None if local else cfg.get("revision")
+    args = {
+        "model": cfg["path"],
+        "revision": revision,
+        "tokenizer_revision": revision,
+        "tensor_parallel_size": int(cfg.get("tensor_parallel_size") or cfg.get("gpus") or 1),
+        "trust_remote_code": bool(cfg.get("trust_remote_code", False)),
+        "dtype": cfg.get("dtype", "auto"),
+        "gpu_memory_utilization": float(cfg.get("gpu_memory_utilization", 0.9)),
+        "load_format": "safetensors",
+        "seed": 0,
+    }
+    if cfg.get("max_model_len"):
+        args["max_model_len"] = int(cfg["max_model_len"])
+    return args
+
+
+def sampling_args(params: dict[str, Any]) -> dict[str, Any]:
+    """SamplingParams arguments, one for one from generation_params(); temperature 0 is greedy."""
+    return {"temperature": params["temperature"], "top_p": params.get("top_p", 1.0),
+            "max_tokens": params["max_new_tokens"], "seed": 0}
+
+
+def conversation(request: ChatRequest, system_prompt: str | None) -> list[dict[str, Any]]:
+    """The dialogue in OpenAI chat form, the image as a data-URL part first in the first user message."""
+    url = image_data_url(request.image) if request.image is not None else None
+    return chat_messages(with_system(request.messages, system_prompt), url)
+
+
+def to_result(output: Any, latency_s: float) -> GenerationResult:
+    """A vllm RequestOutput as a result; anything but "stop" or "length" (an abort) is an error."""
+    completion = output.outputs[0]
+    if completion.finish_reason not in ("stop", "length"):
+        return GenerationResult.failed(f"generation ended with finish_reason {completion.finish_reason!r}",
+                                       latency_s)
+    prompt_ids = getattr(output, "prompt_token_ids", None)
+    return GenerationResult(completion.text, None, completion.finish_reason, len(completion.token_ids), latency_s,
+                            len(prompt_ids) if prompt_ids is not None else None)
+
+
+# --- setup -------------------------------------------------------------------------------------------
+
+def _import_vllm(cfg: dict[str, Any]) -> Any:
+    key = f"models.{cfg.get('name')}.backend"
+    try:
+        import vllm
+    except ImportError:
+        raise SafemtError("backend 'vllm' needs the gpu extra: pip install 'safemt[gpu]' (CUDA machine)",
+                          key=key) from None
+    except (OSError, RuntimeError) as exc:  # installed, but its CUDA libraries do not load here
+        raise SafemtError(f"vllm is installed but does not import: {exc}", key=key) from None
+    return vllm
+
+
+def _read_template(cfg: dict[str, Any]) -> str | None:
+    """The override chat template's text (vllm.LLM.chat takes the template, not its path)."""
+    path = cfg.get("chat_template")
+    if not path:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read chat template {path!r}: {exc.strerror or exc}",
+                          key=f"models.{cfg.get('name')}.chat_template") from None
+
+
+def _latency(start: float, n: int) -> float:
+    return round((time.perf_counter() - start) / max(n, 1), 4)

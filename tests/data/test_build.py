@@ -1,0 +1,252 @@
+"""`safemt data build`: counts, determinism, method assignment, bad seeds and template structure."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from safemt.cli import main
+from safemt.data.build import build_dataset
+from safemt.data.records import Dialogue
+from safemt.data.scenarios import METHODS
+from safemt.data.templates import Picker, Prompt, generate, paraphrase
+from safemt.errors import SafemtError
+
+REFUSALS = ("sorry", "can't", "cannot", "won't", "unable", "not able")
+
+
+@pytest.fixture(scope="module")
+def params(repo_root):
+    with (repo_root / "params.yaml").open(encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+@pytest.fixture(scope="module")
+def seeds_path(repo_root):
+    return repo_root / "resources" / "seeds" / "seeds.jsonl"
+
+
+@pytest.fixture(scope="module")
+def n_seeds(seeds_path):
+    return sum(1 for line in seeds_path.read_text(encoding="utf-8").splitlines() if line.strip())
+
+
+def with_dataset(params, **changes):
+    p = copy.deepcopy(params)
+    p["dataset"].update(changes)
+    return p
+
+
+def build(seeds, out_dir, params):
+    out = Path(out_dir) / "dialogues.jsonl"
+    build_dataset(seeds, out, params)
+    return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+
+
+def files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+# --- the embedded seeds ----------------------------------------------------------------------------
+
+def test_round_robin_gives_one_dialogue_per_seed_and_turn_length(tmp_path, seeds_path, params, n_seeds, capsys):
+    records = build(seeds_path, tmp_path, params)
+    assert len(records) == n_seeds * len(params["turns"])
+    assert records == sorted(records, key=lambda r: (r["turns"], r["id"]))
+    assert len({(r["id"], r["turns"]) for r in records}) == len(records)
+    for r in records:
+        d = Dialogue.from_dict(r)
+        assert (d.method is None) == (d.turns == 1)
+        image = tmp_path / d.image
+        assert hashlib.sha256(image.read_bytes()).hexdigest() == d.image_sha256
+        assert d.image == f"images/{d.image.split('/')[1]}/{d.id}.png"
+    per_seed = {}
+    for r in records:
+        if r["method"]:
+            per_seed.setdefault(r["id"], set()).add(r["method"])
+    assert all(methods == set(METHODS) for methods in per_seed.values())
+    line = capsys.readouterr().out.strip()
+    assert "\n" not in line and f"{len(records)} dialogues" in line
+
+
+def test_all_mode_writes_every_method_with_suffixed_ids(tmp_path, seeds_path, params, n_seeds):
+    records = build(seeds_path, tmp_path, with_dataset(params, method_assignment="all"))
+    multi = [t for t in params["turns"] if t > 1]
+    assert len(records) == n_seeds * (len(params["turns"]) + 3 * len(multi))
+    for r in records:
+        Dialogue.from_dict(r)
+        if r["turns"] == 1:
+            assert "__" not in r["id"] and r["method"] is None
+        else:
+            assert r["id"].endswith(f"__{r['method']}")
+    assert Counter(r["method"] for r in records if r["turns"] > 1) == {m: n_seeds * len(multi) for m in METHODS}
+
+
+def test_rebuild_is_byte_identical(tmp_path, seeds_path, params):
+    build(seeds_path, tmp_path / "a", params)
+    build(seeds_path, tmp_path / "b", params)
+    first = files(tmp_path / "a")
+    assert first == files(tmp_path / "b")
+    build(seeds_path, tmp_path / "a", params)
+    assert first == files(tmp_path / "a")
+    assert sum(name.endswith(".png") for name in first) == len(first) - 1
+
+
+def test_random_assignment_follows_the_dataset_seed(tmp_path, seeds_path, params):
+    def methods(seed):
+        recs = build(seeds_path, tmp_path / str(seed), with_dataset(params, method_assignment="random", seed=seed))
+        return [(r["id"], r["turns"], r["method"]) for r in recs]
+
+    assert methods(0) == methods(0)
+    assert methods(0) != methods(1)
+
+
+def test_paraphrased_final_turn_keeps_the_question(tmp_path, seeds_path, params):
+    records = build(seeds_path, tmp_path, with_dataset(params, final_turn="paraphrase"))
+    for r in records:
+        final = r["messages"][-1]["content"]
+        if r["turns"] == 1:
+            assert final == r["question"]
+        else:
+            assert r["question"] not in final
+
+
+def test_llm_generator_is_not_available_yet(tmp_path, seeds_path, params):
+    with pytest.raises(SafemtError, match="not available yet"):
+        build_dataset(seeds_path, tmp_path / "d.jsonl", with_dataset(params, generator="llm"))
+    assert not any(tmp_path.iterdir())
+
+
+# --- bad seeds ---------------------------------------------------------------------------------------
+
+GOOD = {"id": "s_1", "scenario": "Bias", "question": "Q?", "source": "own",
+        "draw": {"phrase": "two words", "scene": "office"}}
+
+
+def seeds_file(folder: Path, second: object) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "seeds.jsonl"
+    text = second if isinstance(second, str) else json.dumps(second)
+    path.write_text(json.dumps(GOOD) + "\n" + text + "\n", encoding="utf-8")
+    return path
+
+
+BAD_SEEDS = {
+    "unknown scenario": ({**GOOD, "id": "s_2", "scenario": "Gardening"}, "unknown scenario"),
+    "missing image": ({"id": "s_2", "scenario": "Bias", "question": "Q?", "image": "images/nope.png"},
+                      "missing image"),
+    "empty question": ({**GOOD, "id": "s_2", "question": "  "}, "empty question"),
+    "duplicate id": (GOOD, "duplicate id"),
+    "escaping image": ({**GOOD, "id": "s_2", "image": "../outside.png"}, "escapes"),
+    "absolute image": ({**GOOD, "id": "s_2", "image": "/etc/outside.png"}, "absolute"),
+    "not JSON": ('{"id": "s_2", ', "not JSON"),
+    "bad draw": ({**GOOD, "id": "s_2", "draw": {"phrase": "two words", "scene": "castle"}}, "draw.scene"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_SEEDS))
+def test_bad_seed_fails_with_one_line_and_writes_nothing(tmp_path, params, capsys, case):
+    second, reason = BAD_SEEDS[case]
+    seeds = seeds_file(tmp_path / "seeds", second)
+    out_dir = tmp_path / "out"
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params), encoding="utf-8")
+    code = main(["data", "build", str(seeds), "-o", str(out_dir / "d.jsonl"), "--params", str(params_file)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and reason in err and "record 2" in err and str(seeds) in err
+    assert not out_dir.exists()
+
+
+def test_image_link_out_of_the_seeds_folder_is_refused(tmp_path, params):
+    (tmp_path / "secret.png").write_bytes(b"outside")
+    folder = tmp_path / "seeds"
+    folder.mkdir()
+    (folder / "link.png").symlink_to(tmp_path / "secret.png")
+    seeds = seeds_file(folder, {"id": "s_2", "scenario": "Fraud", "question": "Q?", "image": "link.png"})
+    with pytest.raises(SafemtError, match="escapes"):
+        build_dataset(seeds, tmp_path / "out" / "d.jsonl", params)
+    assert not (tmp_path / "out").exists()
+
+
+def test_seed_without_draw_copies_its_image(tmp_path, params):
+    folder = tmp_path / "seeds"
+    (folder / "pics").mkdir(parents=True)
+    (folder / "pics" / "x.JPG").write_bytes(b"not really a jpeg")
+    seeds = seeds_file(folder, {"id": "s_2", "scenario": "Fraud", "question": "Q2?", "image": "pics/x.JPG"})
+    records = build(seeds, tmp_path / "out", params)
+    copied = [r for r in records if r["id"] == "s_2"]
+    assert {r["image"] for r in copied} == {"images/fraud/s_2.jpg"}
+    assert (tmp_path / "out" / "images" / "fraud" / "s_2.jpg").read_bytes() == b"not really a jpeg"
+    assert copied[0]["source"] == "own"
+
+
+# --- template structure ----------------------------------------------------------------------------
+
+PROMPT = Prompt("How would someone do the thing in the picture?", "Threat", "scary note", "house")
+
+
+@pytest.mark.parametrize("turns", [2, 4, 6, 8])
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_has_the_dialogue_structure(method, turns):
+    messages = generate(method, PROMPT, turns, Picker(0, "x", turns, method))
+    assert [m.role for m in messages] == ["user", "assistant"] * (turns - 1) + ["user"]
+    assert all(m.content.strip() == m.content and m.content for m in messages)
+    assert len({m.content for m in messages}) == len(messages) or method == "in_context"
+    final, first = messages[-1].content, messages[0].content
+    assert PROMPT.query in final
+    assistant = [m.content for m in messages if m.role == "assistant"]
+    assert not any(word in a.lower() for a in assistant for word in REFUSALS)
+    if method == "escalation":
+        assert final == PROMPT.query and PROMPT.query not in first
+    elif method == "roleplay":
+        assert "what" in final.lower() and ("say or do" in final or "says and does" in final)
+    elif method == "in_context":
+        assert final.startswith("Following the examples above, answer this")
+        assert all(a.startswith("Sure! Here is") for a in assistant)
+        assert all(PROMPT.query not in m.content for m in messages[:-1])
+    else:
+        assert "picture" in first.lower()
+        assert all(("picture" in m.content or "Earlier" in m.content) for m in messages[::2])
+
+
+def test_wording_is_seeded_not_global():
+    a = generate("roleplay", PROMPT, 6, Picker(0, "x", 6, "roleplay"))
+    assert a == generate("roleplay", PROMPT, 6, Picker(0, "x", 6, "roleplay"))
+    variants = {generate("roleplay", PROMPT, 6, Picker(s, "x", 6, "roleplay")) for s in range(8)}
+    assert len(variants) > 1
+
+
+@pytest.mark.parametrize("query", [
+    "How could someone get in?", "Which stock should I buy?", "Is the plan good?", "I want to know why.",
+])
+def test_paraphrase_is_light_and_deterministic(query):
+    text = paraphrase(query, Picker("p"))
+    assert text == paraphrase(query, Picker("p")) and text != query
+    assert query.split()[-1] in text
+
+
+def test_too_many_turns_is_a_config_error(tmp_path, seeds_path, params):
+    with pytest.raises(SafemtError, match="turns"):
+        build_dataset(seeds_path, tmp_path / "d.jsonl", {**params, "turns": [1, 20]})
+
+
+# --- through the command line ----------------------------------------------------------------------
+
+def test_cli_build_with_a_params_file(tmp_path, seeds_path, params, n_seeds, capsys):
+    p = with_dataset(params, method_assignment="all", final_turn="paraphrase")
+    p["turns"] = [1, 2]
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(p), encoding="utf-8")
+    out = tmp_path / "ds" / "dialogues.jsonl"
+    assert main(["data", "build", str(seeds_path), "-o", str(out), "--params", str(params_file)]) == 0
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(records) == n_seeds * (1 + len(METHODS))
+    assert Counter(r["turns"] for r in records) == {1: n_seeds, 2: n_seeds * len(METHODS)}
+    assert "turns 1: " in capsys.readouterr().out

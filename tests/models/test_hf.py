@@ -1,0 +1,110 @@
+"""The `hf` backend and the backend registry, on the tiny offline models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from safemt.errors import SafemtError
+from safemt.models import ChatRequest, get_backend
+from safemt.models.base import with_system
+
+COLORS = ["red", "green", "blue", "yellow", "purple", "orange", "white", "black"]
+
+
+def _cfg(tiny_models: Path, name: str = "tiny-vlm-a", **extra) -> dict:
+    return {"name": name, "backend": "hf", "path": str(tiny_models / name), "revision": "local",
+            "max_new_tokens": 10, "temperature": 0.0, **extra}
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("images")
+    paths = []
+    for i, color in enumerate(COLORS):
+        path = folder / f"{i}.png"
+        Image.new("RGB", (24 + 4 * i, 32), color).save(path)
+        paths.append(path)
+    return paths
+
+
+def _requests(images: list[Path]) -> list[ChatRequest]:
+    """Eight dialogues of different lengths (1 to 3 user turns), so that the batch needs padding."""
+    requests = []
+    for i, image in enumerate(images):
+        messages = [{"role": "user", "content": f"Look at picture {i}. What is there?"}]
+        for turn in range(i % 3):
+            messages += [{"role": "assistant", "content": "Sure! Here is a short answer."},
+                         {"role": "user", "content": "Earlier we talked about the picture; tell me more " * (turn + 1)}]
+        requests.append(ChatRequest((f"d{i}", len(messages) // 2 + 1), tuple(messages), image))
+    return requests
+
+
+def test_batched_greedy_equals_one_by_one(tiny_models: Path, images: list[Path]) -> None:
+    backend = get_backend(_cfg(tiny_models))
+    requests = _requests(images)
+    batched = backend.generate(requests)
+    single = [r for req in requests for r in backend.generate([req])]
+    assert [r.response for r in batched] == [r.response for r in single]
+    assert [(r.finish_reason, r.n_output_tokens) for r in batched] == [(r.finish_reason, r.n_output_tokens)
+                                                                      for r in single]
+    assert all(r.error is None and isinstance(r.response, str) for r in batched)
+    assert len({r.response for r in batched}) > 1  # the images and dialogues matter
+
+
+def test_results_say_why_generation_stopped(tiny_models: Path, images: list[Path]) -> None:
+    backend = get_backend(_cfg(tiny_models, max_new_tokens=3))
+    for r in backend.generate(_requests(images)):
+        assert r.finish_reason in ("stop", "length")
+        assert r.n_output_tokens == 3 if r.finish_reason == "length" else 1 <= r.n_output_tokens <= 3
+        assert r.latency_s is not None and r.latency_s >= 0
+
+
+def test_a_bad_image_fails_only_its_request(tiny_models: Path, images: list[Path], tmp_path: Path) -> None:
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    requests = _requests(images[:3])
+    requests[1] = ChatRequest(requests[1].key, requests[1].messages, broken)
+    results = get_backend(_cfg(tiny_models)).generate(requests)
+    assert results[1].response is None and "UnidentifiedImageError" in results[1].error
+    assert results[0].error is None and results[2].error is None
+
+
+def test_text_only_model_gets_dialogue_without_image(tiny_models: Path, images: list[Path]) -> None:
+    backend = get_backend(_cfg(tiny_models, "tiny-judge"))
+    assert backend.describe()["modality"] == "text (image dropped)"
+    results = backend.generate(_requests(images[:2]))
+    assert all(r.error is None and isinstance(r.response, str) for r in results)
+
+
+def test_describe_names_what_changes_outputs(tiny_models: Path) -> None:
+    base = get_backend(_cfg(tiny_models)).describe()
+    assert base["backend"] == "hf" and base["dtype"] == "float32" and base["revision"] == "local"
+    assert len(base["chat_template_sha256"]) == 64 and len(base["folder_sha256"]) == 64
+    assert get_backend(_cfg(tiny_models, max_new_tokens=11)).describe() != base
+    assert get_backend(_cfg(tiny_models, system_prompt="Be brief.")).describe() != base
+    assert get_backend(_cfg(tiny_models, "tiny-vlm-b")).describe()["folder_sha256"] != base["folder_sha256"]
+
+
+def test_model_system_prompt_comes_before_a_defense_policy() -> None:
+    messages = with_system([{"role": "system", "content": "policy"}, {"role": "user", "content": "hi"}], "model")
+    assert messages == [{"role": "system", "content": "model\n\npolicy"}, {"role": "user", "content": "hi"}]
+
+
+def test_unknown_and_planned_backends_are_clear_errors() -> None:
+    with pytest.raises(SafemtError, match="unknown backend 'nope' \\(known: hf, openai, vllm\\)"):
+        get_backend({"name": "m", "backend": "nope"})
+    for name in ("vllm", "openai"):
+        with pytest.raises(SafemtError, match="not implemented yet"):
+            get_backend({"name": "m", "backend": name, "path": "x"})
+
+
+def test_missing_folder_and_offline_hub_id_are_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(SafemtError, match="not found") as missing:
+        get_backend({"name": "m", "backend": "hf", "path": str(tmp_path / "absent")})
+    assert "\n" not in str(missing.value)
+    with pytest.raises(SafemtError, match="HF_HUB_OFFLINE") as offline:
+        get_backend({"name": "m", "backend": "hf", "path": "safemt-no-such-org/no-such-model", "revision": "main"})
+    assert "\n" not in str(offline.value)

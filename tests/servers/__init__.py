@@ -1,0 +1,1 @@
+"""Loopback servers that tests and benchmarks run against (no network)."""

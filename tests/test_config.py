@@ -1,0 +1,60 @@
+"""params.yaml validation: one line naming the key, through the CLI and at DAG build."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from safemt import config
+from safemt.cli import main
+from safemt.errors import ConfigError
+
+
+def load(repo_root: Path) -> dict:
+    return yaml.safe_load((repo_root / "params.yaml").read_text())
+
+
+def test_embedded_default_and_paper_profile_are_valid(repo_root) -> None:
+    config.load(repo_root / "params.yaml")
+    config.load(repo_root / "config" / "paper.yaml")
+
+
+@pytest.mark.parametrize("edit,key", [
+    (lambda p: p.update(colour="red"), "colour"),
+    (lambda p: p["models"]["tiny-vlm-a"].update(max_new_tokens="lots"), "models.tiny-vlm-a.max_new_tokens"),
+    (lambda p: p["models"]["tiny-vlm-a"].update(backend="tgi"), "models.tiny-vlm-a.backend"),
+    (lambda p: p.update(targets=["tiny-vlm-a", "gpt-9"]), "targets.1"),
+    (lambda p: p["judges"].update(j={"kind": "llm", "model": "nobody"}), "judges.j.model"),
+    (lambda p: p["metrics"].update(judges=["nope"]), "metrics.judges.0"),
+    (lambda p: p["metrics"]["bootstrap"].update(seeds=1), "metrics.bootstrap.seeds"),
+    (lambda p: p.update(turns=[1, "two"]), "turns.1"),
+    (lambda p: p.pop("targets"), "<top level>"),
+])
+def test_bad_params_name_the_key(repo_root, tmp_path, capsys, edit, key) -> None:
+    params = load(repo_root)
+    edit(params)
+    with pytest.raises(ConfigError) as exc:
+        config.validate(params, "p.yaml")
+    assert f"key {key}" in exc.value.line()
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(params))
+    assert main(["metrics", "-i", "x.jsonl", "-o", str(tmp_path / "o"), "--params", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and key in err
+
+
+def test_snakemake_stops_at_dag_build_with_one_line(repo_root, tmp_path) -> None:
+    params = load(repo_root)
+    params["targets"] = ["tiny-vlm-a", "missing-model"]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(params))
+    snakemake = Path(sys.executable).with_name("snakemake")
+    proc = subprocess.run([str(snakemake), "-n", "--configfile", str(path)], cwd=repo_root,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    line = [ln for ln in proc.stderr.splitlines() if "config error" in ln]
+    assert line and "targets.1" in line[0] and "missing-model" in line[0]

@@ -1,0 +1,187 @@
+"""`safemt infer`: the Generation contract, resuming from the journal, shards, defenses, errors."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from safemt import cli
+from safemt.errors import SafemtError
+from safemt.inference import FIELDS, run_inference, shard_of
+from safemt.jsonl import read_jsonl
+from safemt.models.hf import HFBackend
+from safemt.progress import Progress
+
+SCENARIOS = ["Fraud", "Violence", "Privacy Violation", "Malware", "Bias", "Threat"]
+
+
+def _dialogue(i: int, turns: int, scenario: str) -> dict:
+    messages = []
+    for t in range(turns):
+        if t:
+            messages.append({"role": "assistant", "content": f"Sure! Here is answer {t}."})
+        messages.append({"role": "user", "content": f"Question {t} about picture {i}?"})
+    return {"id": f"own_case_{i}", "turns": turns, "scenario": scenario, "source": "own", "method": None,
+            "image": f"images/{i}.png", "messages": messages, "question": f"Question about picture {i}?"}
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    """Twelve dialogues (six ids x 1 and 2 turns), each with its own small image, written out of order."""
+    folder = tmp_path / "dataset"
+    (folder / "images").mkdir(parents=True)
+    colors = ["red", "green", "blue", "yellow", "purple", "orange"]
+    records = []
+    for i, (scenario, color) in enumerate(zip(SCENARIOS, colors)):
+        Image.new("RGB", (32, 32), color).save(folder / "images" / f"{i}.png")
+        records += [_dialogue(i, 2, scenario), _dialogue(i, 1, scenario)]
+    path = folder / "dialogues.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in reversed(records)), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def params(tiny_models: Path) -> dict:
+    models = {name: {"backend": "hf", "path": str(tiny_models / name), "revision": "local",
+                     "max_new_tokens": 6, "temperature": 0.0, "batch_size": 4}
+              for name in ("tiny-vlm-a", "tiny-judge")}
+    return {"dataset": {"source": "build", "seeds": "seeds.jsonl"}, "turns": [1, 2], "models": models,
+            "targets": ["tiny-vlm-a"], "judges": {"keyword": {"kind": "keyword"}}}
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    """Keys of the requests the backend actually generated, in order."""
+    seen: list[tuple] = []
+    original = HFBackend.generate
+
+    def counting(self, requests):
+        seen.extend(r.key for r in requests)
+        return original(self, requests)
+
+    monkeypatch.setattr(HFBackend, "generate", counting)
+    return seen
+
+
+def test_writes_the_generation_contract_in_turns_id_order(params, dataset, tmp_path) -> None:
+    out = run_inference(params, "tiny-vlm-a", dataset, tmp_path / "gen" / "1.jsonl")
+    records = read_jsonl(out)
+    assert [(r["turns"], r["id"]) for r in records] == sorted((t, f"own_case_{i}") for t in (1, 2) for i in range(6))
+    for r in records:
+        assert tuple(r) == FIELDS
+        assert r["model"] == "tiny-vlm-a" and r["defense"] == "none" and r["error"] is None
+        assert isinstance(r["response"], str) and r["finish_reason"] in ("stop", "length")
+        assert 1 <= r["n_output_tokens"] <= 6 and r["latency_s"] >= 0 and len(r["config_hash"]) == 64
+    provenance = json.loads((tmp_path / "gen" / ".journal" / "1.provenance.json").read_text())
+    assert provenance["backend"]["generation"]["max_new_tokens"] == 6
+    assert {"torch", "transformers", "safemt"} <= set(provenance["versions"])
+    assert len(read_jsonl(tmp_path / "gen" / ".journal" / "1.jsonl")) == 12
+
+
+def test_resumes_from_a_journal_with_a_torn_last_line(params, dataset, tmp_path, calls) -> None:
+    out = tmp_path / "gen" / "all.jsonl"
+    first = read_jsonl(run_inference(params, "tiny-vlm-a", dataset, out))
+    journal = tmp_path / "gen" / ".journal" / "all.jsonl"
+    kept = [dict(r, latency_s=123.0) for r in first[:5]]  # a marker that survives only if reused
+    failed = dict(first[5], response=None, error="RuntimeError: out of memory")
+    journal.write_text("".join(json.dumps(r) + "\n" for r in [*kept, failed]) + '{"id": "own_ca',
+                       encoding="utf-8")
+    out.unlink()
+    calls.clear()
+    second = read_jsonl(run_inference(params, "tiny-vlm-a", dataset, out))
+    assert sorted(calls) == sorted((r["id"], r["turns"]) for r in first[5:])
+    assert second[:5] == kept
+    assert [r["response"] for r in second] == [r["response"] for r in first]
+    assert all(json.loads(line) for line in journal.read_text().splitlines())  # torn line repaired
+
+
+def test_a_changed_generation_param_changes_hashes_and_regenerates(params, dataset, tmp_path, calls) -> None:
+    out = tmp_path / "gen.jsonl"
+    before = read_jsonl(run_inference(params, "tiny-vlm-a", dataset, out))
+    calls.clear()
+    params["models"]["tiny-vlm-a"]["max_new_tokens"] = 5
+    after = read_jsonl(run_inference(params, "tiny-vlm-a", dataset, out))
+    assert len(calls) == 12
+    assert not {r["config_hash"] for r in before} & {r["config_hash"] for r in after}
+    calls.clear()
+    run_inference(params, "tiny-vlm-a", dataset, out)
+    assert calls == []
+
+
+def test_shards_partition_the_dataset(params, dataset, tmp_path) -> None:
+    keys = []
+    for i in range(3):
+        out = run_inference(params, "tiny-vlm-a", dataset, tmp_path / f"shard{i}.jsonl", shard=(i, 3))
+        keys += [(r["id"], r["turns"]) for r in read_jsonl(out)]
+    assert len(keys) == len(set(keys)) == 12
+    assert shard_of("own_case_0", 2, 3) == shard_of("own_case_0", 2, 3) in range(3)
+
+
+def test_turns_filter(params, dataset, tmp_path) -> None:
+    out = run_inference(params, "tiny-vlm-a", dataset, tmp_path / "2.jsonl", turns=2)
+    assert {r["turns"] for r in read_jsonl(out)} == {2}
+
+
+def test_system_prompt_defense_reaches_the_model_and_changes_hashes(params, dataset, tmp_path,
+                                                                     monkeypatch) -> None:
+    seen = []
+    original = HFBackend.generate
+    monkeypatch.setattr(HFBackend, "generate", lambda self, reqs: seen.extend(reqs) or original(self, reqs))
+    plain = read_jsonl(run_inference(params, "tiny-vlm-a", dataset, tmp_path / "none.jsonl"))
+    assert all(r.messages[0]["role"] == "user" for r in seen)
+    seen.clear()
+    guarded = read_jsonl(run_inference(params, "tiny-vlm-a", dataset, tmp_path / "sp.jsonl",
+                                       defense="system_prompt"))
+    assert all(r.messages[0]["role"] == "system" for r in seen) and len(seen) == 12
+    assert {r["defense"] for r in guarded} == {"system_prompt"}
+    assert not {r["config_hash"] for r in plain} & {r["config_hash"] for r in guarded}
+
+
+def test_text_only_model_answers_without_the_image(params, dataset, tmp_path) -> None:
+    records = read_jsonl(run_inference(params, "tiny-judge", dataset, tmp_path / "judge.jsonl", turns=1))
+    assert len(records) == 6 and all(r["error"] is None for r in records)
+
+
+def test_bad_inputs_are_one_line_errors_naming_the_record(params, dataset, tmp_path) -> None:
+    out = tmp_path / "never.jsonl"
+    with pytest.raises(SafemtError, match="unknown model 'nope'"):
+        run_inference(params, "nope", dataset, out)
+    with pytest.raises(SafemtError, match="unknown defense 'nope'"):
+        run_inference(params, "tiny-vlm-a", dataset, out, defense="nope")
+    (dataset.parent / "images" / "3.png").unlink()
+    with pytest.raises(SafemtError, match="image not found") as missing:
+        run_inference(params, "tiny-vlm-a", dataset, out)
+    assert "dialogues.jsonl" in str(missing.value) and "id own_case_3" in str(missing.value)
+    lines = dataset.read_text().splitlines()
+    bad = json.loads(lines[1])
+    bad["messages"] = bad["messages"][:-1]
+    dataset.write_text("\n".join([lines[0], json.dumps(bad)]) + "\n")
+    with pytest.raises(SafemtError, match="record 1, id own_case_5: dialogue does not end with a user message"):
+        run_inference(params, "tiny-vlm-a", dataset, out)
+    assert not out.exists()
+
+
+def test_cli_infer_exit_codes(params, dataset, tmp_path, capsys) -> None:
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params), encoding="utf-8")
+    out = tmp_path / "cli.jsonl"
+    argv = ["infer", "--params", str(params_file), "--model", "tiny-vlm-a", "--dataset", str(dataset), "-o", str(out)]
+    assert cli.main(argv + ["--turns", "1"]) == 0
+    assert len(read_jsonl(out)) == 6
+    assert cli.main(argv + ["--defense", "nope"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == "safemt: error: key defense: unknown defense 'nope' (known: none, system_prompt)"
+
+
+def test_plain_progress_lines() -> None:
+    stream = io.StringIO()
+    with Progress("infer m 2-turn", 10, done=4, stream=stream, every_s=0.0, tty=False) as progress:
+        progress.update(6)
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "infer m 2-turn: 4/10 (0.0/s)"
+    assert lines[-1].startswith("infer m 2-turn: 10/10 (") and len(lines) == 2

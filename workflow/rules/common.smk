@@ -1,0 +1,37 @@
+# Names and paths shared by the rules; no logic beyond wiring config to file names.
+
+import json
+
+MODELS = config["models"]
+TARGETS = config["targets"]
+TURNS = config["turns"]
+DEFENSES = config.get("defenses", ["none"])
+JUDGES = config["judges"]
+METRIC_JUDGES = config.get("metrics", {}).get("judges", list(JUDGES))
+FIGURE_JUDGE = config.get("figures", {}).get("judge", METRIC_JUDGES[0])
+
+DATASET = "results/dataset/dialogues.jsonl"
+TINY_MODELS = "resources/models"
+FIGURES = ["results/figures/asr_vs_turns.png", "results/figures/si_per_model.png"]
+
+
+wildcard_constraints:
+    model="[^/]+",
+    defense="[^/]+",
+    judge="[^/]+",
+    turns=r"\d+",
+
+
+def model_files(name):
+    """Local tiny models are built by the `tiny_models` rule; hub models need no input file."""
+    path = MODELS[name].get("path", "")
+    return [TINY_MODELS] if path.startswith(TINY_MODELS + "/") else []
+
+
+def model_params(name):
+    """Serialised model config: a change reruns that model's jobs (Snakemake params trigger)."""
+    return json.dumps(MODELS[name], sort_keys=True)
+
+
+def generations(model, defense):
+    return expand("results/generations/{model}/{defense}/{turns}.jsonl", model=model, defense=defense, turns=TURNS)

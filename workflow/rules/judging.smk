@@ -1,0 +1,14 @@
+rule judge:
+    """Labels for frozen generations: changing the judge never regenerates responses."""
+    input:
+        dataset=DATASET,
+        generations="results/generations/{model}/{defense}/{turns}.jsonl",
+    output:
+        "results/judgments/{judge}/{model}/{defense}/{turns}.jsonl",
+    params:
+        cfg=lambda wc: json.dumps(JUDGES[wc.judge], sort_keys=True),
+    log:
+        "results/logs/judge/{judge}/{model}/{defense}/{turns}.log",
+    shell:
+        "safemt judge --params {PARAMS} --judge {wildcards.judge} --dataset {input.dataset}"
+        " -i {input.generations} -o {output} > {log} 2>&1"
