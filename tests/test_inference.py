@@ -185,3 +185,33 @@ def test_plain_progress_lines() -> None:
     lines = stream.getvalue().splitlines()
     assert lines[0] == "infer m 2-turn: 4/10 (0.0/s)"
     assert lines[-1].startswith("infer m 2-turn: 10/10 (") and len(lines) == 2
+
+
+def test_merge_joins_shards_and_rejects_overlap(tmp_path, capsys) -> None:
+    from safemt.cli import main
+    from safemt.jsonl import read_jsonl, write_jsonl
+
+    def rec(i, turns):
+        return {"id": f"own_fraud_{i}", "turns": turns, "model": "m", "defense": "none", "response": "r",
+                "error": None, "finish_reason": "stop", "n_output_tokens": 1, "latency_s": 0.1, "config_hash": "h"}
+
+    write_jsonl(tmp_path / "0.jsonl", [rec(3, 2), rec(1, 2)])
+    write_jsonl(tmp_path / "1.jsonl", [rec(2, 2)])
+    assert main(["merge", "-i", str(tmp_path / "0.jsonl"), str(tmp_path / "1.jsonl"), "-o", str(tmp_path / "m.jsonl")]) == 0
+    assert [r["id"] for r in read_jsonl(tmp_path / "m.jsonl")] == ["own_fraud_1", "own_fraud_2", "own_fraud_3"]
+    write_jsonl(tmp_path / "1.jsonl", [rec(3, 2)])
+    assert main(["merge", "-i", str(tmp_path / "0.jsonl"), str(tmp_path / "1.jsonl"), "-o", str(tmp_path / "m.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "two shards" in err and "own_fraud_3" in err
+
+
+def test_changing_the_shard_count_reuses_finished_work(params, dataset, tmp_path, calls) -> None:
+    folder = tmp_path / "gen" / "shards"
+    run_inference(params, "tiny-vlm-a", dataset, folder / "0-of-1.jsonl")
+    assert len(calls) == 12
+    for i in range(3):
+        run_inference(params, "tiny-vlm-a", dataset, folder / f"{i}-of-3.jsonl", shard=(i, 3))
+    assert len(calls) == 12, "journals of the 1-shard run must serve the 3-shard run"
+    whole = read_jsonl(folder / "0-of-1.jsonl")
+    parts = [r for i in range(3) for r in read_jsonl(folder / f"{i}-of-3.jsonl")]
+    assert sorted(parts, key=lambda r: (r["turns"], r["id"])) == whole

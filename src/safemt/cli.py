@@ -80,6 +80,14 @@ def cmd_infer(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    from safemt.inference import merge_generations
+
+    _params(args)
+    merge_generations(args.input, args.output)
+    return 0
+
+
 def cmd_judge(args: argparse.Namespace) -> int:
     from safemt.judging import run_judging
 
@@ -178,6 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--turns", type=int, default=None, metavar="N", help="only dialogues of N turns")
     s.add_argument("--image-root", metavar="DIR", help="image root (default: the dataset's folder)")
     s.set_defaults(func=cmd_infer)
+
+    s = sub.add_parser("merge", parents=[common], help="join the shard outputs of `infer --shard`",
+                       description="Concatenate generation files written by `infer --shard I/N` into OUT in "
+                       "(turns, id) order; a dialogue present in two shards is an error.")
+    s.add_argument("-i", "--input", required=True, nargs="+", metavar="SHARD.jsonl")
+    s.add_argument("-o", "--output", required=True, metavar="OUT.jsonl")
+    s.set_defaults(func=cmd_merge)
 
     s = sub.add_parser("judge", parents=[common], help="label generations safe / unsafe / invalid",
                        description="Judge every generation record; records with an error are not judged "

@@ -142,10 +142,17 @@ def _config_hash(job: Job, backend_info: dict[str, Any], defense_info: dict[str,
     })
 
 
+def _journals(journal_path: Path) -> list[Path]:
+    """Every journal in the folder, this run's own last: work done under another shard count counts too."""
+    others = sorted(p for p in journal_path.parent.glob("*.jsonl") if p != journal_path)
+    return [*others, journal_path]
+
+
 def _reusable(journal_path: Path, hashes: dict[tuple[str, int], str]) -> dict[tuple[str, int], dict[str, Any]]:
     """Journal records still valid for this run: same key and config_hash, no error (last one wins)."""
     done: dict[tuple[str, int], dict[str, Any]] = {}
-    for rec in read_journal(journal_path):
+    records = (rec for path in _journals(journal_path) for rec in read_journal(path))
+    for rec in records:
         key = (rec.get("id"), rec.get("turns"))
         if key in hashes and rec.get("config_hash") == hashes[key] and rec.get("error") is None:
             done[key] = {field: rec.get(field) for field in FIELDS}
@@ -199,3 +206,25 @@ def _version(package: str) -> str | None:
         return version(package)
     except PackageNotFoundError:
         return None
+
+
+def merge_generations(inputs: list[str], out: str) -> int:
+    """Join shard outputs into one file in (turns, id) order; a key in two shards is an error."""
+    seen: dict[tuple[str, int], str] = {}
+    merged = []
+    for path in inputs:
+        for i, rec in enumerate(read_jsonl(path), start=1):
+            missing = [f for f in FIELDS if f not in rec]
+            if missing:
+                raise SafemtError(f"generation record lacks {', '.join(missing)}", file=path, index=i,
+                                  record_id=rec.get("id"))
+            key = (rec["id"], rec["turns"])
+            if key in seen:
+                raise SafemtError(f"({key[0]}, {key[1]}) is in two shards (also {seen[key]})", file=path,
+                                  index=i, record_id=key[0])
+            seen[key] = path
+            merged.append(rec)
+    merged.sort(key=lambda r: (r["turns"], r["id"]))
+    write_jsonl(out, merged)
+    print(f"merged {len(merged)} generations from {len(inputs)} shard(s) -> {out}")
+    return len(merged)

@@ -11,6 +11,15 @@ from typing import Any, Iterable, Iterator
 from safemt.errors import SafemtError
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def dumps(record: dict[str, Any]) -> str:
     """Canonical one-line JSON: stable key order as given, UTF-8, no trailing spaces."""
     return json.dumps(record, ensure_ascii=False, separators=(", ", ": "))
@@ -59,6 +68,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(text)
             fh.flush()

@@ -59,7 +59,7 @@ def test_results_say_why_generation_stopped(tiny_models: Path, images: list[Path
     for r in backend.generate(_requests(images)):
         assert r.finish_reason in ("stop", "length")
         assert r.n_output_tokens == 3 if r.finish_reason == "length" else 1 <= r.n_output_tokens <= 3
-        assert r.latency_s is not None and r.latency_s >= 0
+        assert r.latency_s is not None and r.latency_s >= 0 and r.n_input_tokens > 16  # 16 image tokens
 
 
 def test_a_bad_image_fails_only_its_request(tiny_models: Path, images: list[Path], tmp_path: Path) -> None:
@@ -93,12 +93,9 @@ def test_model_system_prompt_comes_before_a_defense_policy() -> None:
     assert messages == [{"role": "system", "content": "model\n\npolicy"}, {"role": "user", "content": "hi"}]
 
 
-def test_unknown_and_planned_backends_are_clear_errors() -> None:
+def test_unknown_backend_lists_the_known_ones() -> None:
     with pytest.raises(SafemtError, match="unknown backend 'nope' \\(known: hf, openai, vllm\\)"):
         get_backend({"name": "m", "backend": "nope"})
-    for name in ("vllm", "openai"):
-        with pytest.raises(SafemtError, match="not implemented yet"):
-            get_backend({"name": "m", "backend": name, "path": "x"})
 
 
 def test_missing_folder_and_offline_hub_id_are_one_line_errors(tmp_path: Path) -> None:

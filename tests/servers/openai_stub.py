@@ -151,6 +151,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as real servers do
+    disable_nagle_algorithm = True  # headers and body go out at once, not 40 ms apart (delayed ACK)
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet test output

@@ -20,6 +20,8 @@ wildcard_constraints:
     defense="[^/]+",
     judge="[^/]+",
     turns=r"\d+",
+    shard=r"\d+",
+    n=r"\d+",
 
 
 def model_files(name):
@@ -33,5 +35,8 @@ def model_params(name):
     return json.dumps(MODELS[name], sort_keys=True)
 
 
-def generations(model, defense):
-    return expand("results/generations/{model}/{defense}/{turns}.jsonl", model=model, defense=defense, turns=TURNS)
+def shard_files(model, defense, turns):
+    """`models.<name>.shards` splits each turn file into that many jobs (deterministic by id)."""
+    n = int(MODELS[model].get("shards", 1))
+    return expand("results/generations/{model}/{defense}/shards/{turns}/{shard}-of-{n}.jsonl",
+                  model=model, defense=defense, turns=turns, shard=range(n), n=n)

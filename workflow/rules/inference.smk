@@ -1,16 +1,29 @@
 rule infer:
-    """Final-turn answers of one target model, per defense and turn length (resumable journal)."""
+    """Final-turn answers of one target model for one defense, turn length and shard (resumable journal)."""
     input:
         dataset=DATASET,
         model=lambda wc: model_files(wc.model),
     output:
-        "results/generations/{model}/{defense}/{turns}.jsonl",
+        "results/generations/{model}/{defense}/shards/{turns}/{shard}-of-{n}.jsonl",
     params:
         cfg=lambda wc: model_params(wc.model),
     resources:
         gpu=lambda wc: MODELS[wc.model].get("gpus", 0),
     log:
-        "results/logs/infer/{model}/{defense}/{turns}.log",
+        "results/logs/infer/{model}/{defense}/{turns}/{shard}-of-{n}.log",
     shell:
         "safemt infer --params {PARAMS} --model {wildcards.model} --defense {wildcards.defense}"
-        " --turns {wildcards.turns} --dataset {input.dataset} -o {output} 2> {log}"
+        " --turns {wildcards.turns} --shard {wildcards.shard}/{wildcards.n}"
+        " --dataset {input.dataset} -o {output} 2> {log}"
+
+
+rule merge_generations:
+    """One generations file per model, defense and turn length, whatever the shard count."""
+    input:
+        lambda wc: shard_files(wc.model, wc.defense, wc.turns),
+    output:
+        "results/generations/{model}/{defense}/{turns}.jsonl",
+    log:
+        "results/logs/merge/{model}/{defense}/{turns}.log",
+    shell:
+        "safemt merge --params {PARAMS} -i {input} -o {output} > {log} 2>&1"

@@ -1,8 +1,8 @@
 """`safemt data build`: seed queries -> dialogues of every turn length, with their images.
 
-The build is a pure function of (seeds file, its images, params): a rebuild writes the same bytes.
-Every seed is checked and every image rendered in memory before anything is written, so a bad seed
-leaves the output untouched.
+With the template generator the build is a pure function of (seeds file, its images, params): a
+rebuild writes the same bytes. Every seed is checked, every image rendered and every dialogue
+generated in memory before anything is written, so a bad seed leaves the output untouched.
 """
 
 from __future__ import annotations
@@ -13,19 +13,23 @@ import os
 import re
 import tempfile
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from safemt.data import draw
+from safemt.data.generators import Generator, Reject, Task, make_generator, run
+from safemt.data.quality import Checks
 from safemt.data.records import Dialogue, Message, RecordError, check_image_path
 from safemt.data.scenarios import METHODS, SCENARIOS, folder
-from safemt.data.templates import MAX_TURNS, Picker, Prompt, generate, paraphrase
+from safemt.data.templates import COMBINATIONS, MAX_TURNS, MIN_COMBINED_TURNS, Picker
 from safemt.errors import ConfigError, SafemtError
 from safemt.jsonl import write_jsonl
 
 ASSIGNMENTS = ("round_robin", "random", "all")
 FINAL_TURNS = ("verbatim", "paraphrase")
+GENERATORS = ("template", "llm")
 SEED_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # also a file name: no separators, no dot-files
 
 
@@ -46,20 +50,28 @@ class Options:
     assignment: str
     seed: int
     final_turn: str
+    generator: str = "template"
+    max_tries: int = 3
+    checks: Checks = Checks()
+    combine: bool = False
 
 
 def options(params: dict[str, Any]) -> Options:
     """The dataset keys the build reads, with the schema's defaults; unsupported values fail early."""
     ds = params.get("dataset") or {}
-    generator = ds.get("generator", "template")
-    if generator != "template":
-        raise ConfigError(f"the {generator!r} generator is not available yet; use 'template'",
+    opts = Options(tuple(sorted(params.get("turns", [1, 2, 4, 6, 8]))), ds.get("method_assignment", "round_robin"),
+                   int(ds.get("seed", 0)), ds.get("final_turn", "verbatim"), ds.get("generator", "template"),
+                   int(ds.get("max_tries", 3)), Checks.from_params(ds.get("checks")), bool(ds.get("combine", False)))
+    if opts.generator not in GENERATORS:
+        raise ConfigError(f"unknown generator {opts.generator!r} (one of {', '.join(GENERATORS)})",
                           key="dataset.generator")
-    turns = tuple(sorted(params.get("turns", [1, 2, 4, 6, 8])))
-    if any(t > MAX_TURNS for t in turns):
+    if opts.generator == "template" and any(t > MAX_TURNS for t in opts.turns):
         raise ConfigError(f"the template generator writes at most {MAX_TURNS} turns", key="turns")
-    opts = Options(turns, ds.get("method_assignment", "round_robin"), int(ds.get("seed", 0)),
-                   ds.get("final_turn", "verbatim"))
+    if opts.generator == "llm" and ds.get("generator_model") not in (params.get("models") or {}):
+        raise ConfigError(f"the llm generator needs a model defined in models, got {ds.get('generator_model')!r}",
+                          key="dataset.generator_model")
+    if opts.max_tries < 1:
+        raise ConfigError("max_tries must be at least 1", key="dataset.max_tries")
     if opts.assignment not in ASSIGNMENTS:
         raise ConfigError(f"unknown method assignment {opts.assignment!r} (one of {', '.join(ASSIGNMENTS)})",
                           key="dataset.method_assignment")
@@ -178,29 +190,31 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 # --- dialogues -------------------------------------------------------------------------------------
 
+def method_pool(turns: int, opts: Options) -> tuple[str, ...]:
+    """The four methods, plus the combinations when `dataset.combine` is on and N is long enough."""
+    if opts.combine and turns >= MIN_COMBINED_TURNS:
+        return METHODS + COMBINATIONS
+    return METHODS
+
+
 def assign_methods(seed: Seed, position: int, turns: int, multi_index: int, opts: Options) -> tuple[str, ...]:
-    """Methods for one seed at one turn length: a rotation, a seeded draw, or all four."""
+    """Methods for one seed at one turn length: a rotation, a seeded draw, or all of them."""
+    pool = method_pool(turns, opts)
     if opts.assignment == "all":
-        return METHODS
+        return pool
     if opts.assignment == "random":
-        return (Picker(opts.seed, seed.id, turns, "method").pick(METHODS),)
-    return (METHODS[(position + multi_index) % len(METHODS)],)
+        return (Picker(opts.seed, seed.id, turns, "method").pick(pool),)
+    return (pool[(position + multi_index) % len(pool)],)
 
 
-def seed_dialogues(seed: Seed, position: int, image: str, sha: str, opts: Options) -> Iterator[Dialogue]:
-    """Every dialogue of one seed; in `all` mode the id gets a `__<method>` suffix."""
+def plan(seeds: list[Seed], opts: Options, pictures: dict[str, Path | None]) -> list[Task]:
+    """Every multi-turn dialogue to generate; in `all` mode the id gets a `__<method>` suffix."""
     multi = [t for t in opts.turns if t > 1]
-    if 1 in opts.turns:
-        yield _dialogue(seed, seed.id, 1, None, (Message("user", seed.question),), image, sha)
-    for multi_index, turns in enumerate(multi):
-        for method in assign_methods(seed, position, turns, multi_index, opts):
-            pick = Picker(opts.seed, seed.id, turns, method)
-            query = seed.question
-            if opts.final_turn == "paraphrase":
-                query = paraphrase(query, pick.fork("paraphrase"))
-            prompt = Prompt(query, seed.scenario, seed.phrase, seed.scene)
-            dialogue_id = f"{seed.id}__{method}" if opts.assignment == "all" else seed.id
-            yield _dialogue(seed, dialogue_id, turns, method, generate(method, prompt, turns, pick), image, sha)
+    return [Task(f"{seed.id}__{method}" if opts.assignment == "all" else seed.id, seed.id, turns, method,
+                 seed.question, seed.scenario, seed.phrase, seed.scene, pictures.get(seed.id))
+            for position, seed in enumerate(seeds)
+            for multi_index, turns in enumerate(multi)
+            for method in assign_methods(seed, position, turns, multi_index, opts)]
 
 
 def _dialogue(seed: Seed, dialogue_id: str, turns: int, method: str | None,
@@ -212,40 +226,96 @@ def _dialogue(seed: Seed, dialogue_id: str, turns: int, method: str | None,
     return dialogue
 
 
-def summarize(dialogues: list[Dialogue], n_seeds: int, out: Path) -> dict[str, Any]:
-    by_turns = Counter(d.turns for d in dialogues)
-    by_method = Counter(d.method or "none" for d in dialogues)
+@dataclass(frozen=True)
+class Built:
+    """A build held in memory: what `build_dataset` writes, and what the dataset card re-derives."""
+
+    dialogues: list[Dialogue]
+    rejects: list[Reject]
+    images: dict[str, tuple[str, bytes]]  # seed id -> (path under the image root, bytes)
+    seeds: int
+    generator: str
+
+
+def make_dialogues(seeds_path: str | Path, params: dict[str, Any]) -> Built:
+    """Check the seeds, draw the images and generate every dialogue, writing nothing.
+
+    1-turn dialogues are the seed question alone (method null). Longer ones come from the
+    configured generator and pass the quality checks, or end up among the rejects.
+    """
+    opts = options(params)
+    seeds_path = Path(seeds_path)
+    seeds = read_seeds(seeds_path)
+    images = {seed.id: seed_image(seed, seeds_path.parent) for seed in seeds}
+    shas = {seed_id: hashlib.sha256(data).hexdigest() for seed_id, (_, data) in images.items()}
+    generator = make_generator(opts.generator, params, opts.seed, opts.final_turn)
+    with pictures_for(generator, images) as pictures:
+        tasks = plan(seeds, opts, pictures)
+        kept, rejects = run(generator, tasks, opts.checks, opts.max_tries)
+    by_id = {seed.id: seed for seed in seeds}
+    dialogues = [_dialogue(seed, seed.id, 1, None, (Message("user", seed.question),), images[seed.id][0],
+                           shas[seed.id]) for seed in seeds if 1 in opts.turns]
+    for task in tasks:
+        if task.key in kept:
+            seed = by_id[task.seed_id]
+            dialogues.append(_dialogue(seed, task.id, task.turns, task.method, kept[task.key],
+                                       images[seed.id][0], shas[seed.id]))
+    dialogues.sort(key=lambda d: (d.turns, d.id))
+    rejects.sort(key=lambda r: (r.task.turns, r.task.id))
+    return Built(dialogues, rejects, images, len(seeds), generator.name)
+
+
+@contextmanager
+def pictures_for(generator: Generator, images: dict[str, tuple[str, bytes]]) -> Iterator[dict[str, Path | None]]:
+    """Image files a generator can look at, in a temporary folder (the output is not touched yet)."""
+    if not generator.wants_images:
+        yield {}
+        return
+    with tempfile.TemporaryDirectory(prefix="safemt-build-") as tmp:
+        pictures: dict[str, Path | None] = {}
+        for seed_id, (rel, data) in images.items():
+            pictures[seed_id] = Path(tmp) / rel
+            write_bytes(pictures[seed_id], data)
+        yield pictures
+
+
+def rejects_path(out: Path) -> Path:
+    stem = out.name[: -len(".jsonl")] if out.name.endswith(".jsonl") else out.name
+    return out.with_name(f"{stem}.rejects.jsonl")
+
+
+def summarize(built: Built, out: Path) -> dict[str, Any]:
+    by_turns = Counter(d.turns for d in built.dialogues)
+    by_method = Counter(d.method or "none" for d in built.dialogues)
     return {
-        "output": str(out), "seeds": n_seeds, "dialogues": len(dialogues),
+        "output": str(out), "seeds": built.seeds, "dialogues": len(built.dialogues),
+        "generator": built.generator, "rejected": len(built.rejects),
         "turns": {str(t): by_turns[t] for t in sorted(by_turns)},
-        "methods": {m: by_method[m] for m in (*METHODS, "none") if by_method[m]},
+        "methods": {m: by_method[m] for m in (*METHODS, *COMBINATIONS, "none") if by_method[m]},
     }
 
 
 def build_dataset(seeds_path: str | Path, out: str | Path, params: dict[str, Any]) -> dict[str, Any]:
     """Write one dialogue per seed x turn length (x method) to `out`, images under out's folder.
 
-    Methods follow `dataset.method_assignment`: `round_robin` rotates the four methods by seed
-    position and turn length, `random` draws one per (seed id, turns) from `dataset.seed`, and `all`
-    writes every method for every seed and N > 1. Only in `all` mode are ids suffixed with
-    `__<method>` (e.g. `own_bias_1__roleplay`), which keeps (id, turns) unique. 1-turn dialogues are
-    the seed question alone (method null) whatever `dataset.final_turn` says; longer ones end with the
-    question verbatim or lightly paraphrased. `question` is always the seed's question verbatim.
-    Returns the summary that is also printed as one line.
+    Methods follow `dataset.method_assignment`: `round_robin` rotates the methods by seed position
+    and turn length, `random` draws one per (seed id, turns) from `dataset.seed`, and `all` writes
+    every method for every seed and N > 1; with `dataset.combine` the combinations join the methods
+    for N >= 6. Only in `all` mode are ids suffixed with `__<method>` (e.g. `own_bias_1__roleplay`),
+    which keeps (id, turns) unique. Longer dialogues end with the question verbatim or paraphrased
+    (`dataset.final_turn`); `question` is always the seed's question verbatim. Dialogues rejected on
+    every try are left out and listed with their reason in `<OUT stem>.rejects.jsonl` (always
+    written, empty when none). Returns the summary that is also printed as one line.
     """
-    opts = options(params)
-    seeds_path, out = Path(seeds_path), Path(out)
-    seeds = read_seeds(seeds_path)
-    images = {seed.id: seed_image(seed, seeds_path.parent) for seed in seeds}
-    shas = {seed_id: hashlib.sha256(data).hexdigest() for seed_id, (_, data) in images.items()}
-    dialogues = sorted((d for position, seed in enumerate(seeds)
-                        for d in seed_dialogues(seed, position, images[seed.id][0], shas[seed.id], opts)),
-                       key=lambda d: (d.turns, d.id))
-    for rel, data in images.values():
+    out = Path(out)
+    built = make_dialogues(seeds_path, params)
+    for rel, data in built.images.values():
         write_bytes(out.parent / rel, data)
-    write_jsonl(out, (d.to_dict() for d in dialogues))
-    summary = summarize(dialogues, len(seeds), out)
-    print(f"{out}: {summary['dialogues']} dialogues from {summary['seeds']} seeds; turns "
-          + ", ".join(f"{t}: {n}" for t, n in summary["turns"].items()) + "; methods "
-          + ", ".join(f"{m}: {n}" for m, n in summary["methods"].items()))
+    write_jsonl(rejects_path(out), (r.to_dict() for r in built.rejects))
+    write_jsonl(out, (d.to_dict() for d in built.dialogues))
+    summary = summarize(built, out)
+    print(f"{out}: {summary['dialogues']} dialogues from {summary['seeds']} seeds ({built.generator} generator); "
+          "turns " + ", ".join(f"{t}: {n}" for t, n in summary["turns"].items()) + "; methods "
+          + ", ".join(f"{m}: {n}" for m, n in summary["methods"].items())
+          + f"; rejected {summary['rejected']} ({rejects_path(out)})")
     return summary

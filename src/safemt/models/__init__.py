@@ -8,11 +8,11 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from safemt.errors import ConfigError, SafemtError
+from safemt.errors import ConfigError
 from safemt.models.base import Backend, ChatRequest, GenerationResult
 
-# name -> "module:class"; None marks a backend that is planned but not written yet.
-BACKENDS: dict[str, str | None] = {
+# name -> "module:class", imported on first use.
+BACKENDS: dict[str, str] = {
     "hf": "safemt.models.hf:HFBackend",
     "vllm": "safemt.models.vllm_backend:VLLMBackend",
     "openai": "safemt.models.openai_backend:OpenAIBackend",
@@ -27,8 +27,5 @@ def get_backend(cfg: dict[str, Any]) -> Backend:
     where = f"models.{cfg.get('name', '?')}.backend"
     if name not in BACKENDS:
         raise ConfigError(f"unknown backend {name!r} (known: {', '.join(sorted(BACKENDS))})", key=where)
-    target = BACKENDS[name]
-    if target is None:
-        raise SafemtError(f"backend {name!r} is not implemented yet (use 'hf')", key=where)
-    module, cls = target.split(":")
+    module, cls = BACKENDS[name].split(":")
     return getattr(import_module(module), cls)(cfg)

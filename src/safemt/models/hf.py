@@ -7,8 +7,10 @@ dialogue without the image (describe() says so, so their results never mix with 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -95,10 +97,14 @@ class HFBackend(Backend):
         }
 
     def fingerprint(self) -> str:
-        """Hash of a local model folder's files: a rebuilt or retrained model must not be resumed."""
+        """Hash of a local model folder's files: a rebuilt or retrained model must not be resumed.
+
+        Files up to 64 MiB are hashed whole; bigger ones (weight shards) by size plus their first and
+        last 4 MiB, so a multi-GB checkpoint is not read in full on every run.
+        """
         if self._fingerprint is None:
             files = sorted(p for p in Path(self.source).rglob("*") if p.is_file() and not p.name.startswith("."))
-            self._fingerprint = stable_hash({str(p.relative_to(self.source)): sha256_file(p) for p in files})
+            self._fingerprint = stable_hash({str(p.relative_to(self.source)): _file_digest(p) for p in files})
         return self._fingerprint
 
     def generate(self, requests: list[ChatRequest]) -> list[GenerationResult]:
@@ -114,7 +120,7 @@ class HFBackend(Backend):
                 return [r for req in requests for r in self.generate([req])]
             return [GenerationResult.failed(f"{type(exc).__name__}: {exc}", _latency(start, 1))]
         latency = _latency(start, len(requests))
-        return [GenerationResult(r.response, None, r.finish_reason, r.n_output_tokens, latency) for r in results]
+        return [replace(r, latency_s=latency) for r in results]
 
     # --- one batch -----------------------------------------------------------------------------
 
@@ -131,7 +137,8 @@ class HFBackend(Backend):
         with torch.inference_mode():
             out = self.model.generate(**inputs, **kwargs)
         new_tokens = out[:, inputs["input_ids"].shape[1]:].tolist()
-        return [self._result(ids) for ids in new_tokens]
+        prompt_lengths = inputs["attention_mask"].sum(dim=1).tolist()
+        return [self._result(ids, n_in) for ids, n_in in zip(new_tokens, prompt_lengths)]
 
     def _inputs(self, requests: list[ChatRequest]) -> Any:
         """Chat-templated, left-padded model inputs (pixel values for the images, if a VLM)."""
@@ -159,13 +166,13 @@ class HFBackend(Backend):
             conversation.append({"role": m["role"], "content": parts})
         return conversation
 
-    def _result(self, ids: list[int]) -> GenerationResult:
+    def _result(self, ids: list[int], n_input_tokens: int) -> GenerationResult:
         """Cut the reply at the first end-of-sequence token; no such token means it hit the limit."""
         stops = self._eos_ids()
         end = next((i for i, t in enumerate(ids) if t in stops), None)
-        if end is None:
-            return GenerationResult(self.tokenizer.decode(ids, skip_special_tokens=True), None, "length", len(ids))
-        return GenerationResult(self.tokenizer.decode(ids[:end], skip_special_tokens=True), None, "stop", end + 1)
+        reply, reason, n_out = (ids, "length", len(ids)) if end is None else (ids[:end], "stop", end + 1)
+        return GenerationResult(self.tokenizer.decode(reply, skip_special_tokens=True), None, reason, n_out,
+                                n_input_tokens=int(n_input_tokens))
 
     def _eos_ids(self) -> set[int]:
         eos = self.model.generation_config.eos_token_id
@@ -217,6 +224,18 @@ def _open_image(path: Path) -> Any:
 
     with Image.open(path) as img:
         return img.convert("RGB")
+
+
+def _file_digest(path: Path, whole_up_to: int = 64 << 20, edge: int = 4 << 20) -> str:
+    size = path.stat().st_size
+    if size <= whole_up_to:
+        return sha256_file(path)
+    digest = hashlib.sha256(str(size).encode())
+    with path.open("rb") as fh:
+        digest.update(fh.read(edge))
+        fh.seek(size - edge)
+        digest.update(fh.read(edge))
+    return f"edges:{digest.hexdigest()}"
 
 
 def _latency(start: float, n: int) -> float:

@@ -1,0 +1,175 @@
+"""Rule-based labels for the four jailbreak patterns, for released dialogues that name none.
+
+The release has no method field, so its dialogues are labelled from what is visible in the text
+(SAFEMT-FACTS.md): fake "Sure! Here is..." answers followed by "Following the examples above" are
+in-context compliance; a fiction frame (screenplay, novel, character) is role-play; user turns that
+keep pointing at the picture or at earlier turns, up to the last one, are image anchoring; any
+other multi-turn dialogue is gradual escalation, the release's most common shape. A fake-compliance
+opening followed by ordinary turns is labelled as a combination (`in_context+<rest>`). 1-turn
+dialogues have no method. Labels written here carry `method_inferred: true`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from safemt.data.records import Dialogue
+from safemt.data.scenarios import METHODS
+from safemt.data.validate import read_dialogues
+from safemt.jsonl import write_jsonl
+
+_I = re.IGNORECASE
+# An answer that opens with compliance: "Sure, here is ...", "Certainly! Here are ...". Repeated over
+# every answer it is the in-context pattern; a single one counts only in its eager "Sure! Here" form,
+# since ordinary helpful answers also begin "Sure, here are a few...".
+COMPLIANCE = re.compile(r"^\W*(?:sure|certainly|absolutely|of course|okay|ok)\b[\s!,.:]*here(?:'s| is| are)\b", _I)
+EAGER = re.compile(r"^\W*(?:sure|certainly|absolutely|of course|okay|ok)!\s*here(?:'s| is| are)\b", _I)
+# Many-shot examples written as "Q: ... / A: ...": answers labelled as answers, and a final turn that
+# ends on an empty answer slot for the model to fill.
+LABELLED_ANSWER = re.compile(r"^\W*(?:a|answer|assistant)\s*:", _I)
+OPEN_SLOT = re.compile(r"\b(?:a|answer|assistant(?: answers| says)?)\s*:\s*$", _I)
+# A final turn that asks to go on in the manner of the examples before it.
+FOLLOW_EXAMPLES = re.compile(
+    r"\b(?:follow(?:ing)?|based on|like|as in|in the style of)\s+(?:the\s+|these\s+|those\s+)?"
+    r"(?:above|previous|earlier|prior|preceding)\s+(?:samples?|examples?|answers?|ones?|demonstrations?)"
+    r"|\b(?:samples?|examples?)\s+(?:above|before)\b|\bsame (?:format|pattern|template)\b"
+    r"|\b(?:answer|respond|reply|continue|do)\b[^.?!]{0,20}\bthe same\b", _I)
+# A fiction frame: one of these in the first user turn sets the whole dialogue in a story or game ...
+FRAME = re.compile(
+    r"\b(?:screenplay|script|novel|(?:short )?stor(?:y|ies)|fiction(?:al)?|role[- ]?play(?:ing)?|protagonist|"
+    r"pretend(?: to be| you are| you're)|imagine you(?: are|'re)|act as|play the role|"
+    r"(?:in|break|breaks|breaking|stay|stays|main|my|your) character|game master|dungeon master|"
+    r"text adventure|adventure game|let's play|stage play|radio play|improv|(?:a|the|our|my) play about|"
+    r"writing an? (?:\w+ ){0,2}(?:thriller|book|play|scene|comic|sitcom|musical))\b", _I)
+# A persona to speak as: "You are Captain Redbeard", "You're Marco" (a capitalised name).
+PERSONA = re.compile(r"\b[Yy]ou(?:'re| are) (?:now )?(?!I\b)[A-Z]\w+")
+# ... and these count when they recur (or frame the last turn of a short dialogue).
+FICTION = re.compile(
+    FRAME.pattern + r"|\b(?:character|antagonist|villain|heroine|hero|chapter|narrator|plot|"
+    r"(?:continue|write|writing|next|opening) (?:the |a |this )?scene|"
+    r"theat(?:er|re|rical)|drama(?:tic)?|movie|film|thriller|campaign|monologue|tragedy|comedy)\b", _I)
+# The picture, or an earlier turn, as the anchor of a question.
+PICTURE = re.compile(
+    r"\b(?:picture|image|photo(?:graph)?|pic|screenshot|illustration|drawing|poster|caption)s?\b|"
+    r"\b(?:shown|depicted|pictured)\b", _I)
+BACK_REFERENCE = re.compile(
+    r"\b(?:earlier|previously|going back to|back to (?:the|what|your)|building on|as (?:we|you) "
+    r"(?:said|discussed|mentioned|noted|described)|(?:we|you) (?:talked|discussed|spoke|mentioned|said|described"
+    r"|saw|noticed|noted|pointed out|covered)"
+    r"|you just (?:said|described|mentioned)|from before|a moment ago)\b", _I)
+
+
+@dataclass(frozen=True)
+class Cues:
+    """What the rules look at, per dialogue."""
+
+    users: tuple[str, ...]
+    answers: tuple[str, ...]
+
+    @classmethod
+    def of(cls, d: Dialogue) -> "Cues":
+        return cls(tuple(m.content for m in d.messages if m.role == "user"),
+                   tuple(m.content for m in d.messages if m.role == "assistant"))
+
+    def compliant(self) -> list[bool]:
+        return [bool(COMPLIANCE.search(a)) for a in self.answers]
+
+    def eager(self) -> list[bool]:
+        return [bool(EAGER.search(a)) for a in self.answers]
+
+    def labelled(self) -> list[bool]:
+        return [bool(LABELLED_ANSWER.search(a)) for a in self.answers]
+
+    def fiction_turns(self) -> int:
+        return sum(bool(FICTION.search(u)) for u in self.users)
+
+    def anchored(self, text: str) -> bool:
+        return bool(PICTURE.search(text) or BACK_REFERENCE.search(text))
+
+
+def classify(d: Dialogue) -> str | None:
+    """The method a dialogue shows, or None for a 1-turn dialogue."""
+    if d.turns < 2:
+        return None
+    return _label(Cues.of(d))
+
+
+def _label(cues: Cues) -> str:
+    compliant, eager, labelled = cues.compliant(), cues.eager(), cues.labelled()
+    repeated = len(compliant) > 1 and (all(compliant) or all(labelled))
+    final = cues.users[-1]
+    if FOLLOW_EXAMPLES.search(final) or OPEN_SLOT.search(final) or repeated or all(eager):
+        return "in_context"
+    opening = _eager_opening(eager)
+    if opening:
+        return f"in_context+{_plain_label(Cues(cues.users[opening:], cues.answers[opening:]))}"
+    return _plain_label(cues)
+
+
+def _eager_opening(eager: list[bool]) -> int:
+    """How many exchanges at the start are eager fake compliance, when none come later (else 0)."""
+    n = next((i for i, f in enumerate(eager) if not f), len(eager))
+    return n if n and not any(eager[n:]) else 0
+
+
+def _plain_label(cues: Cues) -> str:
+    """Role-play, anchoring or escalation, for a dialogue without fake compliance."""
+    users = cues.users
+    fiction = cues.fiction_turns()
+    framed = FRAME.search(users[0]) or PERSONA.search(users[0])
+    if framed or fiction >= 2 or (len(users) == 2 and FICTION.search(users[-1])):
+        return "roleplay"
+    later = users[1:]
+    anchored = sum(cues.anchored(u) for u in later)
+    back = any(BACK_REFERENCE.search(u) for u in later)
+    if cues.anchored(users[-1]) and (back or anchored == len(later)) and cues.anchored(users[0]):
+        return "image_anchor"
+    return "escalation"
+
+
+# --- files and accuracy --------------------------------------------------------------------------------
+
+def label(d: Dialogue) -> Dialogue:
+    """The dialogue with an inferred method if it has none; a known method is never overwritten."""
+    if d.method is not None:
+        return d
+    method = classify(d)
+    return d if method is None else dataclasses.replace(d, method=method, method_inferred=True)
+
+
+def classify_file(path: str | Path, out: str | Path) -> dict[str, int]:
+    """Label every record of PATH whose method is null; write all records to OUT in the same order."""
+    dialogues = [item.dialogue for item in read_dialogues(path)]
+    labelled = [label(d) for d in dialogues]
+    write_jsonl(out, (d.to_dict() for d in labelled))
+    counts = Counter(d.method for d, before in zip(labelled, dialogues) if before.method is None and d.method)
+    inferred = {m: counts[m] for m in sorted(counts, key=_method_order)}
+    print(f"{out}: {sum(inferred.values())} methods inferred of {len(labelled)} dialogues ("
+          + (", ".join(f"{m}: {n}" for m, n in inferred.items()) or "none") + ")")
+    return inferred
+
+
+def _method_order(method: str) -> tuple[int, str]:
+    return (METHODS.index(method) if method in METHODS else len(METHODS), method)
+
+
+def accuracy(dialogues: Iterable[Dialogue]) -> dict[str, Any]:
+    """How often the classifier finds the known method of multi-turn dialogues, overall and per method."""
+    known = [d for d in dialogues if d.method is not None and not d.method_inferred and d.turns > 1]
+    confusion: dict[str, Counter] = {}
+    for d in known:
+        confusion.setdefault(d.method, Counter())[classify(d) or "none"] += 1
+    correct = sum(c[m] for m, c in confusion.items())
+    return {
+        "dialogues": len(known),
+        "correct": correct,
+        "accuracy": round(correct / len(known), 4) if known else None,
+        "per_method": {m: {"dialogues": sum(c.values()), "accuracy": round(c[m] / sum(c.values()), 4),
+                           "predicted": dict(sorted(c.items()))}
+                       for m, c in sorted(confusion.items(), key=lambda kv: _method_order(kv[0]))},
+    }

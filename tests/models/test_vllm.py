@@ -1,0 +1,179 @@
+"""The `vllm` backend's request building and output mapping, against a stand-in `vllm` module.
+
+vllm cannot be installed on CPU machines, so these tests put a module object named `vllm` (with `LLM`
+and `SamplingParams` classes that record what they receive) into sys.modules, following vllm's
+documented offline API: LLM(model=, revision=, tensor_parallel_size=, ...), LLM.chat(conversations,
+sampling_params=, chat_template=), RequestOutput.outputs[0].text/.token_ids/.finish_reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from safemt.config import stable_hash
+from safemt.errors import ConfigError, SafemtError
+from safemt.models import ChatRequest, GenerationResult, get_backend
+from safemt.models.vllm_backend import VLLMBackend, sampling_args
+
+
+class FakeSamplingParams:
+    def __init__(self, **kwargs: Any):
+        self.kwargs = kwargs
+
+
+class FakeLLM:
+    """Answers each conversation with `reply to <last text>`; LONG hits the limit, ABORT aborts, BOOM raises."""
+
+    instances: list["FakeLLM"] = []
+
+    def __init__(self, **kwargs: Any):
+        self.kwargs = kwargs
+        self.calls: list[dict[str, Any]] = []
+        FakeLLM.instances.append(self)
+
+    def chat(self, messages: list[list[dict[str, Any]]], sampling_params: FakeSamplingParams | None = None,
+             chat_template: str | None = None, use_tqdm: bool = True) -> list[Any]:
+        self.calls.append({"messages": messages, "sampling_params": sampling_params, "chat_template": chat_template})
+        return [self._output(conv, sampling_params.kwargs["max_tokens"]) for conv in messages]
+
+    @staticmethod
+    def _output(conv: list[dict[str, Any]], max_tokens: int) -> Any:
+        text = conv[-1]["content"] if isinstance(conv[-1]["content"], str) else conv[-1]["content"][-1]["text"]
+        if "BOOM" in text:
+            raise ValueError("prompt is longer than max_model_len")
+        reason = "length" if "LONG" in text else ("abort" if "ABORT" in text else "stop")
+        ids = list(range(max_tokens if reason == "length" else 3))
+        completion = types.SimpleNamespace(text=f"reply to {text}", token_ids=ids, finish_reason=reason)
+        return types.SimpleNamespace(outputs=[completion], prompt_token_ids=list(range(11)))
+
+
+@pytest.fixture
+def fake_vllm(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+    module = types.ModuleType("vllm")
+    module.LLM = FakeLLM
+    module.SamplingParams = FakeSamplingParams
+    FakeLLM.instances = []
+    monkeypatch.setitem(sys.modules, "vllm", module)
+    return module
+
+
+def _cfg(**extra: Any) -> dict[str, Any]:
+    return {"name": "big-vlm", "backend": "vllm", "path": "org/some-vlm", "revision": "abc123",
+            "max_new_tokens": 32, "temperature": 0.0, **extra}
+
+
+def _request(i: int, text: str = "", image: Path | None = None, turns: int = 1) -> ChatRequest:
+    messages = [{"role": "user", "content": f"q{i} turn 0 {text}".strip()}]
+    for t in range(1, turns):
+        messages += [{"role": "assistant", "content": f"a{t}"}, {"role": "user", "content": f"q{i} turn {t} {text}".strip()}]
+    return ChatRequest((f"id_{i}", turns), tuple(messages), image)
+
+
+def test_missing_vllm_is_one_line_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "vllm", None)
+    with pytest.raises(SafemtError) as err:
+        get_backend(_cfg())
+    text = str(err.value)
+    assert "\n" not in text
+    assert "backend 'vllm' needs the gpu extra: pip install 'safemt[gpu]' (CUDA machine)" in text
+
+
+def test_engine_arguments_come_from_config(fake_vllm, tmp_path: Path) -> None:
+    backend = get_backend(_cfg(tensor_parallel_size=4, dtype="bfloat16", gpu_memory_utilization=0.8,
+                               max_model_len=8192))
+    assert isinstance(backend, VLLMBackend) and not FakeLLM.instances  # the engine starts on first use
+    backend.generate([_request(0)])
+    assert FakeLLM.instances[0].kwargs == {
+        "model": "org/some-vlm", "revision": "abc123", "tokenizer_revision": "abc123", "tensor_parallel_size": 4,
+        "trust_remote_code": False, "dtype": "bfloat16", "gpu_memory_utilization": 0.8,
+        "load_format": "safetensors", "seed": 0, "max_model_len": 8192}
+    backend.generate([_request(1)])
+    assert len(FakeLLM.instances) == 1  # started once
+
+    local = get_backend(_cfg(path=str(tmp_path), gpus=2, trust_remote_code=True))
+    local.generate([_request(0)])
+    kwargs = FakeLLM.instances[1].kwargs
+    assert (kwargs["revision"], kwargs["tensor_parallel_size"], kwargs["trust_remote_code"]) == (None, 2, True)
+
+
+def test_sampling_parameters_map_one_to_one(fake_vllm) -> None:
+    greedy = get_backend(_cfg())
+    greedy.generate([_request(0)])
+    assert FakeLLM.instances[0].calls[0]["sampling_params"].kwargs == {
+        "temperature": 0.0, "top_p": 1.0, "max_tokens": 32, "seed": 0}
+    assert sampling_args({"max_new_tokens": 7, "temperature": 0.7, "top_p": 0.9}) == {
+        "temperature": 0.7, "top_p": 0.9, "max_tokens": 7, "seed": 0}
+
+
+def test_image_is_a_data_url_part_first_in_the_first_user_turn(fake_vllm, tmp_path: Path) -> None:
+    png_named_jpg = tmp_path / "x.jpg"
+    Image.new("RGB", (8, 8), "red").save(png_named_jpg, format="PNG")
+    backend = get_backend(_cfg(system_prompt="Be safe."))
+    backend.generate([_request(0, image=png_named_jpg, turns=2), _request(1)])
+    with_image, without = FakeLLM.instances[0].calls[0]["messages"]
+    system, first_user, assistant, last_user = with_image
+    assert system == {"role": "system", "content": "Be safe."}
+    image_part, text_part = first_user["content"]
+    assert image_part["type"] == "image_url" and image_part["image_url"]["url"].startswith("data:image/png;base64,")
+    Image.open(io.BytesIO(base64.b64decode(image_part["image_url"]["url"].split(",", 1)[1]))).verify()
+    assert text_part == {"type": "text", "text": "q0 turn 0"}
+    assert assistant == {"role": "assistant", "content": "a1"} and last_user == {"role": "user", "content": "q0 turn 1"}
+    assert without == [system, {"role": "user", "content": "q1 turn 0"}]
+
+
+def test_outputs_map_to_results(fake_vllm) -> None:
+    results = get_backend(_cfg()).generate([_request(0), _request(1, "LONG"), _request(2, "ABORT")])
+    stop, length, aborted = results
+    assert (stop.response, stop.finish_reason, stop.n_output_tokens, stop.n_input_tokens) == (
+        "reply to q0 turn 0", "stop", 3, 11)
+    assert (length.response, length.finish_reason, length.n_output_tokens) == ("reply to q1 turn 0 LONG", "length", 32)
+    assert aborted.response is None and "finish_reason 'abort'" in aborted.error
+    assert all(r.latency_s is not None for r in results)
+
+
+def test_a_failing_batch_is_retried_one_by_one(fake_vllm) -> None:
+    results = get_backend(_cfg()).generate([_request(0), _request(1, "BOOM"), _request(2)])
+    assert [r.response for r in results] == ["reply to q0 turn 0", None, "reply to q2 turn 0"]
+    assert results[1] == GenerationResult.failed("ValueError: prompt is longer than max_model_len", results[1].latency_s)
+    assert len(FakeLLM.instances[0].calls) == 4  # the batch, then each request alone
+
+
+def test_chat_template_override_is_passed_and_hashed(fake_vllm, tmp_path: Path) -> None:
+    template = tmp_path / "chat.jinja"
+    template.write_text("{% for m in messages %}{{ m['content'] }}{% endfor %}", encoding="utf-8")
+    backend = get_backend(_cfg(chat_template=str(template)))
+    backend.generate([_request(0)])
+    assert FakeLLM.instances[0].calls[0]["chat_template"] == template.read_text(encoding="utf-8")
+    assert backend.describe()["chat_template_sha256"] == stable_hash(template.read_text(encoding="utf-8"))
+    assert get_backend(_cfg()).describe()["chat_template_sha256"] is None
+    with pytest.raises(ConfigError, match="models.big-vlm.chat_template"):
+        get_backend(_cfg(chat_template=str(tmp_path / "missing.jinja")))
+
+
+def test_describe_pins_what_changes_outputs_without_starting_the_engine(fake_vllm, tmp_path: Path) -> None:
+    hub = get_backend(_cfg()).describe()
+    assert (hub["backend"], hub["path"], hub["revision"], hub["folder_sha256"]) == ("vllm", "org/some-vlm", "abc123", None)
+    assert hub["generation"] == {"max_new_tokens": 32, "temperature": 0.0} and hub["trust_remote_code"] is False
+    (tmp_path / "model.safetensors").write_bytes(b"weights v1")
+    before = get_backend(_cfg(path=str(tmp_path))).describe()
+    (tmp_path / "model.safetensors").write_bytes(b"weights v2")
+    after = get_backend(_cfg(path=str(tmp_path))).describe()
+    assert before["revision"] == "local" and before["folder_sha256"] != after["folder_sha256"]
+    assert not FakeLLM.instances
+
+
+def test_engine_load_failure_is_one_line(fake_vllm, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(**kwargs: Any) -> None:
+        raise ValueError("No safetensors weights found\nlong traceback text")
+
+    monkeypatch.setattr(fake_vllm, "LLM", broken)
+    with pytest.raises(SafemtError, match="vllm cannot load 'org/some-vlm': No safetensors weights found$"):
+        get_backend(_cfg()).generate([_request(0)])
