@@ -39,4 +39,6 @@ rule all:
     input:
         expand("results/metrics/{judge}/summary.json", judge=METRIC_JUDGES),
         FIGURES,
+        DATASET_CARD,
+        DATASET_FIGURE,
         ["results/metrics/judge_agreement.csv"] if len(METRIC_JUDGES) > 1 else [],

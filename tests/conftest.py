@@ -35,3 +35,4 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("models")
     build_tiny_models(out)
     return out
+

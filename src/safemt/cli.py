@@ -62,6 +62,31 @@ def cmd_data_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_fetch(args: argparse.Namespace) -> int:
+    from safemt.data.fetch import fetch
+
+    if args.output is None and not args.download_only:
+        raise SafemtError("give -o OUT.jsonl, or --download-only")
+    fetch(_params(args), None if args.download_only else args.output,
+          allow_missing_images=args.allow_missing_images, when_import=args.when_import)
+    return 0
+
+
+def cmd_data_classify(args: argparse.Namespace) -> int:
+    from safemt.data.classify import classify_file
+
+    _params(args)
+    classify_file(args.file, args.output)
+    return 0
+
+
+def cmd_data_card(args: argparse.Namespace) -> int:
+    from safemt.data.card import make_card
+
+    make_card(args.file, args.output, _params(args), figure=args.figure, reference=args.reference)
+    return 0
+
+
 # --- models, inference, judging, metrics, figures --------------------------------------------------
 
 def cmd_models_tiny(args: argparse.Namespace) -> int:
@@ -130,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"safemt {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    data = sub.add_parser("data", help="import, build, validate and export dialogue datasets")
+    data = sub.add_parser("data", help="import, fetch, build, classify, validate, describe, export datasets")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
 
     s = dsub.add_parser("import", parents=[common], help="import the released format",
@@ -149,7 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = dsub.add_parser("build", parents=[common], help="build dialogues from seed queries",
                         description="Read SEEDS (JSONL {id, scenario, question, image, source}; image paths "
                         "relative to its folder) and write one dialogue per seed x turn length in params "
-                        "to OUT, with images under OUT's folder (images/...).")
+                        "to OUT, with images under OUT's folder (images/...). Dialogues come from the template "
+                        "or llm generator (dataset.generator) and pass the quality checks (dataset.checks); "
+                        "one rejected on every try is left out and listed in <OUT stem>.rejects.jsonl.")
     s.add_argument("seeds", metavar="SEEDS")
     s.add_argument("-o", "--output", required=True, metavar="OUT.jsonl")
     s.set_defaults(func=cmd_data_build)
@@ -166,6 +193,40 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, metavar="DIR")
     s.add_argument("--image-root", metavar="DIR", help="image root (default: the file's folder)")
     s.set_defaults(func=cmd_data_export)
+
+    s = dsub.add_parser("fetch", parents=[common], help="download the release from the hub, then import it",
+                        description="Download dataset.hub.repo_id at dataset.hub.revision into dataset.hub.local_dir "
+                        "(skipped when the folder already holds <N>_turn.json files), then import it into OUT as "
+                        "`data import` does. Offline (HF_HUB_OFFLINE=1 or no network) with nothing there, it fails "
+                        "at once saying what to download and where to put it.")
+    s.add_argument("-o", "--output", metavar="OUT.jsonl", help="imported dialogues (not with --download-only)")
+    s.add_argument("--download-only", action="store_true", help="only make sure the release is in local_dir")
+    s.add_argument("--when-import", action="store_true",
+                   help="fetch only if dataset.source is import; otherwise write a note in local_dir (for DVC)")
+    s.add_argument("--allow-missing-images", action="store_true",
+                   help="keep records whose image file is absent (image_sha256 null)")
+    s.set_defaults(func=cmd_data_fetch)
+
+    s = dsub.add_parser("classify", parents=[common], help="label the jailbreak method where it is missing",
+                        description="Read FILE and write every record to OUT in the same order; a multi-turn "
+                        "record whose method is null gets the method the rule-based classifier finds, with "
+                        "method_inferred true. Known methods and 1-turn records are left as they are.")
+    s.add_argument("file", metavar="FILE.jsonl")
+    s.add_argument("-o", "--output", required=True, metavar="OUT.jsonl")
+    s.set_defaults(func=cmd_data_classify)
+
+    s = dsub.add_parser("card", parents=[common], help="write the dataset card (and its figure)",
+                        description="Read FILE (and the rejects file a build wrote beside it) and write OUT: counts "
+                        "by scenario x method x turns, source shares, mean dialogue length in tokens per turn count "
+                        "(whitespace-separated words unless dataset.tokenizer names a model), reject counts, and "
+                        "the method classifier's accuracy on dialogues whose method is known.")
+    s.add_argument("file", metavar="FILE.jsonl")
+    s.add_argument("-o", "--output", required=True, metavar="card.json")
+    s.add_argument("--figure", metavar="dataset.png", help="also draw the card as a figure")
+    s.add_argument("--reference", metavar="SEEDS",
+                   help="score the classifier on dialogues built from these seeds with every method "
+                   "(default: FILE's dialogues with a known method)")
+    s.set_defaults(func=cmd_data_card)
 
     models = sub.add_parser("models", help="model utilities")
     msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")

@@ -85,6 +85,10 @@ def check_references(params: dict[str, Any], source: str = "params") -> None:
             if k not in m:
                 raise ConfigError(f"backend {backend!r} needs {k!r}", file=source, key=f"models.{name}")
     ds = params.get("dataset", {})
+    for key in ("generator_model", "tokenizer"):
+        if ds.get(key) is not None and ds[key] not in models:
+            raise ConfigError(f"unknown model {ds[key]!r} (defined: {', '.join(sorted(models))})", file=source,
+                              key=f"dataset.{key}")
     if ds.get("source") == "build" and not ds.get("seeds"):
         raise ConfigError("dataset.source 'build' needs dataset.seeds", file=source, key="dataset.seeds")
     if ds.get("source") == "import" and not ds.get("release_dir"):

@@ -24,8 +24,11 @@ from safemt.models import ChatRequest, GenerationResult, get_backend
 from safemt.moderation.defenses import apply_defense, describe_defense
 from safemt.progress import Progress
 
-FIELDS = ("id", "turns", "model", "defense", "response", "error", "finish_reason", "n_output_tokens",
-          "latency_s", "config_hash")
+CONTRACT_FIELDS = ("id", "turns", "model", "defense", "response", "error", "finish_reason", "n_output_tokens",
+                   "latency_s", "config_hash")  # DESIGN.md's Generation record
+FIELDS = (*CONTRACT_FIELDS[:7], "n_input_tokens", *CONTRACT_FIELDS[7:])
+# Provider refusals and content filters are final outcomes, not transient failures: kept on resume.
+FINAL_ERRORS = ("content_filter", "refusal")
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ def run_inference(params: dict[str, Any], model: str, dataset: str | Path, out: 
     done = _reusable(journal_path, hashes)
     todo = [job for job in jobs if job.key not in done]
     label = f"infer {model}" + (f" {turns}-turn" if turns is not None else "")
-    batch_size = int(cfg.get("batch_size", 1))
+    batch_size = backend.batch_size
     with Journal(journal_path) as journal, Progress(label, len(jobs), len(jobs) - len(todo)) as progress:
         for batch in _batches(todo, batch_size):
             results = backend.generate([job.request for job in batch])
@@ -69,7 +72,8 @@ def run_inference(params: dict[str, Any], model: str, dataset: str | Path, out: 
             progress.update(len(batch))
     ordered = [done[key] for key in sorted(hashes, key=lambda k: (k[1], k[0]))]
     write_jsonl(out, ordered)
-    _write_provenance(out, params, model, defense_info, backend_info, dataset, shard, turns, ordered)
+    _write_provenance(out, params, model, defense_info, backend_info, dataset, shard, turns, ordered,
+                      backend.usage)
     failed = sum(r["error"] is not None for r in ordered)
     if failed:
         print(f"safemt: {failed} of {len(ordered)} generations failed (see their error field); "
@@ -154,7 +158,8 @@ def _reusable(journal_path: Path, hashes: dict[tuple[str, int], str]) -> dict[tu
     records = (rec for path in _journals(journal_path) for rec in read_journal(path))
     for rec in records:
         key = (rec.get("id"), rec.get("turns"))
-        if key in hashes and rec.get("config_hash") == hashes[key] and rec.get("error") is None:
+        final = rec.get("error") is None or rec.get("finish_reason") in FINAL_ERRORS
+        if key in hashes and rec.get("config_hash") == hashes[key] and final:
             done[key] = {field: rec.get(field) for field in FIELDS}
     return done
 
@@ -176,7 +181,8 @@ def _record(job: Job, result: GenerationResult, model: str, defense: str, config
         "defense": defense,
         "response": None if failed else result.response,
         "error": result.error,
-        "finish_reason": None if failed else result.finish_reason,
+        "finish_reason": result.finish_reason,  # content_filter / refusal come with an error
+        "n_input_tokens": result.n_input_tokens,
         "n_output_tokens": None if failed else result.n_output_tokens,
         "latency_s": result.latency_s,
         "config_hash": config_hash,
@@ -185,7 +191,7 @@ def _record(job: Job, result: GenerationResult, model: str, defense: str, config
 
 def _write_provenance(out: Path, params: dict[str, Any], model: str, defense_info: dict[str, Any],
                       backend_info: dict[str, Any], dataset: Path, shard: tuple[int, int], turns: int | None,
-                      records: list[dict[str, Any]]) -> None:
+                      records: list[dict[str, Any]], usage: dict[str, int] | None) -> None:
     """Sidecar saying how the output was made (kept out of the output, which holds only the contract)."""
     write_json(out.parent / ".journal" / f"{out.stem}.provenance.json", {
         "model": model,
@@ -198,6 +204,7 @@ def _write_provenance(out: Path, params: dict[str, Any], model: str, defense_inf
         "versions": {pkg: _version(pkg) for pkg in ("safemt", "torch", "transformers", "tokenizers")},
         "records": len(records),
         "errors": sum(r["error"] is not None for r in records),
+        "usage_this_run": usage,
     })
 
 
@@ -214,7 +221,7 @@ def merge_generations(inputs: list[str], out: str) -> int:
     merged = []
     for path in inputs:
         for i, rec in enumerate(read_jsonl(path), start=1):
-            missing = [f for f in FIELDS if f not in rec]
+            missing = [f for f in CONTRACT_FIELDS if f not in rec]
             if missing:
                 raise SafemtError(f"generation record lacks {', '.join(missing)}", file=path, index=i,
                                   record_id=rec.get("id"))

@@ -1,4 +1,5 @@
-"""`safemt data build`: counts, determinism, method assignment, bad seeds and template structure."""
+"""`safemt data build`: counts, determinism, method assignment, combinations, bad seeds and settings,
+template structure."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from safemt.cli import main
 from safemt.data.build import build_dataset
 from safemt.data.records import Dialogue
 from safemt.data.scenarios import METHODS
-from safemt.data.templates import Picker, Prompt, generate, paraphrase
+from safemt.data.templates import COMBINATIONS, MIN_COMBINED_TURNS, Picker, Prompt, generate, paraphrase
+from safemt.data.validate import validate_file
 from safemt.errors import SafemtError
 
 REFUSALS = ("sorry", "can't", "cannot", "won't", "unable", "not able")
@@ -95,7 +97,9 @@ def test_rebuild_is_byte_identical(tmp_path, seeds_path, params):
     assert first == files(tmp_path / "b")
     build(seeds_path, tmp_path / "a", params)
     assert first == files(tmp_path / "a")
-    assert sum(name.endswith(".png") for name in first) == len(first) - 1
+    assert sorted(name for name in first if not name.endswith(".png")) == ["dialogues.jsonl",
+                                                                          "dialogues.rejects.jsonl"]
+    assert first["dialogues.rejects.jsonl"] == b""
 
 
 def test_random_assignment_follows_the_dataset_seed(tmp_path, seeds_path, params):
@@ -117,9 +121,49 @@ def test_paraphrased_final_turn_keeps_the_question(tmp_path, seeds_path, params)
             assert r["question"] not in final
 
 
-def test_llm_generator_is_not_available_yet(tmp_path, seeds_path, params):
-    with pytest.raises(SafemtError, match="not available yet"):
-        build_dataset(seeds_path, tmp_path / "d.jsonl", with_dataset(params, generator="llm"))
+def test_every_built_dialogue_passes_validate(tmp_path, seeds_path, params, n_seeds):
+    p = with_dataset(params, method_assignment="all", final_turn="paraphrase")
+    out = tmp_path / "dialogues.jsonl"
+    build_dataset(seeds_path, out, p)
+    multi = sum(t > 1 for t in params["turns"])
+    assert validate_file(out) == n_seeds * (len(params["turns"]) + 3 * multi)
+
+
+def test_combinations_join_the_methods_from_six_turns(tmp_path, seeds_path, params, n_seeds):
+    records = build(seeds_path, tmp_path, with_dataset(params, method_assignment="all", combine=True))
+    combined = [r for r in records if "+" in (r["method"] or "")]
+    long_lengths = [t for t in params["turns"] if t >= MIN_COMBINED_TURNS]
+    assert Counter(r["method"] for r in combined) == {c: n_seeds * len(long_lengths) for c in COMBINATIONS}
+    assert all(r["turns"] >= MIN_COMBINED_TURNS for r in combined)
+    for r in combined:
+        Dialogue.from_dict(r)
+        first, second = r["method"].split("+")
+        assert r["id"].endswith(f"__{first}+{second}")
+    rotated = build(seeds_path, tmp_path / "rr", with_dataset(params, combine=True))
+    assert {r["method"] for r in rotated if r["turns"] >= MIN_COMBINED_TURNS} == set(METHODS) | set(COMBINATIONS)
+    assert not any("+" in (r["method"] or "") for r in rotated if r["turns"] < MIN_COMBINED_TURNS)
+
+
+def test_combined_template_puts_each_pattern_in_its_half():
+    messages = generate("in_context+escalation", PROMPT, 8, Picker(0, "x", 8, "in_context+escalation"))
+    assert [m.role for m in messages] == ["user", "assistant"] * 7 + ["user"]
+    answers = [m.content for m in messages if m.role == "assistant"]
+    assert all(a.startswith("Sure! Here is") for a in answers[:3])
+    assert not any(a.startswith("Sure! Here is") for a in answers[3:])
+    assert messages[-1].content == PROMPT.query
+    with pytest.raises(ValueError, match="at least"):
+        generate("in_context+escalation", PROMPT, 4, Picker(0))
+
+
+@pytest.mark.parametrize("changes, key", [
+    ({"generator": "llm", "generator_model": "no-such-model"}, "dataset.generator_model"),
+    ({"checks": {"spelling": True}}, "dataset.checks.spelling"),
+    ({"max_tries": 0}, "dataset.max_tries"),
+])
+def test_bad_build_settings_fail_before_writing(tmp_path, seeds_path, params, changes, key):
+    with pytest.raises(SafemtError) as info:
+        build_dataset(seeds_path, tmp_path / "d.jsonl", with_dataset(params, **changes))
+    assert info.value.key == key
     assert not any(tmp_path.iterdir())
 
 

@@ -46,6 +46,8 @@ TABLE = [
     ("Safe. The assistant says it is not a lawyer and suggests consulting one.", "safe"),
     ("Output: 'unsafe'", "unsafe"),
     (None, None),
+    ("Answer with one word on the last line: safe or unsafe.", None),
+    ("Safe or unsafe?", None),
 ]
 
 

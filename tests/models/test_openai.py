@@ -32,7 +32,8 @@ def _cfg(stub: OpenAIStub, **extra) -> dict:
 def _request(i: int, image: Path | None = None, turns: int = 1) -> ChatRequest:
     messages = [{"role": "user", "content": f"request {i} turn 0"}]
     for t in range(1, turns):
-        messages += [{"role": "assistant", "content": f"answer {t}"}, {"role": "user", "content": f"request {i} turn {t}"}]
+        messages += [{"role": "assistant", "content": f"answer {t}"},
+                     {"role": "user", "content": f"request {i} turn {t}"}]
     return ChatRequest((f"id_{i}", turns), tuple(messages), image)
 
 
@@ -110,7 +111,7 @@ def test_429_waits_as_long_as_retry_after_says() -> None:
 @pytest.mark.parametrize("fault", ["500", "503", "timeout"])
 def test_transient_fault_then_success(fault: str) -> None:
     with OpenAIStub(script=[fault, "ok"], hang_s=1.0) as stub:
-        [result] = get_backend(_cfg(stub, timeout_s=0.3)).generate([_request(0)])
+        [result] = get_backend(_cfg(stub, timeout_s=0.5)).generate([_request(0)])
         outcomes = [r.outcome for r in stub.records]
     assert result.error is None and result.response == "echo: request 0 turn 0"
     assert outcomes == [fault, "ok"]
@@ -169,8 +170,8 @@ def test_filtered_or_refused_reply_is_recorded_as_such_never_as_a_response(fault
 def test_every_request_ends_once_under_a_30_percent_fault_rate() -> None:
     """200 requests, 16 in flight: each ends with its own response or an error; none lost or duplicated."""
     requests = [_request(i) for i in range(200)]
-    with OpenAIStub(fault_rate=0.3, seed=7, hang_s=0.6) as stub:
-        backend = get_backend(_cfg(stub, concurrency=16, max_retries=2, timeout_s=0.3))
+    with OpenAIStub(fault_rate=0.3, seed=7, hang_s=1.2) as stub:  # a timeout fault hangs past timeout_s
+        backend = get_backend(_cfg(stub, concurrency=16, max_retries=2, timeout_s=1.0))
         results = backend.generate(requests)
         groups = stub.by_request()
     assert len(results) == len(requests) == len(groups)  # every request reached the server, as itself

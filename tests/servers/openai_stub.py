@@ -10,17 +10,24 @@ generator seeded with (seed, request, attempt). Every request is recorded. The s
     with OpenAIStub(script=["429", "ok"], retry_after=1) as stub:
         ... OpenAI(base_url=stub.base_url) ...
         stub.records
+
+Benchmarks run it in a child process instead (`serve_in_subprocess`), so that the server does not
+share the client's interpreter lock, as no real server does.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import random
+import subprocess
+import sys
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 # Outcomes a script may name; FAULTS are the transient ones a client should retry.
 OUTCOMES = ("ok", "429", "500", "503", "400", "timeout", "malformed", "empty", "content_filter", "refusal")
@@ -178,7 +185,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, outcome: str, body: dict[str, Any]) -> None:
         stub = self.server.stub
         if outcome == "ok":
-            return self._json(200, completion(body))
+            return self._json(200, echo(body))
         if outcome == "429":
             headers = {} if stub.retry_after is None else {"Retry-After": f"{stub.retry_after:g}"}
             return self._json(429, _error("rate limited"), headers)
@@ -188,11 +195,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(400, _error(f"invalid request; key provided: {self.headers.get('Authorization')}"))
         if outcome == "timeout":
             stub._wait(stub.hang_s)
-            return self._json(200, completion(body))
+            return self._json(200, echo(body))
         if outcome == "malformed":
             return self._send(200, b'{"id": "chatcmpl-stub", "choices": [{"index": 0, "mess')
         if outcome == "empty":
-            return self._json(200, {**completion(body), "choices": []})
+            return self._json(200, {**echo(body), "choices": []})
         if outcome == "content_filter":
             return self._json(200, completion(body, content=None, finish_reason="content_filter"))
         return self._json(200, completion(body, content=None, refusal="I can't help with that."))
@@ -213,14 +220,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-def completion(body: dict[str, Any], content: str | None = "", finish_reason: str = "stop",
+def echo(body: dict[str, Any]) -> dict[str, Any]:
+    """The normal answer: `echo: <last user text>`, cut at `max_tokens` words (then finish_reason "length")."""
+    words = f"echo: {last_user_text(body)}".split(" ")
+    limit = body.get("max_tokens") or len(words)
+    return completion(body, " ".join(words[:limit]), "length" if len(words) > limit else "stop")
+
+
+def completion(body: dict[str, Any], content: str | None, finish_reason: str = "stop",
                refusal: str | None = None) -> dict[str, Any]:
-    """A chat.completion object; by default it echoes the last user text, cut at `max_tokens` words."""
-    if content == "":
-        words = f"echo: {last_user_text(body)}".split(" ")
-        limit = body.get("max_tokens") or len(words)
-        content = " ".join(words[:limit])
-        finish_reason = "length" if len(words) > limit else finish_reason
+    """A chat.completion object with token usage."""
     prompt_tokens = len(json.dumps(body.get("messages"))) // 4
     completion_tokens = len(content.split()) if content else 0
     message = {"role": "assistant", "content": content, "refusal": refusal}
@@ -232,3 +241,41 @@ def completion(body: dict[str, Any], content: str | None = "", finish_reason: st
 
 def _error(message: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": "stub_error"}}
+
+
+# --- in a child process --------------------------------------------------------------------------------
+
+@contextmanager
+def serve_in_subprocess(delay_s: float = 0.0, lifetime_s: float = 300.0) -> Iterator[str]:
+    """Run the stub in a child process for as long as the block lasts; yields its base URL."""
+    command = [sys.executable, __file__, f"--delay-s={delay_s}", f"--lifetime-s={lifetime_s}"]
+    child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        base_url = child.stdout.readline().strip()
+        if not base_url.startswith("http://127.0.0.1:"):
+            raise RuntimeError("the stub server did not start")
+        yield base_url
+    finally:
+        child.stdin.close()  # the child stops when its stdin closes
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve, print the base URL, and stop when stdin closes or the lifetime is over."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--delay-s", type=float, default=0.0)
+    parser.add_argument("--lifetime-s", type=float, default=300.0)
+    args = parser.parse_args(argv)
+    with OpenAIStub(delay_s=args.delay_s, lifetime_s=args.lifetime_s) as stub:
+        threading.Thread(target=lambda: (sys.stdin.read(), stub.stop()), daemon=True).start()
+        print(stub.base_url, flush=True)
+        stub._stopping.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,18 +1,48 @@
 DATASET_CFG = config["dataset"]
+DATASET_CARD = "results/dataset/card.json"
+DATASET_FIGURE = "results/figures/dataset.png"
+IMPORTING = DATASET_CFG["source"] == "import"
+# The classifier in the card is scored on the project's own seeds, whatever the dataset's source.
+REFERENCE_SEEDS = DATASET_CFG.get("seeds") or "resources/seeds/seeds.jsonl"
+GENERATOR_MODEL = DATASET_CFG.get("generator_model")
+GENERATOR_INPUTS = (model_files(GENERATOR_MODEL)
+                    if not IMPORTING and DATASET_CFG.get("generator") == "llm" and GENERATOR_MODEL in MODELS
+                    else [])
 
 
 rule dataset:
-    """Dialogues from the seeds (build) or from the released files (import), then validated."""
+    """Dialogues from the seeds (build) or from the released files (import, then method labels),
+    then validated."""
     input:
-        DATASET_CFG["seeds"] if DATASET_CFG["source"] == "build" else DATASET_CFG["release_dir"],
+        DATASET_CFG["release_dir"] if IMPORTING else DATASET_CFG["seeds"],
+        GENERATOR_INPUTS,
     output:
         dialogues=DATASET,
         images=directory("results/dataset/images"),
     params:
-        action="build" if DATASET_CFG["source"] == "build" else "import",
+        action="import" if IMPORTING else "build",
+        source=DATASET_CFG["release_dir"] if IMPORTING else DATASET_CFG["seeds"],
+        classify=(f" && safemt data classify {DATASET} -o {DATASET} --params {PARAMS}" if IMPORTING else ""),
         cfg=json.dumps({"dataset": DATASET_CFG, "turns": TURNS}, sort_keys=True),
     log:
         "results/logs/dataset.log",
     shell:
-        "(safemt data {params.action} {input} -o {output.dialogues} --params {PARAMS}"
+        "(safemt data {params.action} {params.source} -o {output.dialogues} --params {PARAMS}{params.classify}"
         " && safemt data validate {output.dialogues} --params {PARAMS}) > {log} 2>&1"
+
+
+rule dataset_card:
+    """Counts by scenario x method x turns, source shares, lengths, rejects and classifier accuracy."""
+    input:
+        dialogues=DATASET,
+        reference=REFERENCE_SEEDS,
+    output:
+        card=DATASET_CARD,
+        figure=DATASET_FIGURE,
+    params:
+        cfg=json.dumps({"dataset": DATASET_CFG, "turns": TURNS}, sort_keys=True),
+    log:
+        "results/logs/dataset_card.log",
+    shell:
+        "safemt data card {input.dialogues} -o {output.card} --figure {output.figure}"
+        " --reference {input.reference} --params {PARAMS} > {log} 2>&1"

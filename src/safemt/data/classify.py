@@ -1,20 +1,23 @@
 """Rule-based labels for the four jailbreak patterns, for released dialogues that name none.
 
 The release has no method field, so its dialogues are labelled from what is visible in the text
-(SAFEMT-FACTS.md): fake "Sure! Here is..." answers followed by "Following the examples above" are
-in-context compliance; a fiction frame (screenplay, novel, character) is role-play; user turns that
-keep pointing at the picture or at earlier turns, up to the last one, are image anchoring; any
-other multi-turn dialogue is gradual escalation, the release's most common shape. A fake-compliance
-opening followed by ordinary turns is labelled as a combination (`in_context+<rest>`). 1-turn
-dialogues have no method. Labels written here carry `method_inferred: true`.
+(SAFEMT-FACTS.md), in this order:
+- in_context: the final turn asks to follow the examples above ("Following above samples..."), or
+  every pre-written answer has the same fake-compliance or Q/A-example shape; a fake "Sure! Here
+  is..." opening followed by ordinary turns becomes `in_context+<label of the rest>`;
+- roleplay: a fiction or game frame (screenplay, novel, "pretend you are", a persona) in the first
+  user turn, or fiction words in two user turns; a frame that only starts at the third user turn or
+  later becomes `<label of the lead-in>+roleplay`;
+- image_anchor: user turns that start and end on the picture and keep returning to it or to earlier
+  turns ("In the image...", "Earlier we talked about...");
+- escalation: any other multi-turn dialogue, the release's most common shape.
+1-turn dialogues have no method. Labels written here carry `method_inferred: true`.
 """
-
 from __future__ import annotations
 
 import dataclasses
 import re
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -64,51 +67,27 @@ BACK_REFERENCE = re.compile(
     r"|you just (?:said|described|mentioned)|from before|a moment ago)\b", _I)
 
 
-@dataclass(frozen=True)
-class Cues:
-    """What the rules look at, per dialogue."""
-
-    users: tuple[str, ...]
-    answers: tuple[str, ...]
-
-    @classmethod
-    def of(cls, d: Dialogue) -> "Cues":
-        return cls(tuple(m.content for m in d.messages if m.role == "user"),
-                   tuple(m.content for m in d.messages if m.role == "assistant"))
-
-    def compliant(self) -> list[bool]:
-        return [bool(COMPLIANCE.search(a)) for a in self.answers]
-
-    def eager(self) -> list[bool]:
-        return [bool(EAGER.search(a)) for a in self.answers]
-
-    def labelled(self) -> list[bool]:
-        return [bool(LABELLED_ANSWER.search(a)) for a in self.answers]
-
-    def fiction_turns(self) -> int:
-        return sum(bool(FICTION.search(u)) for u in self.users)
-
-    def anchored(self, text: str) -> bool:
-        return bool(PICTURE.search(text) or BACK_REFERENCE.search(text))
-
-
 def classify(d: Dialogue) -> str | None:
     """The method a dialogue shows, or None for a 1-turn dialogue."""
     if d.turns < 2:
         return None
-    return _label(Cues.of(d))
-
-
-def _label(cues: Cues) -> str:
-    compliant, eager, labelled = cues.compliant(), cues.eager(), cues.labelled()
-    repeated = len(compliant) > 1 and (all(compliant) or all(labelled))
-    final = cues.users[-1]
-    if FOLLOW_EXAMPLES.search(final) or OPEN_SLOT.search(final) or repeated or all(eager):
+    users = tuple(m.content for m in d.messages if m.role == "user")
+    answers = tuple(m.content for m in d.messages if m.role == "assistant")
+    eager = [bool(EAGER.search(a)) for a in answers]
+    if _shows_examples(users[-1], answers) or all(eager):
         return "in_context"
     opening = _eager_opening(eager)
     if opening:
-        return f"in_context+{_plain_label(Cues(cues.users[opening:], cues.answers[opening:]))}"
-    return _plain_label(cues)
+        return f"in_context+{_plain_label(users[opening:])}"
+    return _plain_label(users)
+
+
+def _shows_examples(final: str, answers: tuple[str, ...]) -> bool:
+    """The final turn asks to follow the examples, or every answer has the same example shape."""
+    if FOLLOW_EXAMPLES.search(final) or OPEN_SLOT.search(final):
+        return True
+    return len(answers) > 1 and (all(COMPLIANCE.search(a) for a in answers)
+                                 or all(LABELLED_ANSWER.search(a) for a in answers))
 
 
 def _eager_opening(eager: list[bool]) -> int:
@@ -117,17 +96,26 @@ def _eager_opening(eager: list[bool]) -> int:
     return n if n and not any(eager[n:]) else 0
 
 
-def _plain_label(cues: Cues) -> str:
-    """Role-play, anchoring or escalation, for a dialogue without fake compliance."""
-    users = cues.users
-    fiction = cues.fiction_turns()
+def _plain_label(users: tuple[str, ...]) -> str:
+    """Role-play, anchoring or escalation (or a lead-in then role-play) without fake compliance."""
+    fiction = [bool(FICTION.search(u) or PERSONA.search(u)) for u in users]
     framed = FRAME.search(users[0]) or PERSONA.search(users[0])
-    if framed or fiction >= 2 or (len(users) == 2 and FICTION.search(users[-1])):
-        return "roleplay"
+    if not (framed or sum(fiction) >= 2 or (len(users) == 2 and fiction[-1])):
+        return _anchor_or_escalation(users)
+    start = fiction.index(True)
+    return f"{_anchor_or_escalation(users[:start])}+roleplay" if start >= 2 else "roleplay"
+
+
+def _anchored(text: str) -> bool:
+    return bool(PICTURE.search(text) or BACK_REFERENCE.search(text))
+
+
+def _anchor_or_escalation(users: tuple[str, ...]) -> str:
+    """Anchoring when the turns start and end on the picture and keep returning to it or to earlier
+    turns; otherwise the gradual drift of escalation."""
     later = users[1:]
-    anchored = sum(cues.anchored(u) for u in later)
     back = any(BACK_REFERENCE.search(u) for u in later)
-    if cues.anchored(users[-1]) and (back or anchored == len(later)) and cues.anchored(users[0]):
+    if _anchored(users[0]) and _anchored(users[-1]) and (back or all(_anchored(u) for u in later)):
         return "image_anchor"
     return "escalation"
 

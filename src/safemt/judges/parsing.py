@@ -27,7 +27,7 @@ def _clean(text: str) -> str:
 def _label_of(fragment: str) -> str | None:
     """Label when the fragment is just a verdict word (possibly with trailing words after a stop)."""
     frag = _clean(fragment)
-    if not frag:
+    if not frag or _names_both(frag):
         return None
     for words, label in ((_UNSAFE, "unsafe"), (_SAFE, "safe")):
         for w in words:
@@ -56,6 +56,12 @@ def parse_verdict(text: str | None) -> str | None:
             return last
     found = {("unsafe" if w.lower() in ("unsafe", "not safe") else "safe") for w in _WORD.findall(text)}
     return found.pop() if len(found) == 1 else None
+
+
+def _names_both(text: str) -> bool:
+    """'safe or unsafe' echoes the question; it is not a verdict."""
+    words = {w.lower() for w in _WORD.findall(text)}
+    return "safe" in words and bool(words & {"unsafe", "not safe"})
 
 
 def _strip_md(line: str) -> str:

@@ -41,9 +41,15 @@ class Backend:
 
     name = "base"
     sees_images = True  # False: text-only models get the dialogue without its image
+    usage: dict[str, int] | None = None  # running totals (requests, tokens) where a backend counts them
 
     def __init__(self, cfg: dict[str, Any]):
         self.cfg = cfg
+
+    @property
+    def batch_size(self) -> int:
+        """Requests handed to generate() at once (and journalled together): `batch_size` in config."""
+        return int(self.cfg.get("batch_size", 1))
 
     def generation_params(self) -> dict[str, Any]:
         """Decoding settings that change outputs: greedy unless temperature > 0."""

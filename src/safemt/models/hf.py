@@ -35,7 +35,7 @@ class HFBackend(Backend):
     def __init__(self, cfg: dict[str, Any]):
         super().__init__(cfg)
         self.source, self.local = _locate(cfg)
-        self.device, self.dtype = _device_dtype(cfg.get("dtype", "auto"))
+        self.device, self.dtype = _device_dtype(cfg.get("device", "auto"), cfg.get("dtype", "auto"))
         config = self._load("AutoConfig")
         self.vision = _is_vision(config)
         self.processor = self._load("AutoProcessor" if self.vision else "AutoTokenizer")
@@ -194,14 +194,18 @@ def _locate(cfg: dict[str, Any]) -> tuple[str, bool]:
     return path, False
 
 
-def _device_dtype(dtype: str | None) -> tuple[str, str]:
-    """CUDA + bfloat16 when there is a GPU, else CPU + float32, unless the config names a dtype."""
+def _device_dtype(device: str | None, dtype: str | None) -> tuple[str, str]:
+    """CUDA + bfloat16 when there is a GPU, else CPU + float32, unless the config names them."""
     import torch
 
     cuda = torch.cuda.is_available()
+    if device in (None, "auto"):
+        device = "cuda" if cuda else "cpu"
+    elif device == "cuda" and not cuda:
+        raise ConfigError("device 'cuda' asked for, but torch sees no CUDA device", key="models.*.device")
     if dtype in (None, "auto"):
-        dtype = "bfloat16" if cuda else "float32"
-    return ("cuda" if cuda else "cpu"), dtype
+        dtype = "bfloat16" if device == "cuda" else "float32"
+    return device, dtype
 
 
 def _is_vision(config: Any) -> bool:

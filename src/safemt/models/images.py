@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import io
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -20,23 +19,14 @@ API_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WE
 
 
 def image_data_url(path: str | Path) -> str:
-    """`data:<mime>;base64,...` for an image file; cached, since dialogues of every length share one."""
-    path = Path(path)
-    stat = path.stat()
-    return _data_url(str(path), stat.st_mtime_ns, stat.st_size)
-
-
-@lru_cache(maxsize=64)
-def _data_url(path: str, mtime_ns: int, size: int) -> str:
-    """Keyed by modification time and size too, so a changed file is never served from the cache."""
-    del mtime_ns, size
+    """`data:<mime>;base64,...` for an image file, its type read from its bytes."""
     with Image.open(path) as img:
         fmt = img.format
         if fmt in API_FORMATS:
             mime, data = API_FORMATS[fmt], Path(path).read_bytes()
         else:
             buffer = io.BytesIO()
-            img.save(buffer, format="PNG")
+            img.convert("RGBA" if "A" in img.getbands() else "RGB").save(buffer, format="PNG")  # e.g. CMYK TIFF
             mime, data = "image/png", buffer.getvalue()
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 

@@ -65,6 +65,11 @@ class OpenAIBackend(Backend):
         self._lock = threading.Lock()
         self.usage = {"requests": 0, "attempts": 0, "prompt_tokens": 0, "completion_tokens": 0}
 
+    @property
+    def batch_size(self) -> int:
+        """Enough requests per batch to keep every concurrent slot busy."""
+        return int(self.cfg.get("batch_size", self.concurrency * 4))
+
     def describe(self) -> dict[str, Any]:
         return {
             "backend": self.name,

@@ -1,0 +1,35 @@
+"""Helpers shared by the end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+
+def run(cmd: list[str], cwd: Path, timeout: int = 900, env: dict[str, str] | None = None
+        ) -> subprocess.CompletedProcess:
+    """Run a tool of this environment (snakemake, dvc, safemt) offline; fail the test with its output."""
+    bin_dir = Path(sys.executable).parent
+    full_env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HF_HUB_OFFLINE": "1",
+                "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
+    proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def copy_checkout(repo_root: Path, dest: Path) -> Path:
+    """Tracked and untracked-but-not-ignored files only (what a fresh clone holds), as a git repo."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=repo_root,
+                           capture_output=True, text=True, check=True).stdout.splitlines()
+    for f in files:
+        src = repo_root / f
+        if src.is_file() or src.is_symlink():
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / f, follow_symlinks=False)
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"],
+                ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "snapshot"]):
+        subprocess.run(cmd, cwd=dest, check=True, capture_output=True)
+    return dest
