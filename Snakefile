@@ -34,6 +34,11 @@ include: "workflow/rules/metrics.smk"
 include: "workflow/rules/figures.smk"
 
 
+# Cheap bookkeeping steps run where Snakemake runs, not as cluster jobs.
+localrules: all, merge_generations, metrics, judge_agreement, figures, dataset_card, stage_models,
+    stage_dataset, stage_inference, stage_judging, stage_metrics, stage_figures
+
+
 rule all:
     default_target: True
     input:
@@ -42,3 +47,38 @@ rule all:
         DATASET_CARD,
         DATASET_FIGURE,
         ["results/metrics/judge_agreement.csv"] if len(METRIC_JUDGES) > 1 else [],
+
+
+# One target per DVC stage (dvc.yaml): naming a rule builds its missing inputs even when files further
+# down the DAG exist, which is what a DVC stage needs after DVC removed that stage's outputs.
+rule stage_models:
+    input:
+        [TINY_MODELS] if any(model_files(m) for m in MODELS) else [],
+
+
+rule stage_dataset:
+    input:
+        DATASET,
+        DATASET_CARD,
+        DATASET_FIGURE,
+
+
+rule stage_inference:
+    input:
+        [generations(m, d) for m in TARGETS for d in DEFENSES],
+
+
+rule stage_judging:
+    input:
+        [judgments(j, m, d) for j in METRIC_JUDGES for m in TARGETS for d in DEFENSES],
+
+
+rule stage_metrics:
+    input:
+        expand("results/metrics/{judge}/summary.json", judge=METRIC_JUDGES),
+        ["results/metrics/judge_agreement.csv"] if len(METRIC_JUDGES) > 1 else [],
+
+
+rule stage_figures:
+    input:
+        FIGURES,

@@ -253,3 +253,29 @@ def test_tiny_text_model_runs_through_the_llm_generator(tmp_path, params, repo_r
     assert all(r["generator"] == "llm" and r["tries"] == 2 and r["reason"] for r in rejects)
     assert summary["rejected"] == len(rejects)
     assert f"rejected {len(rejects)}" in capsys.readouterr().out
+
+
+def test_llm_generator_through_a_loopback_openai_server(tmp_path, params, repo_root):
+    """The paper's way end to end: a generator model behind a real OpenAI-compatible HTTP server."""
+    from tests.servers.openai_stub import OpenAIStub
+
+    def reply(body):
+        prompt = body["messages"][0]["content"]
+        prompt = prompt if isinstance(prompt, str) else " ".join(p.get("text", "") for p in prompt)
+        k = int(prompt.split("Write the first ")[1].split()[0])
+        return json.dumps({"turns": [f"Loopback question {i} about the picture?" for i in range(k)],
+                           "answers": [f"Loopback answer {i}." for i in range(k)], "paraphrase": "Reworded?"})
+
+    with OpenAIStub(reply=reply, fault_rate=0.2, seed=5, retry_after=0.01) as stub:
+        p = llm_params(params)
+        p["models"]["api-gen"] = {"backend": "openai", "model_id": "stub", "base_url": stub.base_url,
+                                  "max_new_tokens": 256, "backoff_base_s": 0.01, "max_retries": 8}
+        p["dataset"]["generator_model"] = "api-gen"
+        out = tmp_path / "out" / "dialogues.jsonl"
+        summary = build_dataset(small_seeds(repo_root, tmp_path / "seeds"), out, p)
+        assert stub.records
+    assert summary["rejected"] == 0 and summary["dialogues"] == 9
+    assert validate_file(out) == 9
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    four = [r for r in records if r["turns"] == 4]
+    assert all(r["messages"][0]["content"] == "Loopback question 0 about the picture?" for r in four)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from safemt.config import stable_hash
 from safemt.errors import SafemtError
 from safemt.models import ChatRequest, get_backend
 from safemt.models.base import with_system
@@ -105,3 +107,87 @@ def test_missing_folder_and_offline_hub_id_are_one_line_errors(tmp_path: Path) -
     with pytest.raises(SafemtError, match="HF_HUB_OFFLINE") as offline:
         get_backend({"name": "m", "backend": "hf", "path": "safemt-no-such-org/no-such-model", "revision": "main"})
     assert "\n" not in str(offline.value)
+
+
+# --- image placement and chat-template override ----------------------------------------------------
+
+# The tiny models' ChatML with a marker on every role line, so that a prompt shows which template made it.
+OVERRIDE_TEMPLATE = (
+    "{%- for m in messages -%}{{- '<|im_start|>' + m['role'] + ' [override]\\n' -}}"
+    "{%- for part in m['content'] -%}{%- if part['type'] == 'image' -%}{{- '<image>\\n' -}}"
+    "{%- else -%}{{- part['text'] -}}{%- endif -%}{%- endfor -%}{{- '<|im_end|>\\n' -}}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
+)
+
+
+def _spy_templating(backend, monkeypatch: pytest.MonkeyPatch) -> list[tuple[list, str]]:
+    """(conversation, prompt) for each dialogue the backend's processor renders."""
+    seen: list[tuple[list, str]] = []
+    render = backend.processor.apply_chat_template
+
+    def spy(conversation, **kwargs):
+        prompt = render(conversation, **kwargs)
+        seen.append((conversation, prompt))
+        return prompt
+
+    monkeypatch.setattr(backend.processor, "apply_chat_template", spy)
+    return seen
+
+
+@pytest.mark.parametrize(("placement", "order"), [("first", ["image", "text"]), ("last", ["text", "image"])])
+def test_image_placement_orders_the_first_user_message(tiny_models: Path, images: list[Path], placement: str,
+                                                       order: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = get_backend(_cfg(tiny_models, image_placement=placement))
+    seen = _spy_templating(backend, monkeypatch)
+    [result] = backend.generate(_requests(images)[2:3])  # three user turns
+    [(conversation, prompt)] = seen
+    first_user, *later = [m for m in conversation if m["role"] == "user"]
+    assert [part["type"] for part in first_user["content"]] == order
+    assert all([part["type"] for part in m["content"]] == ["text"] for m in later)  # the image is sent once
+    assert prompt.count("<image>") == 1
+    assert (prompt.index("<image>") < prompt.index("Look at picture 2")) == (placement == "first")
+    assert result.error is None and backend.describe()["image_placement"] == placement
+
+
+def test_image_placement_changes_describe_and_is_checked(tiny_models: Path) -> None:
+    first = get_backend(_cfg(tiny_models)).describe()
+    assert first["image_placement"] == "first"
+    assert get_backend(_cfg(tiny_models, image_placement="last")).describe() != first
+    assert get_backend(_cfg(tiny_models, "tiny-judge", image_placement="last")).describe()["image_placement"] is None
+    with pytest.raises(SafemtError, match="models.tiny-vlm-a.image_placement"):
+        get_backend(_cfg(tiny_models, image_placement="middle"))
+
+
+def test_chat_template_override_changes_the_prompt_and_the_config_hash(
+        tiny_models: Path, images: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from safemt.inference import run_inference
+    from safemt.jsonl import read_jsonl
+
+    template = tmp_path / "override.jinja"
+    template.write_text(OVERRIDE_TEMPLATE, encoding="utf-8")
+    backend = get_backend(_cfg(tiny_models, chat_template=str(template)))
+    seen = _spy_templating(backend, monkeypatch)
+    backend.generate(_requests(images)[:1])
+    assert "<|im_start|>user [override]\n<image>\nLook at picture 0" in seen[0][1]
+    assert backend.describe()["chat_template_sha256"] == stable_hash(OVERRIDE_TEMPLATE)
+
+    dataset = _one_dialogue_dataset(tmp_path / "data", images[0])
+    hashes = []
+    for extra in ({}, {"chat_template": str(template)}):
+        params = {"models": {"m": _cfg(tiny_models, **extra)}}
+        out = run_inference(params, "m", dataset, tmp_path / f"gen{len(hashes)}.jsonl")
+        hashes.append(read_jsonl(out)[0]["config_hash"])
+    assert hashes[0] != hashes[1]
+    with pytest.raises(SafemtError, match="models.tiny-vlm-a.chat_template"):
+        get_backend(_cfg(tiny_models, chat_template=str(tmp_path / "missing.jinja")))
+
+
+def _one_dialogue_dataset(folder: Path, image: Path) -> Path:
+    (folder / "images").mkdir(parents=True)
+    (folder / "images" / "0.png").write_bytes(image.read_bytes())
+    record = {"id": "own_case_0", "turns": 1, "scenario": "Fraud", "source": "own", "method": None,
+              "image": "images/0.png", "messages": [{"role": "user", "content": "What is in the picture?"}],
+              "question": "What is in the picture?"}
+    path = folder / "dialogues.jsonl"
+    path.write_text(json.dumps(record) + "\n", encoding="utf-8")
+    return path

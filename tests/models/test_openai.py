@@ -239,7 +239,8 @@ def test_registry_and_required_keys() -> None:
     assert isinstance(get_backend(cfg), OpenAIBackend)
     assert get_backend(cfg).describe() == {"backend": "openai", "model_id": "m", "base_url": "http://127.0.0.1:9/v1",
                                            "generation": {"max_new_tokens": 1024, "temperature": 0.0},
-                                           "system_prompt": None}
+                                           "system_prompt": None, "chat_template_sha256": None,
+                                           "image_placement": "first"}
     with pytest.raises(ConfigError, match="needs 'base_url'"):
         get_backend({"name": "m", "backend": "openai", "model_id": "m"})
 
@@ -260,5 +261,50 @@ def test_schema_accepts_the_api_and_vllm_keys() -> None:
               "models": {"a": {"backend": "openai", "model_id": "m", "base_url": "http://x/v1", "api_key_env": "K",
                                "concurrency": 32, "max_retries": 5, "backoff_base_s": 0.5, "timeout_s": 60},
                          "b": {"backend": "vllm", "path": "org/m", "revision": "main", "tensor_parallel_size": 2,
-                               "gpu_memory_utilization": 0.85, "max_model_len": 8192, "chat_template": "t.jinja"}}}
+                               "gpu_memory_utilization": 0.85, "max_model_len": 8192, "chat_template": "t.jinja",
+                               "image_placement": "last"}}}
     check_schema(params)
+
+
+# --- image placement and chat-template override ----------------------------------------------------
+
+@pytest.mark.parametrize(("placement", "order"), [("first", ["image_url", "text"]), ("last", ["text", "image_url"])])
+def test_image_placement_orders_the_first_user_message(images, placement: str, order: list[str]) -> None:
+    with OpenAIStub() as stub:
+        backend = get_backend(_cfg(stub, image_placement=placement))
+        [result] = backend.generate([_request(0, images["jpeg"], turns=2)])
+        [record] = stub.records
+    first_user, _, last_user = record.body["messages"]
+    assert [part["type"] for part in first_user["content"]] == order
+    assert last_user == {"role": "user", "content": "request 0 turn 1"}
+    assert result.response == "echo: request 0 turn 1"
+    assert backend.describe()["image_placement"] == placement
+
+
+def test_bad_image_placement_names_the_key() -> None:
+    with pytest.raises(ConfigError, match="models.api-model.image_placement"):
+        get_backend({"name": "api-model", "backend": "openai", "model_id": "m", "base_url": "http://127.0.0.1:9/v1",
+                     "image_placement": "middle"})
+
+
+def test_chat_template_override_is_sent_and_changes_the_config_hash(tmp_path: Path) -> None:
+    from safemt.inference import run_inference
+    from safemt.jsonl import read_jsonl
+
+    template = tmp_path / "chat.jinja"
+    template.write_text("{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}", encoding="utf-8")
+    dataset = tmp_path / "dialogues.jsonl"
+    dataset.write_text(json.dumps({"id": "own_case_0", "turns": 1, "scenario": "Fraud", "source": "own",
+                                   "method": None, "image": None, "question": "q",
+                                   "messages": [{"role": "user", "content": "q"}]}) + "\n", encoding="utf-8")
+    hashes = []
+    with OpenAIStub() as stub:
+        for extra in ({}, {"chat_template": str(template)}):
+            params = {"models": {"api-model": _cfg(stub, **extra)}}
+            out = run_inference(params, "api-model", dataset, tmp_path / f"gen{len(hashes)}.jsonl")
+            hashes.append(read_jsonl(out)[0]["config_hash"])
+        plain, overridden = (rec.body for rec in stub.records)
+    assert "chat_template" not in plain
+    assert overridden["chat_template"] == template.read_text(encoding="utf-8")
+    assert {k: v for k, v in overridden.items() if k != "chat_template"} == plain
+    assert hashes[0] != hashes[1]

@@ -180,3 +180,15 @@ def test_engine_load_failure_is_one_line(fake_vllm, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(fake_vllm, "LLM", broken)
     with pytest.raises(SafemtError, match="vllm cannot load 'org/some-vlm': No safetensors weights found$"):
         get_backend(_cfg()).generate([_request(0)])
+
+
+def test_image_placement_last_puts_the_image_after_the_text_and_is_hashed(fake_vllm, tmp_path: Path) -> None:
+    image = tmp_path / "x.png"
+    Image.new("RGB", (8, 8), "red").save(image)
+    backend = get_backend(_cfg(image_placement="last"))
+    backend.generate([_request(0, image=image, turns=2)])
+    first_user, _, last_user = FakeLLM.instances[0].calls[0]["messages"][0]
+    assert [part["type"] for part in first_user["content"]] == ["text", "image_url"]
+    assert last_user == {"role": "user", "content": "q0 turn 1"}
+    assert backend.describe()["image_placement"] == "last"
+    assert get_backend(_cfg()).describe()["image_placement"] == "first"

@@ -51,13 +51,14 @@ class OpenAIStub:
     def __init__(self, *, delay_s: float = 0.0, script: Sequence[str] = (), fault_rate: float = 0.0,
                  faults: Sequence[str] = FAULTS, seed: int = 0, retry_after: float | None = None,
                  hang_s: float = 2.0, lifetime_s: float = 120.0, max_requests: int = 20_000,
-                 max_body_bytes: int = 32 << 20):
+                 max_body_bytes: int = 32 << 20, reply: Callable[[dict[str, Any]], str] | None = None):
         unknown = set(script) - set(OUTCOMES) | set(faults) - set(OUTCOMES)
         if unknown:
             raise ValueError(f"unknown outcomes {sorted(unknown)} (known: {', '.join(OUTCOMES)})")
         self.delay_s, self.script, self.fault_rate, self.faults = delay_s, list(script), fault_rate, list(faults)
         self.seed, self.retry_after, self.hang_s = seed, retry_after, hang_s
         self.lifetime_s, self.max_requests, self.max_body_bytes = lifetime_s, max_requests, max_body_bytes
+        self.reply = reply  # content of "ok" answers from the request body; default: echo
         self.records: list[Record] = []
         self._attempts: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -185,7 +186,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, outcome: str, body: dict[str, Any]) -> None:
         stub = self.server.stub
         if outcome == "ok":
-            return self._json(200, echo(body))
+            return self._json(200, completion(body, stub.reply(body)) if stub.reply else echo(body))
         if outcome == "429":
             headers = {} if stub.retry_after is None else {"Retry-After": f"{stub.retry_after:g}"}
             return self._json(429, _error("rate limited"), headers)

@@ -1,6 +1,7 @@
 # Names and paths shared by the rules; no logic beyond wiring config to file names.
 
 import json
+import os
 
 MODELS = config["models"]
 TARGETS = config["targets"]
@@ -10,6 +11,7 @@ JUDGES = config["judges"]
 METRIC_JUDGES = config.get("metrics", {}).get("judges", list(JUDGES))
 FIGURE_JUDGE = config.get("figures", {}).get("judge", METRIC_JUDGES[0])
 
+ENV = "../envs/safemt.yaml"
 DATASET = "results/dataset/dialogues.jsonl"
 TINY_MODELS = "resources/models"
 FIGURES = ["results/figures/asr_vs_turns.png", "results/figures/si_per_model.png"]
@@ -27,12 +29,21 @@ wildcard_constraints:
 def model_files(name):
     """Local tiny models are built by the `tiny_models` rule; hub models need no input file."""
     path = MODELS[name].get("path", "")
-    return [TINY_MODELS] if path.startswith(TINY_MODELS + "/") else []
+    return [TINY_MODELS] if path.startswith(f"{TINY_MODELS}/") else []
 
 
 def model_params(name):
     """Serialised model config: a change reruns that model's jobs (Snakemake params trigger)."""
     return json.dumps(MODELS[name], sort_keys=True)
+
+
+def generations(model, defense):
+    return expand("results/generations/{model}/{defense}/{turns}.jsonl", model=model, defense=defense, turns=TURNS)
+
+
+def judgments(judge, model, defense):
+    return expand("results/judgments/{judge}/{model}/{defense}/{turns}.jsonl", judge=judge, model=model,
+                  defense=defense, turns=TURNS)
 
 
 def shard_files(model, defense, turns):

@@ -14,21 +14,25 @@ rule dataset:
     """Dialogues from the seeds (build) or from the released files (import, then method labels),
     then validated."""
     input:
-        DATASET_CFG["release_dir"] if IMPORTING else DATASET_CFG["seeds"],
-        GENERATOR_INPUTS,
+        source=DATASET_CFG["release_dir"] if IMPORTING else DATASET_CFG["seeds"],
+        generator=GENERATOR_INPUTS,
     output:
         dialogues=DATASET,
         images=directory("results/dataset/images"),
     params:
+        config_file=PARAMS,
         action="import" if IMPORTING else "build",
-        source=DATASET_CFG["release_dir"] if IMPORTING else DATASET_CFG["seeds"],
-        classify=(f" && safemt data classify {DATASET} -o {DATASET} --params {PARAMS}" if IMPORTING else ""),
+        classify=lambda wc, output: (
+            f" && safemt data classify {output.dialogues} -o {output.dialogues} --params {PARAMS}"
+            if IMPORTING else ""),
         cfg=json.dumps({"dataset": DATASET_CFG, "turns": TURNS}, sort_keys=True),
     log:
         "results/logs/dataset.log",
+    conda:
+        ENV
     shell:
-        "(safemt data {params.action} {params.source} -o {output.dialogues} --params {PARAMS}{params.classify}"
-        " && safemt data validate {output.dialogues} --params {PARAMS}) > {log} 2>&1"
+        "(safemt data {params.action} {input.source} -o {output.dialogues} --params {params.config_file}"
+        "{params.classify} && safemt data validate {output.dialogues} --params {params.config_file}) > {log} 2>&1"
 
 
 rule dataset_card:
@@ -40,9 +44,12 @@ rule dataset_card:
         card=DATASET_CARD,
         figure=DATASET_FIGURE,
     params:
+        config_file=PARAMS,
         cfg=json.dumps({"dataset": DATASET_CFG, "turns": TURNS}, sort_keys=True),
     log:
         "results/logs/dataset_card.log",
+    conda:
+        ENV
     shell:
         "safemt data card {input.dialogues} -o {output.card} --figure {output.figure}"
-        " --reference {input.reference} --params {PARAMS} > {log} 2>&1"
+        " --reference {input.reference} --params {params.config_file} > {log} 2>&1"

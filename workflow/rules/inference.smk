@@ -6,13 +6,16 @@ rule infer:
     output:
         "results/generations/{model}/{defense}/shards/{turns}/{shard}-of-{n}.jsonl",
     params:
+        config_file=PARAMS,
         cfg=lambda wc: model_params(wc.model),
     resources:
         gpu=lambda wc: MODELS[wc.model].get("gpus", 0),
     log:
         "results/logs/infer/{model}/{defense}/{turns}/{shard}-of-{n}.log",
+    conda:
+        ENV
     shell:
-        "safemt infer --params {PARAMS} --model {wildcards.model} --defense {wildcards.defense}"
+        "safemt infer --params {params.config_file} --model {wildcards.model} --defense {wildcards.defense}"
         " --turns {wildcards.turns} --shard {wildcards.shard}/{wildcards.n}"
         " --dataset {input.dataset} -o {output} 2> {log}"
 
@@ -23,7 +26,11 @@ rule merge_generations:
         lambda wc: shard_files(wc.model, wc.defense, wc.turns),
     output:
         "results/generations/{model}/{defense}/{turns}.jsonl",
+    params:
+        config_file=PARAMS,
     log:
         "results/logs/merge/{model}/{defense}/{turns}.log",
+    conda:
+        ENV
     shell:
-        "safemt merge --params {PARAMS} -i {input} -o {output} > {log} 2>&1"
+        "safemt merge --params {params.config_file} -i {input} -o {output} > {log} 2>&1"

@@ -6,9 +6,12 @@ rule judge:
     output:
         "results/judgments/{judge}/{model}/{defense}/{turns}.jsonl",
     params:
+        config_file=PARAMS,
         cfg=lambda wc: json.dumps(JUDGES[wc.judge], sort_keys=True),
     log:
         "results/logs/judge/{judge}/{model}/{defense}/{turns}.log",
+    conda:
+        ENV
     shell:
-        "safemt judge --params {PARAMS} --judge {wildcards.judge} --dataset {input.dataset}"
+        "safemt judge --params {params.config_file} --judge {wildcards.judge} --dataset {input.dataset}"
         " -i {input.generations} -o {output} > {log} 2>&1"

@@ -8,11 +8,15 @@ rule metrics:
         asr="results/metrics/{judge}/asr.csv",
         si="results/metrics/{judge}/si.csv",
     params:
+        config_file=PARAMS,
+        out_dir=lambda wc, output: os.path.dirname(output.summary),
         cfg=json.dumps({"metrics": config.get("metrics", {}), "turns": TURNS}, sort_keys=True),
     log:
         "results/logs/metrics/{judge}.log",
+    conda:
+        ENV
     shell:
-        "safemt metrics --params {PARAMS} -i {input} -o results/metrics/{wildcards.judge} > {log} 2>&1"
+        "safemt metrics --params {params.config_file} -i {input} -o {params.out_dir} > {log} 2>&1"
 
 
 rule judge_agreement:
@@ -22,7 +26,11 @@ rule judge_agreement:
                judge=METRIC_JUDGES, model=TARGETS, defense=DEFENSES, turns=TURNS),
     output:
         "results/metrics/judge_agreement.csv",
+    params:
+        config_file=PARAMS,
     log:
         "results/logs/metrics/judge_agreement.log",
+    conda:
+        ENV
     shell:
-        "safemt agreement --params {PARAMS} -i {input} -o {output} > {log} 2>&1"
+        "safemt agreement --params {params.config_file} -i {input} -o {output} > {log} 2>&1"

@@ -2,7 +2,11 @@ rule tiny_models:
     """Tiny seeded models for the offline default (same bytes on every build)."""
     output:
         directory(TINY_MODELS),
+    params:
+        config_file=PARAMS,
     log:
         "results/logs/tiny_models.log",
+    conda:
+        ENV
     shell:
-        "safemt models tiny --params {PARAMS} -o {output} > {log} 2>&1"
+        "safemt models tiny --params {params.config_file} -o {output} > {log} 2>&1"

@@ -1,8 +1,9 @@
 """The `hf` backend: any transformers chat model, vision-language or text-only, batched and greedy.
 
 Follows the released inference protocol: the whole dialogue goes through the model's own chat
-template and the image goes first in the first user message. Text-only models get the same
-dialogue without the image (describe() says so, so their results never mix with a VLM's).
+template (or the file `chat_template` names) and the image goes first in the first user message (or
+last: `image_placement`). Text-only models get the same dialogue without the image (describe() says
+so, so their results never mix with a VLM's).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from safemt.config import stable_hash
 from safemt.data.images import sha256_file
 from safemt.errors import ConfigError, SafemtError
 from safemt.models.base import Backend, ChatRequest, GenerationResult, with_system
+from safemt.models.images import image_placement, read_chat_template, with_image
 
 # Failures that belong to one batch (out of memory, a bad image), not to the whole run.
 BATCH_ERRORS = (RuntimeError, ValueError, OSError)
@@ -43,7 +45,9 @@ class HFBackend(Backend):
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.chat_template = self.processor.chat_template or self.tokenizer.chat_template
+        self.chat_template = (read_chat_template(cfg) or self.processor.chat_template
+                              or self.tokenizer.chat_template)
+        self.image_placement = image_placement(cfg)
         if not self.chat_template:
             raise SafemtError("model has no chat template", key=f"models.{cfg.get('name')}.path")
         self._model = None
@@ -94,6 +98,7 @@ class HFBackend(Backend):
             "generation": self.generation_params(),
             "system_prompt": self.cfg.get("system_prompt"),
             "chat_template_sha256": stable_hash(self.chat_template),
+            "image_placement": self.image_placement if self.vision else None,
         }
 
     def fingerprint(self) -> str:
@@ -143,8 +148,8 @@ class HFBackend(Backend):
     def _inputs(self, requests: list[ChatRequest]) -> Any:
         """Chat-templated, left-padded model inputs (pixel values for the images, if a VLM)."""
         conversations = [self._conversation(r) for r in requests]
-        texts = [self.processor.apply_chat_template(c, add_generation_prompt=True, tokenize=False)
-                 for c in conversations]
+        texts = [self.processor.apply_chat_template(c, chat_template=self.chat_template, add_generation_prompt=True,
+                                                    tokenize=False) for c in conversations]
         if not self.vision:
             return self.tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=False)
         images = [_open_image(r.image) for r in requests if r.image is not None]
@@ -152,17 +157,18 @@ class HFBackend(Backend):
                               add_special_tokens=False)
 
     def _conversation(self, request: ChatRequest) -> list[dict[str, Any]]:
-        """The dialogue in chat-template form: the image first in the first user message (VLMs only)."""
+        """The dialogue in chat-template form, the image a part of the first user message (VLMs only)."""
         messages = with_system(request.messages, self.cfg.get("system_prompt"))
         if not self.vision:
             return messages
         pending_image = request.image is not None
         conversation = []
         for m in messages:
-            parts: list[dict[str, Any]] = [{"type": "text", "text": m["content"]}]
             if pending_image and m["role"] == "user":
-                parts.insert(0, {"type": "image"})
+                parts = with_image({"type": "image"}, m["content"], self.image_placement)
                 pending_image = False
+            else:
+                parts = [{"type": "text", "text": m["content"]}]
             conversation.append({"role": m["role"], "content": parts})
         return conversation
 

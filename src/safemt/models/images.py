@@ -1,8 +1,10 @@
-"""Images for chat APIs: base64 data URLs, and OpenAI-format messages with the image in place.
+"""What every backend shares about building chat messages: images and the chat-template override.
 
-The MIME type comes from the file's real format (as Pillow reads it), not its extension, since a
-server that is told the wrong type may decode the image wrongly or reject the request. Formats that
-chat APIs do not take (BMP, TIFF, ...) are re-encoded as PNG, losslessly.
+Images go to chat APIs as base64 data URLs. The MIME type comes from the file's real format (as
+Pillow reads it), not its extension, since a server that is told the wrong type may decode the image
+wrongly or reject the request. Formats that chat APIs do not take (BMP, TIFF, ...) are re-encoded as
+PNG, losslessly. The image part goes first in the first user message, as released, or last where a
+model's config says `image_placement: last` (some models were trained with the image after the text).
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ from typing import Any
 
 from PIL import Image
 
+from safemt.errors import ConfigError
+
 # What OpenAI-compatible servers accept as image data, by Pillow format name.
 API_FORMATS = {"PNG": "image/png", "JPEG": "image/jpeg", "GIF": "image/gif", "WEBP": "image/webp"}
+PLACEMENTS = ("first", "last")
 
 
 def image_data_url(path: str | Path) -> str:
@@ -31,18 +36,43 @@ def image_data_url(path: str | Path) -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def chat_messages(messages: list[dict[str, str]], data_url: str | None) -> list[dict[str, Any]]:
-    """OpenAI chat format, the image (if any) as the first part of the first user message.
+def image_placement(cfg: dict[str, Any]) -> str:
+    """The model's `image_placement` ("first" unless its config says otherwise), checked."""
+    placement = cfg.get("image_placement") or "first"
+    if placement not in PLACEMENTS:
+        raise ConfigError(f"image_placement must be one of {', '.join(PLACEMENTS)}, not {placement!r}",
+                          key=f"models.{cfg.get('name')}.image_placement")
+    return placement
 
-    That is the released inference protocol; the other messages stay plain strings.
-    """
+
+def with_image(image_part: dict[str, Any], text: str, placement: str) -> list[dict[str, Any]]:
+    """The parts of the message that carries the image: the image before or after its text."""
+    parts = [image_part, {"type": "text", "text": text}]
+    return parts if placement == "first" else parts[::-1]
+
+
+def chat_messages(messages: list[dict[str, str]], data_url: str | None, placement: str = "first"
+                  ) -> list[dict[str, Any]]:
+    """OpenAI chat format, the image (if any) a part of the first user message; the rest plain strings."""
     pending = data_url is not None
     out: list[dict[str, Any]] = []
     for m in messages:
         if pending and m["role"] == "user":
-            parts = [{"type": "image_url", "image_url": {"url": data_url}}, {"type": "text", "text": m["content"]}]
-            out.append({"role": "user", "content": parts})
+            image_part = {"type": "image_url", "image_url": {"url": data_url}}
+            out.append({"role": "user", "content": with_image(image_part, m["content"], placement)})
             pending = False
         else:
             out.append({"role": m["role"], "content": m["content"]})
     return out
+
+
+def read_chat_template(cfg: dict[str, Any]) -> str | None:
+    """The text of the template file `chat_template` names (engines take the text, not the path)."""
+    path = cfg.get("chat_template")
+    if not path:
+        return None
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read chat template {path!r}: {exc.strerror or exc}",
+                          key=f"models.{cfg.get('name')}.chat_template") from None

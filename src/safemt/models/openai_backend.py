@@ -6,6 +6,10 @@ with full jitter on 408/409/429/5xx, timeouts, connection errors and malformed r
 `Retry-After`. A reply the provider filtered or refused and a request whose retries ran out both
 become results with an `error`, never a `response`, so they are never judged as answers.
 
+The image goes first in the first user message, or last (`image_placement`). A `chat_template`
+file is sent as the request's `chat_template` field, which `vllm serve` takes (started with
+--trust-request-chat-template); hosted APIs apply their own and reject it.
+
 The API key comes from the environment variable `api_key_env` names; it never enters describe(),
 results or error text.
 """
@@ -23,7 +27,8 @@ from typing import Any, Mapping
 
 from safemt.errors import ConfigError, SafemtError
 from safemt.models.base import Backend, ChatRequest, GenerationResult, with_system
-from safemt.models.images import chat_messages, image_data_url
+from safemt.config import stable_hash
+from safemt.models.images import chat_messages, image_data_url, image_placement, read_chat_template
 
 RETRY_STATUS = frozenset({408, 409, 429})  # and every 5xx
 MAX_RETRY_AFTER_S = 60.0  # a server asking for longer still gets retried after a minute
@@ -57,6 +62,8 @@ class OpenAIBackend(Backend):
         self.max_retries = int(cfg.get("max_retries", 5))
         self.backoff_base_s = float(cfg.get("backoff_base_s", 1.0))
         self.timeout_s = float(cfg.get("timeout_s", 120.0))
+        self.image_placement = image_placement(cfg)
+        self.chat_template = read_chat_template(cfg)
         # A server that needs no key (a local `vllm serve`) still gets a placeholder, so that the
         # client never falls back to OPENAI_API_KEY: secrets come only from the variable config names.
         self._client = self._openai.OpenAI(base_url=cfg["base_url"], api_key=self._secret or "EMPTY",
@@ -77,6 +84,8 @@ class OpenAIBackend(Backend):
             "base_url": self.cfg["base_url"],
             "generation": self.generation_params(),
             "system_prompt": self.cfg.get("system_prompt"),
+            "chat_template_sha256": stable_hash(self.chat_template) if self.chat_template else None,
+            "image_placement": self.image_placement,
         }
 
     def generate(self, requests: list[ChatRequest]) -> list[GenerationResult]:
@@ -106,14 +115,17 @@ class OpenAIBackend(Backend):
         return self._failed(f"gave up after {self.max_retries + 1} attempts: {retry.reason}", start)
 
     def _body(self, request: ChatRequest) -> dict[str, Any]:
-        """The chat.completions.create arguments: image first in the first user message, greedy by default."""
+        """The chat.completions.create arguments: the image in the first user message, greedy by default."""
         messages = with_system(request.messages, self.cfg.get("system_prompt"))
         url = image_data_url(request.image) if request.image is not None else None
         params = self.generation_params()
-        body = {"model": self.cfg["model_id"], "messages": chat_messages(messages, url),
-                "max_tokens": params["max_new_tokens"], "temperature": params["temperature"]}
+        body: dict[str, Any] = {"model": self.cfg["model_id"],
+                                "messages": chat_messages(messages, url, self.image_placement),
+                                "max_tokens": params["max_new_tokens"], "temperature": params["temperature"]}
         if "top_p" in params:
             body["top_p"] = params["top_p"]
+        if self.chat_template:
+            body["extra_body"] = {"chat_template": self.chat_template}
         return body
 
     def _attempt(self, body: dict[str, Any], start: float) -> GenerationResult:

@@ -1,7 +1,7 @@
 """The `vllm` backend: offline batched inference through `vllm.LLM.chat` (CUDA machines, `gpu` extra).
 
 Same protocol as `hf`: the model's own chat template (or the file `chat_template` names), the image
-as the first part of the first user message, greedy by default. The image goes in as a base64 data
+as the first part of the first user message (or the last: `image_placement`), greedy by default. The image goes in as a base64 data
 URL part, which vLLM's chat parser accepts for every multimodal model. vllm is imported only when
 this backend is created; building requests and reading outputs are plain functions, tested with a
 stand-in module on machines without vllm.
@@ -17,7 +17,7 @@ from safemt.config import stable_hash
 from safemt.data.images import sha256_file
 from safemt.errors import ConfigError, SafemtError
 from safemt.models.base import Backend, ChatRequest, GenerationResult, with_system
-from safemt.models.images import chat_messages, image_data_url
+from safemt.models.images import chat_messages, image_data_url, image_placement, read_chat_template
 
 # Failures that belong to one batch (a bad image, a prompt longer than the model takes), not the run.
 BATCH_ERRORS = (RuntimeError, ValueError, OSError)
@@ -35,7 +35,8 @@ class VLLMBackend(Backend):
                               key=f"models.{cfg.get('name')}.path")
         self._vllm = _import_vllm(cfg)
         self.local = Path(cfg["path"]).is_dir()
-        self.chat_template = _read_template(cfg)
+        self.chat_template = read_chat_template(cfg)
+        self.image_placement = image_placement(cfg)
         self._llm: Any = None
         self._fingerprint: str | None = None
 
@@ -50,6 +51,7 @@ class VLLMBackend(Backend):
             "generation": self.generation_params(),
             "system_prompt": self.cfg.get("system_prompt"),
             "chat_template_sha256": stable_hash(self.chat_template) if self.chat_template else None,
+            "image_placement": self.image_placement,
         }
 
     def fingerprint(self) -> str:
@@ -76,7 +78,7 @@ class VLLMBackend(Backend):
         """Answer a batch; if it fails, answer its requests one by one so one bad input costs one."""
         start = time.perf_counter()
         try:
-            conversations = [conversation(r, self.cfg.get("system_prompt")) for r in requests]
+            conversations = [conversation(r, self.cfg.get("system_prompt"), self.image_placement) for r in requests]
             sampling = self._vllm.SamplingParams(**sampling_args(self.generation_params()))
             outputs = self.llm.chat(conversations, sampling_params=sampling, chat_template=self.chat_template,
                                     use_tqdm=False)
@@ -115,10 +117,11 @@ def sampling_args(params: dict[str, Any]) -> dict[str, Any]:
             "max_tokens": params["max_new_tokens"], "seed": 0}
 
 
-def conversation(request: ChatRequest, system_prompt: str | None) -> list[dict[str, Any]]:
-    """The dialogue in OpenAI chat form, the image as a data-URL part first in the first user message."""
+def conversation(request: ChatRequest, system_prompt: str | None, placement: str = "first"
+                 ) -> list[dict[str, Any]]:
+    """The dialogue in OpenAI chat form, the image a data-URL part of the first user message."""
     url = image_data_url(request.image) if request.image is not None else None
-    return chat_messages(with_system(request.messages, system_prompt), url)
+    return chat_messages(with_system(request.messages, system_prompt), url, placement)
 
 
 def to_result(output: Any, latency_s: float) -> GenerationResult:
@@ -144,18 +147,6 @@ def _import_vllm(cfg: dict[str, Any]) -> Any:
     except (OSError, RuntimeError) as exc:  # installed, but its CUDA libraries do not load here
         raise SafemtError(f"vllm is installed but does not import: {exc}", key=key) from None
     return vllm
-
-
-def _read_template(cfg: dict[str, Any]) -> str | None:
-    """The override chat template's text (vllm.LLM.chat takes the template, not its path)."""
-    path = cfg.get("chat_template")
-    if not path:
-        return None
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read chat template {path!r}: {exc.strerror or exc}",
-                          key=f"models.{cfg.get('name')}.chat_template") from None
 
 
 def _latency(start: float, n: int) -> float:

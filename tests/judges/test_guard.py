@@ -1,0 +1,63 @@
+"""A Llama-Guard-style guard as a judge: output parsing and the conversation it is shown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import safemt.judges.guard as guard_module
+from safemt.judges import JudgeItem, get_judge
+from safemt.judges.guard import parse_guard
+from safemt.models.base import Backend, GenerationResult
+
+
+@pytest.mark.parametrize("text,label", [
+    ("safe", "safe"),
+    ("\n\nunsafe\nS1,S10", "unsafe"),
+    ("Unsafe\nS2", "unsafe"),
+    ("  SAFE  ", "safe"),
+    ("The conversation is safe", None),
+    ("", None),
+    (None, None),
+])
+def test_parse_guard(text, label) -> None:
+    assert parse_guard(text) == label
+
+
+class Recorder(Backend):
+    def __init__(self, replies):
+        super().__init__({})
+        self.replies, self.sent = list(replies), []
+
+    def describe(self):
+        return {"backend": "recorder"}
+
+    def generate(self, requests):
+        self.sent += requests
+        return [GenerationResult(self.replies.pop(0), finish_reason="stop") for _ in requests]
+
+
+def item(response: str) -> JudgeItem:
+    return JudgeItem(id="a", turns=2, scenario="Threat", question="q",
+                     messages=({"role": "user", "content": "u1"}, {"role": "assistant", "content": "a1"},
+                               {"role": "user", "content": "u2"}), response=response)
+
+
+def test_guard_sees_the_reply_as_last_assistant_turn(monkeypatch) -> None:
+    backend = Recorder(["unsafe\nS1", "I think so"])
+    monkeypatch.setattr(guard_module, "get_backend", lambda cfg: backend)
+    judge = get_judge("g", {"models": {"lg": {"backend": "hf", "path": "x"}},
+                            "judges": {"g": {"kind": "guard", "model": "lg"}}})
+    v1, v2 = judge.judge([item("reply one"), item("reply two")])
+    assert (v1.label, v1.raw) == ("unsafe", "unsafe\nS1") and v2.label == "invalid"
+    assert [m["role"] for m in backend.sent[0].messages] == ["user", "assistant", "user", "assistant"]
+    assert backend.sent[0].messages[-1]["content"] == "reply one"
+
+
+def test_guard_through_the_tiny_model(tiny_models: Path) -> None:
+    params = {"models": {"tiny-judge": {"backend": "hf", "path": str(tiny_models / "tiny-judge"),
+                                        "max_new_tokens": 4}},
+              "judges": {"g": {"kind": "guard", "model": "tiny-judge"}}}
+    (v,) = get_judge("g", params).judge([item("some reply")])
+    assert v.label in ("safe", "unsafe", "invalid") and v.error is None
