@@ -1,4 +1,4 @@
-"""Benchmarks (not tests) of the inference backends; prints one JSON object with their ratios.
+"""Benchmarks (not tests) of inference; prints one JSON object with every benchmark's ratios.
 
     python benchmarks/inference.py [NAME ...]     # default: every benchmark in BENCHMARKS
 
@@ -7,18 +7,34 @@ fixed 200 ms (in a child process, as a real server runs in its own), with concur
 can do better than 32 / 0.2 s = 160 requests/s; the ratio achieved / bound (target >= 0.85) shows
 what the backend's threads, bookkeeping and HTTP client cost on top of waiting for the server.
 
+hf_batched_vs_sequential: 64 four-turn dialogues with small images through the `hf` backend on the
+tiny VLM, in batches of 16 and one by one, same max_new_tokens; the ratio sequential time / batched
+time (target >= 3) shows what batching buys.
+
+resume_overhead: `safemt infer` on 128 dialogues (batch size 8) is killed with SIGKILL about half
+way, then rerun to completion. Samples whose generation was started, over both runs, divided by the
+number of samples (target <= 1 + 8/128 + 0.02: at most the batch in flight is lost); the final
+output must hold every sample exactly once.
+
 Each benchmark is a function returning a dict of numbers; add one by writing it and naming it in
-BENCHMARKS (planned: hf_batched_vs_sequential, resume_overhead).
+BENCHMARKS.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
+
+import yaml
+from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the loopback stub lives in tests/servers
 
@@ -26,6 +42,9 @@ from safemt.models import ChatRequest, get_backend  # noqa: E402
 from tests.servers.openai_stub import serve_in_subprocess  # noqa: E402
 
 N_REQUESTS, CONCURRENCY, SERVER_DELAY_S = 400, 32, 0.2
+HF_DIALOGUES, HF_TURNS, HF_BATCH, HF_NEW_TOKENS = 64, 4, 16, 16
+RESUME_SAMPLES, RESUME_BATCH = 128, 8
+COLORS = ["red", "green", "blue", "yellow", "purple", "orange", "white", "black"]
 
 
 def openai_vs_bound() -> dict[str, Any]:
@@ -68,8 +87,153 @@ def _bare_client_seconds(base_url: str) -> float:
         return time.perf_counter() - start
 
 
+def hf_batched_vs_sequential() -> dict[str, Any]:
+    """Seconds for the same dialogues one by one over seconds in batches, on the tiny VLM (CPU)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        images = _images(folder / "images", HF_DIALOGUES)
+        requests = [ChatRequest((f"bench_{i}", HF_TURNS), tuple(_messages(i, HF_TURNS)), image)
+                    for i, image in enumerate(images)]
+        backend = get_backend({"name": "tiny-vlm-a", "backend": "hf", "path": str(_tiny_vlm(folder)),
+                               "revision": "local", "max_new_tokens": HF_NEW_TOKENS, "temperature": 0.0})
+        for size in (HF_BATCH, 1):  # warm up both paths before timing either
+            backend.generate(requests[:size])
+        batched = _generate_seconds(backend, requests, HF_BATCH)
+        sequential = _generate_seconds(backend, requests, 1)
+    return {"hf_batched_vs_sequential": round(sequential / batched, 2), "hf_batched_s": round(batched, 2),
+            "hf_sequential_s": round(sequential, 2), "hf_batch_size": HF_BATCH}
+
+
+def _generate_seconds(backend: Any, requests: list[ChatRequest], batch_size: int) -> float:
+    start = time.perf_counter()
+    for i in range(0, len(requests), batch_size):
+        backend.generate(requests[i:i + batch_size])
+    return time.perf_counter() - start
+
+
+# Runs `safemt infer` (argv[2:]) and first appends each batch's size to the file argv[1] as its
+# generation starts: the count includes the batch in flight when the process is killed.
+COUNTING_INFER = """
+import sys
+from safemt.cli import main
+from safemt.models.hf import HFBackend
+
+generate = HFBackend.generate
+
+def counting(self, requests):
+    with open(sys.argv[1], "a") as fh:
+        fh.write(f"{len(requests)}\\n")
+    return generate(self, requests)
+
+HFBackend.generate = counting
+raise SystemExit(main(sys.argv[2:]))
+"""
+
+
+def resume_overhead() -> dict[str, Any]:
+    """Samples generated over a run killed half way plus its rerun, per sample in the dataset."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        dataset = _dataset(folder / "data", RESUME_SAMPLES)
+        params = _params_file(folder, _tiny_vlm(folder))
+        out, counter = folder / "gen" / "out.jsonl", folder / "started.txt"
+        command = [sys.executable, "-c", COUNTING_INFER, str(counter), "infer", "--params", str(params),
+                   "--model", "tiny-vlm-a", "--dataset", str(dataset), "-o", str(out)]
+        journal = out.parent / ".journal" / out.name
+        killed_at = _kill_when(command, journal, RESUME_SAMPLES // 2)
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        started = sum(int(line) for line in counter.read_text().split())
+        keys = [(r["id"], r["turns"]) for r in map(json.loads, out.read_text().splitlines())]
+        journalled = len(journal.read_text().splitlines())
+    assert sorted(keys) == sorted(set(keys)) and len(keys) == RESUME_SAMPLES, "every sample exactly once"
+    return {"resume_overhead": round(started / RESUME_SAMPLES, 4),
+            "resume_target": round(1 + RESUME_BATCH / RESUME_SAMPLES + 0.02, 4),
+            "resume_killed_after": killed_at, "resume_journal_lines": journalled}
+
+
+def _kill_when(command: list[str], journal: Path, lines: int) -> int:
+    """Start command, SIGKILL it once the journal holds `lines` lines; return how many it held."""
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while child.poll() is None:
+            held = _line_count(journal)
+            if held >= lines:
+                os.kill(child.pid, signal.SIGKILL)
+                child.wait()
+                return held
+            time.sleep(0.005)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    raise RuntimeError("safemt infer finished before it could be killed")
+
+
+def _line_count(path: Path) -> int:
+    try:
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
+# --- fixtures ----------------------------------------------------------------------------------------
+
+def _tiny_vlm(folder: Path) -> Path:
+    from safemt.models.tiny import build_tiny_models
+
+    return build_tiny_models(folder / "models")[0]
+
+
+def _images(folder: Path, n: int) -> list[Path]:
+    """Small distinct PNGs: a coloured square on a coloured ground."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        img = Image.new("RGB", (48, 40), COLORS[i % len(COLORS)])
+        ImageDraw.Draw(img).rectangle((4 + i % 16, 4, 24 + i % 16, 30), fill=COLORS[(i // 8 + 1) % len(COLORS)])
+        paths.append(folder / f"{i}.png")
+        img.save(paths[-1])
+    return paths
+
+
+def _messages(i: int, turns: int) -> list[dict[str, str]]:
+    messages: list[dict[str, str]] = []
+    for t in range(turns):
+        if t:
+            messages.append({"role": "assistant", "content": f"Sure! Here is a short answer about part {t}."})
+        messages.append({"role": "user", "content": f"Earlier we talked about picture {i}; what is in part {t}?"})
+    return messages
+
+
+def _dataset(folder: Path, n: int) -> Path:
+    """n dialogues of 1, 2, 4 or 8 turns, each with its own image, in the Dialogue contract."""
+    images = _images(folder / "images", n)
+    path = folder / "dialogues.jsonl"
+    with path.open("w", encoding="utf-8") as fh:
+        for i, image in enumerate(images):
+            turns = (1, 2, 4, 8)[i % 4]
+            messages = _messages(i, turns)
+            record = {"id": f"bench_{i}", "turns": turns, "scenario": "Fraud", "source": "bench", "method": None,
+                      "image": f"images/{image.name}", "messages": messages, "question": messages[-1]["content"]}
+            fh.write(json.dumps(record) + "\n")
+    return path
+
+
+def _params_file(folder: Path, model: Path) -> Path:
+    params = {"dataset": {"source": "build", "seeds": "seeds.jsonl"}, "turns": [1, 2, 4, 8],
+              "models": {"tiny-vlm-a": {"backend": "hf", "path": str(model), "revision": "local",
+                                        "max_new_tokens": HF_NEW_TOKENS, "temperature": 0.0,
+                                        "batch_size": RESUME_BATCH}},
+              "targets": ["tiny-vlm-a"], "judges": {"keyword": {"kind": "keyword"}}}
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(params), encoding="utf-8")
+    return path
+
+
 BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "openai_vs_bound": openai_vs_bound,
+    "hf_batched_vs_sequential": hf_batched_vs_sequential,
+    "resume_overhead": resume_overhead,
 }
 
 
