@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 
 from safemt.cli import main
 from safemt.jsonl import read_jsonl, write_jsonl

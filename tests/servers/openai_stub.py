@@ -27,7 +27,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 # Outcomes a script may name; FAULTS are the transient ones a client should retry.
 OUTCOMES = ("ok", "429", "500", "503", "400", "timeout", "malformed", "empty", "content_filter", "refusal")

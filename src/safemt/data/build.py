@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import tempfile
 from collections import Counter
@@ -25,7 +24,7 @@ from safemt.data.records import Dialogue, Message, RecordError, check_image_path
 from safemt.data.scenarios import METHODS, SCENARIOS, folder
 from safemt.data.templates import COMBINATIONS, MAX_TURNS, MIN_COMBINED_TURNS, Picker
 from safemt.errors import ConfigError, SafemtError
-from safemt.jsonl import write_jsonl
+from safemt.jsonl import atomic_write_bytes, write_jsonl
 
 ASSIGNMENTS = ("round_robin", "random", "all")
 FINAL_TURNS = ("verbatim", "paraphrase")
@@ -172,22 +171,6 @@ def seed_image(seed: Seed, root: Path) -> tuple[str, bytes]:
     return f"images/{folder(seed.scenario)}/{seed.id}{suffix}", data
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    """Atomic binary write (temp file + fsync + rename), like the JSONL writer."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 # --- dialogues -------------------------------------------------------------------------------------
 
 def method_pool(turns: int, opts: Options) -> tuple[str, ...]:
@@ -275,7 +258,7 @@ def pictures_for(generator: Generator, images: dict[str, tuple[str, bytes]]) -> 
         pictures: dict[str, Path | None] = {}
         for seed_id, (rel, data) in images.items():
             pictures[seed_id] = Path(tmp) / rel
-            write_bytes(pictures[seed_id], data)
+            atomic_write_bytes(pictures[seed_id], data)
         yield pictures
 
 
@@ -310,7 +293,7 @@ def build_dataset(seeds_path: str | Path, out: str | Path, params: dict[str, Any
     out = Path(out)
     built = make_dialogues(seeds_path, params)
     for rel, data in built.images.values():
-        write_bytes(out.parent / rel, data)
+        atomic_write_bytes(out.parent / rel, data)
     write_jsonl(rejects_path(out), (r.to_dict() for r in built.rejects))
     write_jsonl(out, (d.to_dict() for d in built.dialogues))
     summary = summarize(built, out)

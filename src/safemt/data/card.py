@@ -9,7 +9,6 @@ bytes, so DVC sees a change only when the data changed.
 from __future__ import annotations
 
 import copy
-import io
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Callable
@@ -19,10 +18,10 @@ from safemt.data.classify import accuracy
 from safemt.data.records import Dialogue
 from safemt.data.validate import read_dialogues
 from safemt.errors import ConfigError, SafemtError
+from safemt.figures.plots import save_png
 from safemt.jsonl import read_jsonl, write_json
 
 WORDS = "whitespace-separated words (str.split) summed over all messages of a dialogue"
-PNG_METADATA = {"Software": None}  # no version strings in the PNG: same data, same bytes
 
 
 def make_card(path: str | Path, out: str | Path, params: dict[str, Any], figure: str | Path | None = None,
@@ -174,13 +173,8 @@ def draw_figure(card: dict[str, Any], path: Path) -> None:
     axes[2].grid(alpha=0.3)
     fig.suptitle(f"dataset: {card['dialogues']} dialogues", fontsize=11)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, metadata=PNG_METADATA, bbox_inches="tight")
+    save_png(fig, path, dpi=110)
     plt.close(fig)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(path)
 
 
 def _by_turns_and_method(ax: Any, card: dict[str, Any]) -> None:

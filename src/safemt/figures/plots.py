@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from safemt.errors import SafemtError
-from safemt.jsonl import atomic_write_text
+from safemt.jsonl import atomic_write_bytes
 
 PNG_METADATA = {"Software": None}  # no version strings in the PNG: same data, same bytes
 
@@ -20,13 +20,11 @@ def _read_csv(path: Path):
     return pd.read_csv(path)
 
 
-def _save(fig, path: Path) -> None:
+def save_png(fig, path: Path, dpi: int = 120) -> None:
+    """PNG without version metadata (same data, same bytes), written atomically."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, metadata=PNG_METADATA, bbox_inches="tight")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".png.tmp")
-    tmp.write_bytes(buf.getvalue())
-    tmp.replace(path)
+    fig.savefig(buf, format="png", dpi=dpi, metadata=PNG_METADATA, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def asr_vs_turns(asr, out: Path) -> None:
@@ -47,7 +45,7 @@ def asr_vs_turns(asr, out: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, frameon=False)
     ax.set_title(f"ASR vs turns (judge: {asr['judge'].iloc[0]})", fontsize=10)
-    _save(fig, out)
+    save_png(fig, out)
     plt.close(fig)
 
 
@@ -64,7 +62,7 @@ def si_per_model(si, out: Path) -> None:
     ax.set_xlim(0, 1.1)
     ax.set_xlabel("Safety Index (higher is safer)")
     ax.set_title(f"Safety Index per model (judge: {si['judge'].iloc[0]})", fontsize=10)
-    _save(fig, out)
+    save_png(fig, out)
     plt.close(fig)
 
 
