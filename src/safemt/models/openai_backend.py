@@ -6,6 +6,11 @@ with full jitter on 408/409/429/5xx, timeouts, connection errors and malformed r
 `Retry-After`. A reply the provider filtered or refused and a request whose retries ran out both
 become results with an `error`, never a `response`, so they are never judged as answers.
 
+Requests go through the client's plain `post` (its documented way to send any body) and the reply's
+JSON is read here: the client's typed `chat.completions.create` spends about a third of each
+request's CPU on transforming parameters and building response models, which on a small machine
+caps throughput under high concurrency (benchmarks/inference.py, openai_vs_bound).
+
 The image goes first in the first user message, or last (`image_placement`). A `chat_template`
 file is sent as the request's `chat_template` field, which `vllm serve` takes (started with
 --trust-request-chat-template); hosted APIs apply their own and reject it.
@@ -16,6 +21,7 @@ results or error text.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
@@ -125,7 +131,7 @@ class OpenAIBackend(Backend):
         if "top_p" in params:
             body["top_p"] = params["top_p"]
         if self.chat_template:
-            body["extra_body"] = {"chat_template": self.chat_template}
+            body["chat_template"] = self.chat_template
         return body
 
     def _attempt(self, body: dict[str, Any], start: float) -> GenerationResult:
@@ -133,7 +139,7 @@ class OpenAIBackend(Backend):
         openai = self._openai
         self._count(attempts=1)
         try:
-            completion = self._client.chat.completions.create(**body)
+            completion = json.loads(self._client.post("/chat/completions", body=body, cast_to=bytes))
         except openai.APIStatusError as exc:
             if not retryable_status(exc.status_code):
                 return self._failed(f"HTTP {exc.status_code}: {exc.message}", start)
@@ -142,29 +148,29 @@ class OpenAIBackend(Backend):
             raise _Retry(f"no reply within {self.timeout_s:g} s") from None
         except openai.APIConnectionError as exc:
             raise _Retry(f"connection error: {exc}") from None
-        except (ValueError, openai.APIResponseValidationError):  # a body that is not valid JSON
+        except ValueError:  # a body that is not valid JSON
             raise _Retry("malformed reply (not valid JSON)") from None
         return self._result(completion, start)
 
     def _result(self, completion: Any, start: float) -> GenerationResult:
-        """Map a completion to a result; a reply without choices or content is retried as malformed."""
-        choices = getattr(completion, "choices", None)
-        if not choices:
+        """Map a chat.completion (parsed JSON) to a result; one without choices or content is retried."""
+        choice = _first_choice(completion)
+        if choice is None:
             raise _Retry("malformed reply (no choices)")
-        choice = choices[0]
-        content = getattr(choice.message, "content", None)
-        refusal = getattr(choice.message, "refusal", None)
+        message = choice.get("message")
+        message = message if isinstance(message, dict) else {}
+        content, refusal, finish_reason = message.get("content"), message.get("refusal"), choice.get("finish_reason")
         n_in, n_out = _usage(completion)
         self._count(prompt_tokens=n_in or 0, completion_tokens=n_out or 0)
         latency = round(time.perf_counter() - start, 4)
-        if choice.finish_reason == "content_filter":
+        if finish_reason == "content_filter":
             return GenerationResult(None, "filtered by provider (content_filter)", "content_filter", n_out,
                                     latency, n_in)
         if not content and refusal:
             return GenerationResult(None, "refused by provider", "refusal", n_out, latency, n_in)
-        if content is None:
+        if not isinstance(content, str):
             raise _Retry("malformed reply (no content)")
-        return GenerationResult(content, None, choice.finish_reason, n_out, latency, n_in)
+        return GenerationResult(content, None, finish_reason, n_out, latency, n_in)
 
     def _failed(self, error: str, start: float) -> GenerationResult:
         return GenerationResult.failed(self._scrub(error)[:MAX_ERROR_CHARS], round(time.perf_counter() - start, 4))
@@ -206,11 +212,20 @@ def backoff_s(attempt: int, base_s: float, retry_after: float | None, u: float) 
     return u * min(MAX_BACKOFF_S, base_s * 2 ** (attempt - 1))
 
 
-def _usage(completion: Any) -> tuple[int | None, int | None]:
-    usage = getattr(completion, "usage", None)
-    if usage is None:
-        return None, None
-    return getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None)
+def _first_choice(completion: Any) -> dict[str, Any] | None:
+    choices = completion.get("choices") if isinstance(completion, dict) else None
+    return choices[0] if isinstance(choices, list) and choices and isinstance(choices[0], dict) else None
+
+
+def _usage(completion: dict[str, Any]) -> tuple[int | None, int | None]:
+    """Prompt and completion token counts, where the server reports them (as integers)."""
+    usage = completion.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+    return _token_count(usage.get("prompt_tokens")), _token_count(usage.get("completion_tokens"))
+
+
+def _token_count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _import_openai(cfg: dict[str, Any]) -> Any:

@@ -1,10 +1,10 @@
 """The `vllm` backend: offline batched inference through `vllm.LLM.chat` (CUDA machines, `gpu` extra).
 
 Same protocol as `hf`: the model's own chat template (or the file `chat_template` names), the image
-as the first part of the first user message (or the last: `image_placement`), greedy by default. The image goes in as a base64 data
-URL part, which vLLM's chat parser accepts for every multimodal model. vllm is imported only when
-this backend is created; building requests and reading outputs are plain functions, tested with a
-stand-in module on machines without vllm.
+as the first part of the first user message (or the last: `image_placement`), greedy by default.
+The image goes in as a base64 data URL part, which vLLM's chat parser accepts for every multimodal
+model. vllm is imported only when this backend is created; building requests and reading outputs
+are plain functions, tested with a stand-in module on machines without vllm.
 """
 
 from __future__ import annotations
