@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from safemt.config import stable_hash
 
 
 @dataclass(frozen=True)
@@ -79,3 +82,34 @@ def with_system(messages: list[dict[str, str]] | tuple[dict[str, str], ...], tex
         messages[0]["content"] = f"{text}\n\n{messages[0]['content']}"
         return messages
     return [{"role": "system", "content": text}, *messages]
+
+
+def folder_fingerprint(root: str) -> str:
+    """Hash of a local model folder's files: a rebuilt or retrained model must not be resumed.
+
+    Files up to 64 MiB are hashed whole; bigger ones (weight shards) by size plus their first and
+    last 4 MiB, so a multi-GB checkpoint is not read in full on every run.
+    """
+    files = sorted(p for p in Path(root).rglob("*") if p.is_file() and not p.name.startswith("."))
+    return stable_hash({str(p.relative_to(root)): _file_digest(p) for p in files})
+
+
+def _file_digest(path: Path, whole_up_to: int = 64 << 20, edge: int = 4 << 20) -> str:
+    size = path.stat().st_size
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        if size <= whole_up_to:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+            return digest.hexdigest()
+        digest.update(str(size).encode())
+        digest.update(fh.read(edge))
+        fh.seek(size - edge)
+        digest.update(fh.read(edge))
+    return f"edges:{digest.hexdigest()}"
+
+
+def weights_identity(cfg: dict[str, Any], local: bool) -> dict[str, Any]:
+    """Which weights a config names: a local folder by its content, a hub id by its pinned revision."""
+    return {"path": cfg["path"], "revision": "local" if local else cfg.get("revision"),
+            "folder_sha256": folder_fingerprint(str(cfg["path"])) if local else None}

@@ -8,7 +8,6 @@ so, so their results never mix with a VLM's).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from dataclasses import replace
@@ -16,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from safemt.config import stable_hash
-from safemt.data.images import sha256_file
 from safemt.errors import ConfigError, SafemtError
-from safemt.models.base import Backend, ChatRequest, GenerationResult, with_system
+from safemt.models.base import Backend, ChatRequest, GenerationResult, weights_identity, with_system
 from safemt.models.images import image_placement, read_chat_template, with_image
 
 # Failures that belong to one batch (out of memory, a bad image), not to the whole run.
@@ -51,7 +49,6 @@ class HFBackend(Backend):
         if not self.chat_template:
             raise SafemtError("model has no chat template", key=f"models.{cfg.get('name')}.path")
         self._model = None
-        self._fingerprint: str | None = None
         self.sees_images = self.vision
 
     # --- loading ------------------------------------------------------------------------------
@@ -88,9 +85,7 @@ class HFBackend(Backend):
     def describe(self) -> dict[str, Any]:
         return {
             "backend": self.name,
-            "path": self.cfg["path"],
-            "revision": "local" if self.local else self.cfg.get("revision"),
-            "folder_sha256": self.fingerprint() if self.local else None,
+            **weights_identity(self.cfg, self.local),
             "modality": "image-text" if self.vision else "text (image dropped)",
             "device": self.device,
             "dtype": self.dtype,
@@ -100,17 +95,6 @@ class HFBackend(Backend):
             "chat_template_sha256": stable_hash(self.chat_template),
             "image_placement": self.image_placement if self.vision else None,
         }
-
-    def fingerprint(self) -> str:
-        """Hash of a local model folder's files: a rebuilt or retrained model must not be resumed.
-
-        Files up to 64 MiB are hashed whole; bigger ones (weight shards) by size plus their first and
-        last 4 MiB, so a multi-GB checkpoint is not read in full on every run.
-        """
-        if self._fingerprint is None:
-            files = sorted(p for p in Path(self.source).rglob("*") if p.is_file() and not p.name.startswith("."))
-            self._fingerprint = stable_hash({str(p.relative_to(self.source)): _file_digest(p) for p in files})
-        return self._fingerprint
 
     def generate(self, requests: list[ChatRequest]) -> list[GenerationResult]:
         """Answer a batch; if the batch fails, retry its requests one by one so one bad input costs one."""
@@ -234,18 +218,6 @@ def _open_image(path: Path) -> Any:
 
     with Image.open(path) as img:
         return img.convert("RGB")
-
-
-def _file_digest(path: Path, whole_up_to: int = 64 << 20, edge: int = 4 << 20) -> str:
-    size = path.stat().st_size
-    if size <= whole_up_to:
-        return sha256_file(path)
-    digest = hashlib.sha256(str(size).encode())
-    with path.open("rb") as fh:
-        digest.update(fh.read(edge))
-        fh.seek(size - edge)
-        digest.update(fh.read(edge))
-    return f"edges:{digest.hexdigest()}"
 
 
 def _latency(start: float, n: int) -> float:

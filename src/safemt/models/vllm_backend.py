@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from safemt.config import stable_hash
-from safemt.data.images import sha256_file
 from safemt.errors import ConfigError, SafemtError
-from safemt.models.base import Backend, ChatRequest, GenerationResult, with_system
+from safemt.models.base import Backend, ChatRequest, GenerationResult, weights_identity, with_system
 from safemt.models.images import chat_messages, image_data_url, image_placement, read_chat_template
 
 # Failures that belong to one batch (a bad image, a prompt longer than the model takes), not the run.
@@ -38,14 +37,11 @@ class VLLMBackend(Backend):
         self.chat_template = read_chat_template(cfg)
         self.image_placement = image_placement(cfg)
         self._llm: Any = None
-        self._fingerprint: str | None = None
 
     def describe(self) -> dict[str, Any]:
         return {
             "backend": self.name,
-            "path": self.cfg["path"],
-            "revision": "local" if self.local else self.cfg.get("revision"),
-            "folder_sha256": self.fingerprint() if self.local else None,
+            **weights_identity(self.cfg, self.local),
             "dtype": self.cfg.get("dtype", "auto"),
             "trust_remote_code": bool(self.cfg.get("trust_remote_code", False)),
             "generation": self.generation_params(),
@@ -53,14 +49,6 @@ class VLLMBackend(Backend):
             "chat_template_sha256": stable_hash(self.chat_template) if self.chat_template else None,
             "image_placement": self.image_placement,
         }
-
-    def fingerprint(self) -> str:
-        """Hash of a local model folder's files: a rebuilt model must not be resumed."""
-        if self._fingerprint is None:
-            root = Path(self.cfg["path"])
-            files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
-            self._fingerprint = stable_hash({str(p.relative_to(root)): sha256_file(p) for p in files})
-        return self._fingerprint
 
     @property
     def llm(self) -> Any:
