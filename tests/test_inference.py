@@ -154,14 +154,14 @@ def test_bad_inputs_are_one_line_errors_naming_the_record(params, dataset, tmp_p
     with pytest.raises(SafemtError, match="unknown defense 'nope'"):
         run_inference(params, "tiny-vlm-a", dataset, out, defense="nope")
     (dataset.parent / "images" / "3.png").unlink()
-    with pytest.raises(SafemtError, match="image not found") as missing:
+    with pytest.raises(SafemtError, match="not found") as missing:
         run_inference(params, "tiny-vlm-a", dataset, out)
     assert "dialogues.jsonl" in str(missing.value) and "id own_case_3" in str(missing.value)
     lines = dataset.read_text().splitlines()
     bad = json.loads(lines[1])
     bad["messages"] = bad["messages"][:-1]
     dataset.write_text("\n".join([lines[0], json.dumps(bad)]) + "\n")
-    with pytest.raises(SafemtError, match="record 1, id own_case_5: dialogue does not end with a user message"):
+    with pytest.raises(SafemtError, match="record 2, id own_case_5: dialogue does not end with a user message"):
         run_inference(params, "tiny-vlm-a", dataset, out)
     assert not out.exists()
 
@@ -202,7 +202,7 @@ def test_merge_joins_shards_and_rejects_overlap(tmp_path, capsys) -> None:
     write_jsonl(tmp_path / "1.jsonl", [rec(3, 2)])
     assert main(["merge", "-i", str(tmp_path / "0.jsonl"), str(tmp_path / "1.jsonl"), "-o", str(tmp_path / "m.jsonl")]) == 2
     err = capsys.readouterr().err
-    assert "two shards" in err and "own_fraud_3" in err
+    assert "duplicate generation" in err and "own_fraud_3" in err
 
 
 def test_changing_the_shard_count_reuses_finished_work(params, dataset, tmp_path, calls) -> None:

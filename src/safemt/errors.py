@@ -29,5 +29,11 @@ class SafemtError(Exception):
         return f"{': '.join([', '.join(where), text]) if where else text}"
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception as one short line: its first message line, or its type when it has no message."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class ConfigError(SafemtError):
     """params.yaml is invalid: names the offending key."""

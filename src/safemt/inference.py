@@ -17,16 +17,16 @@ from typing import Any, Iterator
 
 from safemt.config import model_config, stable_hash
 from safemt.data.images import sha256_file
-from safemt.data.records import Dialogue, RecordError
-from safemt.errors import SafemtError
-from safemt.jsonl import Journal, read_journal, read_jsonl, write_json, write_jsonl
+from safemt.data.records import Dialogue
+from safemt.data.validate import check_hashes, check_unique, hash_images, read_dialogues
+from safemt.jsonl import Journal, read_journal, read_records, write_json, write_jsonl
 from safemt.models import ChatRequest, GenerationResult, get_backend
 from safemt.moderation.defenses import apply_defense, describe_defense
 from safemt.progress import Progress
 
-CONTRACT_FIELDS = ("id", "turns", "model", "defense", "response", "error", "finish_reason", "n_output_tokens",
-                   "latency_s", "config_hash")  # DESIGN.md's Generation record
-FIELDS = (*CONTRACT_FIELDS[:7], "n_input_tokens", *CONTRACT_FIELDS[7:])
+FIELDS = ("id", "turns", "model", "defense", "response", "error", "finish_reason", "n_input_tokens",
+          "n_output_tokens", "latency_s", "config_hash")
+CONTRACT_FIELDS = tuple(f for f in FIELDS if f != "n_input_tokens")  # DESIGN.md's Generation record
 # Provider refusals and content filters are final outcomes, not transient failures: kept on resume.
 FINAL_ERRORS = ("content_filter", "refusal")
 
@@ -52,14 +52,14 @@ def run_inference(params: dict[str, Any], model: str, dataset: str | Path, out: 
     defense_info = describe_defense(defense)
     dataset, out = Path(dataset), Path(out)
     root = Path(image_root) if image_root is not None else dataset.parent
-    jobs = [_job(d, index, dataset, root, defense) for index, d in _dialogues(dataset) if _selected(d, turns, shard)]
+    jobs = _jobs(dataset, root, defense, turns, shard)
     backend = get_backend(cfg)
     if not backend.sees_images and any(job.request.image for job in jobs):
         print(f"safemt: {model} is a text-only model: dialogues are given without their image", file=sys.stderr)
     backend_info = backend.describe()
     hashes = {job.key: _config_hash(job, backend_info, defense_info) for job in jobs}
     journal_path = out.parent / ".journal" / out.name
-    done = _reusable(journal_path, hashes)
+    done = _reusable(journal_path, hashes, model, defense)
     todo = [job for job in jobs if job.key not in done]
     label = f"infer {model}" + (f" {turns}-turn" if turns is not None else "")
     batch_size = backend.batch_size
@@ -83,40 +83,20 @@ def run_inference(params: dict[str, Any], model: str, dataset: str | Path, out: 
 
 # --- reading and selecting dialogues ---------------------------------------------------------------
 
-def _dialogues(dataset: Path) -> Iterator[tuple[int, Dialogue]]:
-    """Every record validated (any bad one stops the run before a model loads), with its index."""
-    seen: set[tuple[str, int]] = set()
-    for index, obj in enumerate(read_jsonl(dataset)):
-        rid = obj.get("id") if isinstance(obj.get("id"), str) else None
-        try:
-            dialogue = Dialogue.from_dict(obj)
-        except RecordError as exc:
-            raise SafemtError(str(exc), file=str(dataset), index=index, record_id=rid) from None
-        if dialogue.key in seen:
-            raise SafemtError(f"duplicate (id, turns) = ({dialogue.id}, {dialogue.turns})", file=str(dataset),
-                              index=index, record_id=rid)
-        seen.add(dialogue.key)
-        yield index, dialogue
+def _jobs(dataset: Path, root: Path, defense: str, turns: int | None, shard: tuple[int, int]) -> list[Job]:
+    """The selected dialogues, every record and image checked before a model loads."""
+    items = read_dialogues(dataset)
+    check_unique(items)
+    selected = [item for item in items if _selected(item.dialogue, turns, shard)]
+    hashes = hash_images(selected, root, allow_missing=False)  # each distinct image read once
+    check_hashes(selected, hashes)
+    return [_job(item.dialogue, root, hashes, defense) for item in selected]
 
 
-def _job(dialogue: Dialogue, index: int, dataset: Path, root: Path, defense: str) -> Job:
-    image, sha = _image(dialogue, root, dataset, index)
+def _job(dialogue: Dialogue, root: Path, hashes: dict[str, str | None], defense: str) -> Job:
+    image = root / dialogue.image if dialogue.image is not None else None
     messages = apply_defense(defense, [{"role": m.role, "content": m.content} for m in dialogue.messages])
-    return Job(dialogue, ChatRequest(dialogue.key, tuple(messages), image), sha)
-
-
-def _image(dialogue: Dialogue, root: Path, dataset: Path, index: int) -> tuple[Path | None, str | None]:
-    """The dialogue's image file and the hash of its bytes (what the model sees)."""
-    if dialogue.image is None:
-        return None, None
-    path = root / dialogue.image
-    if not path.is_file():
-        raise SafemtError(f"image not found: {path}", file=str(dataset), index=index, record_id=dialogue.id)
-    sha = sha256_file(path)
-    if dialogue.image_sha256 not in (None, sha):
-        raise SafemtError(f"image {path} does not match the record's image_sha256 (changed since the dataset "
-                          "was built?)", file=str(dataset), index=index, record_id=dialogue.id)
-    return path, sha
+    return Job(dialogue, ChatRequest(dialogue.key, tuple(messages), image), hashes.get(dialogue.image))
 
 
 def shard_of(record_id: str, turns: int, n: int) -> int:
@@ -152,15 +132,18 @@ def _journals(journal_path: Path) -> list[Path]:
     return [*others, journal_path]
 
 
-def _reusable(journal_path: Path, hashes: dict[tuple[str, int], str]) -> dict[tuple[str, int], dict[str, Any]]:
-    """Journal records still valid for this run: same key and config_hash, no error (last one wins)."""
+def _reusable(journal_path: Path, hashes: dict[tuple[str, int], str], model: str, defense: str
+              ) -> dict[tuple[str, int], dict[str, Any]]:
+    """Journal records still valid for this run: same key and config_hash, no error (last one wins).
+
+    The hash covers what the model is, not what it is called: a reused answer takes this run's names."""
     done: dict[tuple[str, int], dict[str, Any]] = {}
     records = (rec for path in _journals(journal_path) for rec in read_journal(path))
     for rec in records:
         key = (rec.get("id"), rec.get("turns"))
         final = rec.get("error") is None or rec.get("finish_reason") in FINAL_ERRORS
         if key in hashes and rec.get("config_hash") == hashes[key] and final:
-            done[key] = {field: rec.get(field) for field in FIELDS}
+            done[key] = {**{field: rec.get(field) for field in FIELDS}, "model": model, "defense": defense}
     return done
 
 
@@ -216,21 +199,8 @@ def _version(package: str) -> str | None:
 
 
 def merge_generations(inputs: list[str], out: str) -> int:
-    """Join shard outputs into one file in (turns, id) order; a key in two shards is an error."""
-    seen: dict[tuple[str, int], str] = {}
-    merged = []
-    for path in inputs:
-        for i, rec in enumerate(read_jsonl(path), start=1):
-            missing = [f for f in CONTRACT_FIELDS if f not in rec]
-            if missing:
-                raise SafemtError(f"generation record lacks {', '.join(missing)}", file=path, index=i,
-                                  record_id=rec.get("id"))
-            key = (rec["id"], rec["turns"])
-            if key in seen:
-                raise SafemtError(f"({key[0]}, {key[1]}) is in two shards (also {seen[key]})", file=path,
-                                  index=i, record_id=key[0])
-            seen[key] = path
-            merged.append(rec)
+    """Join shard outputs into one file in (turns, id) order; a dialogue in two shards is an error."""
+    merged = read_records(inputs, "generation", CONTRACT_FIELDS, key=lambda r: (r["id"], r["turns"]))
     merged.sort(key=lambda r: (r["turns"], r["id"]))
     write_jsonl(out, merged)
     print(f"merged {len(merged)} generations from {len(inputs)} shard(s) -> {out}")

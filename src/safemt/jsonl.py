@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Hashable, Iterable, Iterator
 
 from safemt.errors import SafemtError
 
@@ -35,13 +37,36 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
+            index = len(records) + 1  # records are counted as every reader counts them, blank lines not
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise SafemtError(f"line {lineno} is not JSON ({exc.msg})", file=str(path)) from None
+                raise SafemtError(f"line {lineno} is not JSON ({exc.msg})", file=str(path), index=index) from None
             if not isinstance(obj, dict):
-                raise SafemtError(f"line {lineno} is not a JSON object", file=str(path))
+                raise SafemtError(f"line {lineno} is not a JSON object", file=str(path), index=index)
             records.append(obj)
+    return records
+
+
+def read_records(paths: Iterable[str | Path], what: str, required: Iterable[str],
+                 key: Callable[[dict[str, Any]], Hashable],
+                 check: Callable[[dict[str, Any]], str | None] = lambda rec: None) -> list[dict[str, Any]]:
+    """Records of several JSONL files, each with the `required` fields, passing `check` (None or a
+    reason) and with a `key` unique across all files; the first bad record is a one-line error."""
+    required = tuple(required)
+    records: list[dict[str, Any]] = []
+    seen: dict[Hashable, str] = {}
+    for path in paths:
+        for index, rec in enumerate(read_jsonl(path), start=1):
+            missing = [f for f in required if f not in rec]
+            reason = f"{what} record lacks {', '.join(missing)}" if missing else check(rec)
+            if reason is None:
+                k = key(rec)
+                reason = f"duplicate {what} {k}, also in {seen[k]}" if k in seen else None
+            if reason is not None:
+                raise SafemtError(reason, file=str(path), index=index, record_id=rec.get("id"))
+            seen[k] = str(path)
+            records.append(rec)
     return records
 
 
@@ -86,6 +111,16 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def write_jsonl(path: str | Path, records: Iterable[dict[str, Any]]) -> None:
     atomic_write_text(path, "".join(dumps(r) + "\n" for r in records))
+
+
+def write_csv(path: str | Path, rows: Iterable[dict[str, Any]], columns: list[str]) -> None:
+    """A tidy CSV with fixed columns; None becomes an empty cell."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row.get(k) is None else row[k] for k in columns})
+    atomic_write_text(path, buf.getvalue())
 
 
 def write_json(path: str | Path, obj: Any) -> None:

@@ -14,13 +14,12 @@ from typing import Any
 from safemt.config import stable_hash
 from safemt.data.records import Dialogue
 from safemt.data.validate import check_unique, read_dialogues
-from safemt.errors import SafemtError
-from safemt.jsonl import Journal, read_journal, read_jsonl, write_jsonl
+from safemt.jsonl import Journal, read_journal, read_records, write_jsonl
+from safemt.inference import CONTRACT_FIELDS
 from safemt.judges import JudgeItem, get_judge
+from safemt.judges.base import LABELS
 from safemt.progress import Progress
 
-GENERATION_FIELDS = ("id", "turns", "model", "defense", "response", "error")
-BATCH = 64
 
 
 def load_dialogues(path: str | Path) -> dict[tuple[str, int], Dialogue]:
@@ -31,19 +30,15 @@ def load_dialogues(path: str | Path) -> dict[tuple[str, int], Dialogue]:
 
 
 def load_generations(path: str | Path, dialogues: dict[tuple[str, int], Dialogue]) -> list[dict[str, Any]]:
-    records = read_jsonl(path)
-    for i, rec in enumerate(records, start=1):
-        missing = [k for k in GENERATION_FIELDS if k not in rec]
-        if missing:
-            raise SafemtError(f"generation record lacks {', '.join(missing)}", file=str(path), index=i,
-                              record_id=rec.get("id"))
+    def check(rec: dict[str, Any]) -> str | None:
         if rec["error"] is None and not isinstance(rec["response"], str):
-            raise SafemtError("record has neither a response nor an error", file=str(path), index=i,
-                              record_id=rec["id"])
+            return "record has neither a response nor an error"
         if (rec["id"], rec["turns"]) not in dialogues:
-            raise SafemtError(f"generation for ({rec['id']}, {rec['turns']}) has no dialogue in the dataset",
-                              file=str(path), index=i, record_id=rec["id"])
-    return records
+            return f"generation for ({rec['id']}, {rec['turns']}) has no dialogue in the dataset"
+        return None
+
+    return read_records([path], "generation", CONTRACT_FIELDS, key=lambda r: (r["id"], r["turns"]),
+                        check=check)
 
 
 def judge_item(g: dict[str, Any], d: Dialogue) -> JudgeItem:
@@ -65,10 +60,10 @@ def _cached(journal: Path, judge_hash: str) -> dict[str, dict[str, Any]]:
 
 
 def run_judging(params: dict[str, Any], judge: str, dataset: str, generations: str, out: str) -> dict:
+    dialogues = load_dialogues(dataset)  # inputs are checked before a judge model loads
+    gens = load_generations(generations, dialogues)
     judge_obj = get_judge(judge, params)
     judge_hash = stable_hash(judge_obj.describe())
-    dialogues = load_dialogues(dataset)
-    gens = load_generations(generations, dialogues)
     out_path = Path(out)
     journal_path = out_path.parent / ".journal" / out_path.name
 
@@ -85,8 +80,8 @@ def run_judging(params: dict[str, Any], judge: str, dataset: str, generations: s
     done = _cached(journal_path, judge_hash)
     pending = [(h, item) for h, item in todo.items() if h not in done]
     with Journal(journal_path) as journal, Progress(f"judge {judge}", len(todo), len(todo) - len(pending)) as bar:
-        for start in range(0, len(pending), BATCH):
-            chunk = pending[start:start + BATCH]
+        for start in range(0, len(pending), judge_obj.batch_size):
+            chunk = pending[start:start + judge_obj.batch_size]
             verdicts = judge_obj.judge([item for _, item in chunk])
             entries = [{"judge_hash": judge_hash, "item_hash": h, "label": v.label, "raw": v.raw,
                         "judge_error": v.error} for (h, _), v in zip(chunk, verdicts)]
@@ -98,7 +93,7 @@ def run_judging(params: dict[str, Any], judge: str, dataset: str, generations: s
                for g, h in zip(gens, hashes)]
     records.sort(key=lambda r: (r["turns"], r["id"]))
     write_jsonl(out, records)
-    counts = {lab: sum(r["label"] == lab for r in records) for lab in ("safe", "unsafe", "invalid")}
+    counts = {lab: sum(r["label"] == lab for r in records) for lab in LABELS}
     missing = sum(r["label"] is None for r in records)
     failures = sum(r["judge_error"] is not None for r in records)
     print(f"judge {judge}: {len(records)} records -> {out} (safe {counts['safe']}, unsafe {counts['unsafe']}, "

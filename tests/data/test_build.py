@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from PIL import Image
 import yaml
 
 from safemt.cli import main
@@ -222,12 +223,13 @@ def test_image_link_out_of_the_seeds_folder_is_refused(tmp_path, params):
 def test_seed_without_draw_copies_its_image(tmp_path, params):
     folder = tmp_path / "seeds"
     (folder / "pics").mkdir(parents=True)
-    (folder / "pics" / "x.JPG").write_bytes(b"not really a jpeg")
+    Image.new("RGB", (8, 8), "teal").save(folder / "pics" / "x.JPG", format="JPEG")
+    original = (folder / "pics" / "x.JPG").read_bytes()
     seeds = seeds_file(folder, {"id": "s_2", "scenario": "Fraud", "question": "Q2?", "image": "pics/x.JPG"})
     records = build(seeds, tmp_path / "out", params)
     copied = [r for r in records if r["id"] == "s_2"]
     assert {r["image"] for r in copied} == {"images/fraud/s_2.jpg"}
-    assert (tmp_path / "out" / "images" / "fraud" / "s_2.jpg").read_bytes() == b"not really a jpeg"
+    assert (tmp_path / "out" / "images" / "fraud" / "s_2.jpg").read_bytes() == original
     assert copied[0]["source"] == "own"
 
 

@@ -37,6 +37,12 @@ def model_params(name):
     return json.dumps(MODELS[name], sort_keys=True)
 
 
+def judge_params(name):
+    """Serialised judge config with its model's config: a change to either reruns the judge's jobs."""
+    judge = JUDGES[name]
+    return json.dumps({"judge": judge, "model": MODELS.get(judge.get("model"))}, sort_keys=True)
+
+
 def generations(model, defense):
     return expand("results/generations/{model}/{defense}/{turns}.jsonl", model=model, defense=defense, turns=TURNS)
 

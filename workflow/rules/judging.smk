@@ -3,11 +3,12 @@ rule judge:
     input:
         dataset=DATASET,
         generations="results/generations/{model}/{defense}/{turns}.jsonl",
+        prompt=lambda wc: [JUDGES[wc.judge]["prompt_file"]] if JUDGES[wc.judge].get("prompt_file") else [],
     output:
         "results/judgments/{judge}/{model}/{defense}/{turns}.jsonl",
     params:
         config_file=PARAMS,
-        cfg=lambda wc: json.dumps(JUDGES[wc.judge], sort_keys=True),
+        cfg=lambda wc: judge_params(wc.judge),
     log:
         "results/logs/judge/{judge}/{model}/{defense}/{turns}.log",
     conda:

@@ -7,6 +7,8 @@ rule metrics:
         summary="results/metrics/{judge}/summary.json",
         asr="results/metrics/{judge}/asr.csv",
         si="results/metrics/{judge}/si.csv",
+        by_scenario="results/metrics/{judge}/asr_by_scenario.csv",
+        by_method="results/metrics/{judge}/asr_by_method.csv",
     params:
         config_file=PARAMS,
         out_dir=lambda wc, output: os.path.dirname(output.summary),

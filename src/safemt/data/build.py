@@ -8,7 +8,6 @@ generated in memory before anything is written, so a bad seed leaves the output 
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import tempfile
 from collections import Counter
@@ -18,13 +17,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from safemt.data import draw
+from safemt.data.images import check_image_readable
 from safemt.data.generators import Generator, Reject, Task, make_generator, run
 from safemt.data.quality import Checks
 from safemt.data.records import Dialogue, Message, RecordError, check_image_path
 from safemt.data.scenarios import METHODS, SCENARIOS, folder
 from safemt.data.templates import COMBINATIONS, MAX_TURNS, MIN_COMBINED_TURNS, Picker
 from safemt.errors import ConfigError, SafemtError
-from safemt.jsonl import atomic_write_bytes, write_jsonl
+from safemt.jsonl import atomic_write_bytes, read_jsonl, write_jsonl
 
 ASSIGNMENTS = ("round_robin", "random", "all")
 FINAL_TURNS = ("verbatim", "paraphrase")
@@ -83,35 +83,24 @@ def options(params: dict[str, Any]) -> Options:
 # --- seeds -----------------------------------------------------------------------------------------
 
 def read_seeds(path: Path) -> list[Seed]:
-    """Parse and check every seed; the first bad one raises naming its line and id."""
-    if not path.is_file():
-        raise SafemtError("seeds file not found", file=str(path))
+    """Parse and check every seed; the first bad one raises naming its record and id."""
     seeds: list[Seed] = []
     seen: set[str] = set()
-    with path.open(encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            seed = _parse_seed(line, line_no, path)
-            if seed.id in seen:
-                raise SafemtError("duplicate id", file=str(path), index=line_no, record_id=seed.id)
-            seen.add(seed.id)
-            seeds.append(seed)
+    for index, obj in enumerate(read_jsonl(path), start=1):
+        seed = _parse_seed(obj, index, path)
+        if seed.id in seen:
+            raise SafemtError("duplicate id", file=str(path), index=index, record_id=seed.id)
+        seen.add(seed.id)
+        seeds.append(seed)
     if not seeds:
         raise SafemtError("no seeds", file=str(path))
     return seeds
 
 
-def _parse_seed(line: str, line_no: int, path: Path) -> Seed:
+def _parse_seed(obj: dict[str, Any], index: int, path: Path) -> Seed:
     def bad(reason: str, record_id: str | None = None) -> SafemtError:
-        return SafemtError(reason, file=str(path), index=line_no, record_id=record_id)
+        return SafemtError(reason, file=str(path), index=index, record_id=record_id)
 
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise bad(f"not JSON ({exc.msg})") from None
-    if not isinstance(obj, dict):
-        raise bad("not a JSON object")
     seed_id = obj.get("id")
     if not isinstance(seed_id, str) or not SEED_ID.fullmatch(seed_id):
         raise bad(f"id must be letters, digits, '_', '.' or '-', got {seed_id!r}")
@@ -137,6 +126,11 @@ def _seed_fields(obj: dict[str, Any], root: Path) -> Seed:
     phrase, scene = _draw_fields(obj.get("draw"))
     if phrase is None and (image is None or not (root / image).is_file()):
         raise ValueError(f"missing image {image!r} (no such file and no 'draw' to render one)")
+    if phrase is None:
+        try:
+            check_image_readable(root / image)
+        except RecordError as exc:
+            raise ValueError(f"image {image!r}: {exc}") from None
     return Seed(obj["id"], obj["scenario"], question, source, image, phrase, scene)
 
 

@@ -17,7 +17,7 @@ from safemt.data.build import make_dialogues, rejects_path
 from safemt.data.classify import accuracy
 from safemt.data.records import Dialogue
 from safemt.data.validate import read_dialogues
-from safemt.errors import ConfigError, SafemtError
+from safemt.errors import ConfigError, SafemtError, first_line
 from safemt.figures.plots import save_png
 from safemt.jsonl import read_jsonl, write_json
 
@@ -103,7 +103,7 @@ def _hf_tokenizer(name: str, cfg: dict[str, Any]) -> tuple[Callable[[str], int],
                                             trust_remote_code=bool(cfg.get("trust_remote_code", False)),
                                             local_files_only=hub_offline())
     except (OSError, ValueError) as exc:
-        raise SafemtError(f"cannot load the tokenizer of {name!r}: {str(exc).splitlines()[0]}",
+        raise SafemtError(f"cannot load the tokenizer of {name!r}: {first_line(exc)}",
                           key="dataset.tokenizer") from None
     defined = (f"tokens of the {name!r} tokenizer ({cfg['path']}), no special tokens, summed over all "
                "messages of a dialogue")

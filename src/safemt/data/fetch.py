@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from safemt.data.export import TURN_FILE
-from safemt.errors import ConfigError, SafemtError
+from safemt.errors import ConfigError, SafemtError, first_line
 from safemt.jsonl import write_json
 
 MANIFEST = "safemt_fetch.json"  # which repo and revision the folder holds, written after a download
@@ -106,7 +106,7 @@ def _snapshot(hub: Hub) -> None:
         snapshot_download(repo_id=hub.repo_id, repo_type="dataset", revision=hub.revision,
                           local_dir=hub.local_dir)
     except Exception as exc:  # any hub or network failure becomes the one-line error, not a traceback
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise SafemtError(f"cannot download {hub.repo_id}@{hub.revision} ({type(exc).__name__}: {reason}); "
                           + hub.instruction()) from None
 

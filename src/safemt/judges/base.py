@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-LABELS = ("safe", "unsafe", "invalid")
+VERDICTS = ("safe", "unsafe")  # the labels that count in ASR and SI
+LABELS = (*VERDICTS, "invalid")  # invalid: the judge's answer could not be read after retries
+DEFAULT_BATCH = 64
 
 
 @dataclass(frozen=True)
@@ -35,11 +37,15 @@ class Judge:
     def __init__(self, name: str, cfg: dict[str, Any], params: dict[str, Any]):
         self.name = name
         self.cfg = cfg
-        self.params = params
+
+    @property
+    def batch_size(self) -> int:
+        """Items per judge() call, and per journal append: `batch_size` in the judge's config."""
+        return int(self.cfg.get("batch_size", DEFAULT_BATCH))
 
     def describe(self) -> dict[str, Any]:
         """Everything that changes labels; hashed into each judgment's judge_hash."""
-        return {"kind": self.kind, **self.cfg}
+        raise NotImplementedError
 
     def judge(self, items: list[JudgeItem]) -> list[Verdict]:
         raise NotImplementedError

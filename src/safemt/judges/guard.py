@@ -33,6 +33,10 @@ class GuardJudge(Judge):
         super().__init__(name, cfg, params)
         self.backend = get_backend(model_config(params, cfg["model"]))
 
+    @property
+    def batch_size(self) -> int:
+        return int(self.cfg.get("batch_size", self.backend.batch_size))
+
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "model": self.backend.describe()}
 

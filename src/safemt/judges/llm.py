@@ -28,6 +28,10 @@ class LLMJudge(Judge):
         self.retries = int(cfg.get("retries", 2))
         self.backend = get_backend(model_config(params, cfg["model"]))
 
+    @property
+    def batch_size(self) -> int:
+        return int(self.cfg.get("batch_size", self.backend.batch_size))
+
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "model": self.backend.describe(), "scenario_criteria": self.mode,
                 "retries": self.retries,

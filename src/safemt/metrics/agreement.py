@@ -6,14 +6,13 @@ judges labelled safe or unsafe are compared; the rest are counted in `excluded`.
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from itertools import combinations
 from typing import Any
 
 from safemt.errors import SafemtError
-from safemt.jsonl import atomic_write_text
+from safemt.jsonl import write_csv
+from safemt.judges.base import VERDICTS
 from safemt.metrics.summary import load_judgments
 
 COLUMNS = ["judge_a", "judge_b", "scenario", "n", "excluded", "agreement", "kappa"]
@@ -26,7 +25,7 @@ def cohen_kappa(pairs: list[tuple[str, str]]) -> float | None:
         return None
     p_o = sum(a == b for a, b in pairs) / n
     p_e = sum((sum(a == lab for a, _ in pairs) / n) * (sum(b == lab for _, b in pairs) / n)
-              for lab in ("safe", "unsafe"))
+              for lab in VERDICTS)
     if p_e == 1.0:
         return None
     return (p_o - p_e) / (1 - p_e)
@@ -48,7 +47,7 @@ def agreement_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for scope in ("(all)", ra["scenario"]):
                 groups[scope].append((ra["label"], rb["label"]))
         for scope in sorted(groups, key=lambda s: (s != "(all)", s)):
-            both = [(x, y) for x, y in groups[scope] if x in ("safe", "unsafe") and y in ("safe", "unsafe")]
+            both = [(x, y) for x, y in groups[scope] if x in VERDICTS and y in VERDICTS]
             kappa = cohen_kappa(both)
             rows.append({"judge_a": a, "judge_b": b, "scenario": scope, "n": len(both),
                          "excluded": len(groups[scope]) - len(both),
@@ -59,12 +58,7 @@ def agreement_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def write_agreement(inputs: list[str], out: str) -> list[dict[str, Any]]:
     rows = agreement_rows(load_judgments(inputs))
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
-    w.writeheader()
-    for row in rows:
-        w.writerow({k: "" if row[k] is None else row[k] for k in COLUMNS})
-    atomic_write_text(out, buf.getvalue())
+    write_csv(out, rows, COLUMNS)
     for row in rows:
         if row["scenario"] == "(all)":
             kappa = "n/a" if row["kappa"] is None else f"{row['kappa']:.3f}"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from operator import itemgetter
 from pathlib import Path
@@ -14,39 +12,27 @@ import numpy as np
 from safemt import __version__
 from safemt.config import stable_hash
 from safemt.errors import SafemtError
-from safemt.jsonl import atomic_write_text, read_jsonl, write_json
+from safemt.jsonl import read_records, write_csv, write_json
+from safemt.judges.base import LABELS, VERDICTS
 from safemt.metrics.bootstrap import proportion_ci, rng_for
 from safemt.metrics.safety_index import MissingTurnError, safety_index
 
 JUDGMENT_FIELDS = ("id", "turns", "model", "defense", "judge", "label", "scenario", "method")
-LABELS = ("safe", "unsafe", "invalid", None)
+ALLOWED_LABELS = (*LABELS, None)  # None: not judged (generation error), counted as missing
 
 
 def load_judgments(paths: Iterable[str]) -> list[dict[str, Any]]:
     """All judgment records, checked; a duplicate (judge, model, defense, id, turns) is an error."""
-    records, seen = [], {}
-    for path in paths:
-        for i, rec in enumerate(read_jsonl(path), start=1):
-            missing = [k for k in JUDGMENT_FIELDS if k not in rec]
-            if missing:
-                raise SafemtError(f"judgment lacks {', '.join(missing)}", file=path, index=i,
-                                  record_id=rec.get("id"))
-            if rec["label"] not in LABELS:
-                raise SafemtError(f"label {rec['label']!r} is not safe, unsafe, invalid or null",
-                                  file=path, index=i, record_id=rec["id"])
-            key = (rec["judge"], rec["model"], rec["defense"], rec["id"], rec["turns"])
-            if key in seen:
-                raise SafemtError(f"duplicate judgment for ({rec['id']}, {rec['turns']}), also in {seen[key]}",
-                                  file=path, index=i, record_id=rec["id"])
-            seen[key] = path
-            records.append(rec)
-    return records
+    return read_records(paths, "judgment", JUDGMENT_FIELDS,
+                        key=lambda r: (r["judge"], r["model"], r["defense"], r["id"], r["turns"]),
+                        check=lambda r: None if r["label"] in ALLOWED_LABELS else
+                        f"label {r['label']!r} is not safe, unsafe, invalid or null")
 
 
 def _cell_stats(recs: list[dict[str, Any]], cell: tuple, boot: dict[str, int]) -> dict[str, Any]:
     """ASR with CI and the counts behind it, for one group of judgments."""
     labels = [r["label"] for r in recs]
-    valid = np.array([lab == "unsafe" for lab in labels if lab in ("safe", "unsafe")], dtype=float)
+    valid = np.array([lab == "unsafe" for lab in labels if lab in VERDICTS], dtype=float)
     ci = proportion_ci(valid, boot["n"], rng_for(boot["seed"], *cell))
     return {
         "n": int(len(valid)),
@@ -58,10 +44,15 @@ def _cell_stats(recs: list[dict[str, Any]], cell: tuple, boot: dict[str, int]) -
     }
 
 
-def model_metrics(recs: list[dict[str, Any]], model: str, defense: str, params: dict[str, Any]) -> dict:
+def bootstrap_settings(params: dict[str, Any]) -> dict[str, int]:
+    spec = params.get("metrics", {}).get("bootstrap", {})
+    return {"n": spec.get("n", 1000), "seed": spec.get("seed", 0)}
+
+
+def model_metrics(recs: list[dict[str, Any]], model: str, defense: str, params: dict[str, Any],
+                  boot: dict[str, int]) -> dict:
     mcfg = params.get("metrics", {})
     turns = list(params["turns"])
-    boot = {"n": mcfg.get("bootstrap", {}).get("n", 1000), "seed": mcfg.get("bootstrap", {}).get("seed", 0)}
     labels = {(r["id"], r["turns"]): r["label"] for r in recs}
     try:
         si = safety_index(labels, turns, mcfg.get("missing_turns", "error"), mcfg.get("weighting", "exp"),
@@ -94,15 +85,6 @@ def _group(recs: list[dict[str, Any]], *fields: str) -> dict[tuple, list[dict[st
     return dict(sorted(groups.items(), key=lambda kv: tuple(str(x) for x in kv[0])))
 
 
-def _csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    w.writeheader()
-    for row in rows:
-        w.writerow({k: ("" if row.get(k) is None else row[k]) for k in columns})
-    return buf.getvalue()
-
-
 def breakdown_rows(judge: str, recs: list[dict[str, Any]], field: str) -> list[dict]:
     """ASR by model x defense x turns x <field> (scenario or method); no CIs at this grain."""
     rows = []
@@ -124,12 +106,12 @@ def compute_metrics(params: dict[str, Any], inputs: list[str], out_dir: str) -> 
         raise SafemtError(f"inputs mix judges {judges}; run metrics once per judge")
     judge = judges[0]
     mcfg = params.get("metrics", {})
-    boot = {"n": mcfg.get("bootstrap", {}).get("n", 1000), "seed": mcfg.get("bootstrap", {}).get("seed", 0)}
+    boot = bootstrap_settings(params)
 
     summary: dict[str, Any] = {"judge": judge, "turns": list(params["turns"]), "models": {}}
     asr_rows, si_rows = [], []
     for (model, defense), group in _group(recs, "model", "defense").items():
-        m = model_metrics(group, model, defense, params)
+        m = model_metrics(group, model, defense, params, boot)
         summary["models"].setdefault(model, {})[defense] = m
         si_rows.append({"judge": judge, "model": model, "defense": defense,
                         "s1": m["s1"], "s2": m["s2"], "si": m["si"]})
@@ -149,14 +131,13 @@ def compute_metrics(params: dict[str, Any], inputs: list[str], out_dir: str) -> 
 
     out = Path(out_dir)
     write_json(out / "summary.json", summary)
-    atomic_write_text(out / "asr.csv", _csv(asr_rows, ["judge", "model", "defense", "turns", "n", "invalid",
-                                                      "missing", "asr", "ci_low", "ci_high"]))
-    atomic_write_text(out / "si.csv", _csv(si_rows, ["judge", "model", "defense", "s1", "s2", "si"]))
+    write_csv(out / "asr.csv", asr_rows, ["judge", "model", "defense", "turns", "n", "invalid", "missing", "asr",
+                                          "ci_low", "ci_high"])
+    write_csv(out / "si.csv", si_rows, ["judge", "model", "defense", "s1", "s2", "si"])
     for field in ("scenario", "method"):
         rows = breakdown_rows(judge, recs, field)
-        atomic_write_text(out / f"asr_by_{field}.csv",
-                          _csv(rows, ["judge", "model", "defense", "turns", field, "n", "unsafe", "invalid",
-                                      "missing", "asr"]))
+        write_csv(out / f"asr_by_{field}.csv", rows,
+                  ["judge", "model", "defense", "turns", field, "n", "unsafe", "invalid", "missing", "asr"])
     for row in si_rows:
         print(f"metrics {judge}: {row['model']} [{row['defense']}] SI {row['si']:.4f} "
               f"(S1 {row['s1']:.4f}, S2 {row['s2']:.4f})")

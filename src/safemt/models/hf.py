@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from safemt.config import stable_hash
-from safemt.errors import ConfigError, SafemtError
+from safemt.errors import ConfigError, SafemtError, first_line
 from safemt.models.base import Backend, ChatRequest, GenerationResult, weights_identity, with_system
 from safemt.models.images import image_placement, read_chat_template, with_image
 
@@ -65,7 +65,7 @@ class HFBackend(Backend):
             return getattr(transformers, auto_class).from_pretrained(self.source, **options)
         except (OSError, ValueError, KeyError, ImportError) as exc:
             offline = " (HF_HUB_OFFLINE is set)" if hub_offline() and not self.local else ""
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = first_line(exc)
             raise SafemtError(f"cannot load {self.source!r}{offline}: {reason}",
                               key=f"models.{self.cfg.get('name')}") from None
 
@@ -77,7 +77,13 @@ class HFBackend(Backend):
 
             auto = "AutoModelForImageTextToText" if self.vision else "AutoModelForCausalLM"
             dtype = getattr(torch, self.dtype)
-            self._model = self._load(auto, dtype=dtype, use_safetensors=True).to(self.device).eval()
+            model = self._load(auto, dtype=dtype, use_safetensors=True)
+            try:
+                self._model = model.to(self.device).eval()
+            except RuntimeError as exc:  # e.g. CUDA out of memory: the whole run's problem, not a batch's
+                raise SafemtError(f"cannot place {self.source!r} on {self.device}: {first_line(exc)}",
+                                  key=f"models.{self.cfg.get('name')}") from None
+            self._stops = _eos_ids(self._model, self.tokenizer)
         return self._model
 
     # --- interface -----------------------------------------------------------------------------
@@ -100,6 +106,7 @@ class HFBackend(Backend):
         """Answer a batch; if the batch fails, retry its requests one by one so one bad input costs one."""
         if not requests:
             return []
+        self.model  # load failures stop the run here instead of failing every batch
         start = time.perf_counter()
         try:
             results = self._generate_batch(requests)
@@ -158,17 +165,18 @@ class HFBackend(Backend):
 
     def _result(self, ids: list[int], n_input_tokens: int) -> GenerationResult:
         """Cut the reply at the first end-of-sequence token; no such token means it hit the limit."""
-        stops = self._eos_ids()
-        end = next((i for i, t in enumerate(ids) if t in stops), None)
+        end = next((i for i, t in enumerate(ids) if t in self._stops), None)
         reply, reason, n_out = (ids, "length", len(ids)) if end is None else (ids[:end], "stop", end + 1)
         return GenerationResult(self.tokenizer.decode(reply, skip_special_tokens=True), None, reason, n_out,
                                 n_input_tokens=int(n_input_tokens))
 
-    def _eos_ids(self) -> set[int]:
-        eos = self.model.generation_config.eos_token_id
-        if eos is None:
-            eos = self.tokenizer.eos_token_id
-        return set(eos) if isinstance(eos, (list, tuple)) else {eos}
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+    eos = model.generation_config.eos_token_id
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    return set(eos) if isinstance(eos, (list, tuple)) else {eos}
 
 
 def _locate(cfg: dict[str, Any]) -> tuple[str, bool]:

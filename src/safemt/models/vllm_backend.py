@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from safemt.config import stable_hash
-from safemt.errors import ConfigError, SafemtError
+from safemt.errors import ConfigError, SafemtError, first_line
 from safemt.models.base import Backend, ChatRequest, GenerationResult, weights_identity, with_system
 from safemt.models.images import chat_messages, image_data_url, image_placement, read_chat_template
 
@@ -57,7 +57,7 @@ class VLLMBackend(Backend):
             try:
                 self._llm = self._vllm.LLM(**engine_args(self.cfg, self.local))
             except (OSError, ValueError, RuntimeError) as exc:
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                reason = first_line(exc)
                 raise SafemtError(f"vllm cannot load {self.cfg['path']!r}: {reason}",
                                   key=f"models.{self.cfg.get('name')}") from None
         return self._llm
