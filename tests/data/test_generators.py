@@ -165,6 +165,7 @@ class FakeBackend:
     """Answers from a script, one reply per call per key; records every request."""
 
     sees_images = False
+    batch_size = 8
 
     def __init__(self, replies: list[str]):
         self.replies = replies

@@ -298,4 +298,5 @@ def make_generator(name: str, params: dict[str, Any], seed: int, final_turn: str
     from safemt.models import get_backend
 
     cfg = model_config(params, params["dataset"]["generator_model"])
-    return LLMGenerator(get_backend(cfg), final_turn, int(cfg.get("batch_size", 8)))
+    backend = get_backend(cfg)
+    return LLMGenerator(backend, final_turn, backend.batch_size)

@@ -13,12 +13,9 @@ ADVICE_SCENARIOS: tuple[str, ...] = ("Financial Advice", "Health Consultation", 
 
 METHODS: tuple[str, ...] = ("escalation", "roleplay", "in_context", "image_anchor")
 
-SOURCES: tuple[str, ...] = ("mm", "jbv", "mllm", "beaver", "safemt", "own")
 
 
 def folder(scenario: str) -> str:
     """Image folder name of a scenario: lower case with underscores."""
     return scenario.lower().replace(" ", "_")
 
-
-SCENARIO_BY_FOLDER = {folder(s): s for s in SCENARIOS}

@@ -69,10 +69,7 @@ def si_per_model(si, out: Path) -> None:
 def draw_figures(params: dict[str, Any], metrics_dir: str, out_dir: str) -> list[Path]:
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams["svg.hashsalt"] = "safemt"
+    matplotlib.use("Agg")  # files only, no display
     mdir, out = Path(metrics_dir), Path(out_dir)
     asr = _read_csv(mdir / "asr.csv")
     si = _read_csv(mdir / "si.csv")

@@ -31,6 +31,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Mapping
 
+from PIL import Image
+
 from safemt.errors import ConfigError, SafemtError
 from safemt.models.base import Backend, ChatRequest, GenerationResult, with_system
 from safemt.config import stable_hash
@@ -108,7 +110,7 @@ class OpenAIBackend(Backend):
         self._count(requests=1)
         try:
             body = self._body(request)
-        except OSError as exc:  # missing or undecodable image (PIL's errors are OSErrors)
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:  # missing or undecodable image
             return self._failed(f"cannot read image {request.image}: {exc}", start)
         retry = _Retry("no attempt made")
         for attempt in range(self.max_retries + 1):
