@@ -42,11 +42,11 @@ localrules: all, merge_generations, metrics, judge_agreement, figures, dataset_c
 rule all:
     default_target: True
     input:
-        expand("results/metrics/{judge}/summary.json", judge=METRIC_JUDGES),
+        metrics_summaries(),
         FIGURES,
         DATASET_CARD,
         DATASET_FIGURE,
-        ["results/metrics/judge_agreement.csv"] if len(METRIC_JUDGES) > 1 else [],
+        [LAYOUT.judge_agreement] if len(METRIC_JUDGES) > 1 else [],
 
 
 # One target per DVC stage (dvc.yaml): naming a rule builds its missing inputs even when files further
@@ -75,8 +75,8 @@ rule stage_judging:
 
 rule stage_metrics:
     input:
-        expand("results/metrics/{judge}/summary.json", judge=METRIC_JUDGES),
-        ["results/metrics/judge_agreement.csv"] if len(METRIC_JUDGES) > 1 else [],
+        metrics_summaries(),
+        [LAYOUT.judge_agreement] if len(METRIC_JUDGES) > 1 else [],
 
 
 rule stage_figures:

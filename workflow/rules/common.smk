@@ -3,6 +3,8 @@
 import json
 import os
 
+from safemt.layout import FIGURE_FILES, METRICS_FILES, Layout
+
 MODELS = config["models"]
 TARGETS = config["targets"]
 TURNS = config["turns"]
@@ -12,9 +14,12 @@ METRIC_JUDGES = config.get("metrics", {}).get("judges", list(JUDGES))
 FIGURE_JUDGE = config.get("figures", {}).get("judge", METRIC_JUDGES[0])
 
 ENV = "../envs/safemt.yaml"
-DATASET = "results/dataset/dialogues.jsonl"
+# Every output path comes from safemt.layout under this profile's results root (`results_dir`).
+LAYOUT = Layout.of(config)
+RESULTS = LAYOUT.root
+DATASET = LAYOUT.dataset
 TINY_MODELS = "resources/models"
-FIGURES = ["results/figures/asr_vs_turns.png", "results/figures/si_per_model.png"]
+FIGURES = [LAYOUT.figure(name) for name in FIGURE_FILES]
 
 
 wildcard_constraints:
@@ -44,16 +49,18 @@ def judge_params(name):
 
 
 def generations(model, defense):
-    return expand("results/generations/{model}/{defense}/{turns}.jsonl", model=model, defense=defense, turns=TURNS)
+    return expand(LAYOUT.generations, model=model, defense=defense, turns=TURNS)
 
 
 def judgments(judge, model, defense):
-    return expand("results/judgments/{judge}/{model}/{defense}/{turns}.jsonl", judge=judge, model=model,
-                  defense=defense, turns=TURNS)
+    return expand(LAYOUT.judgments, judge=judge, model=model, defense=defense, turns=TURNS)
+
+
+def metrics_summaries():
+    return expand(LAYOUT.metrics_file(METRICS_FILES["summary"]), judge=METRIC_JUDGES)
 
 
 def shard_files(model, defense, turns):
     """`models.<name>.shards` splits each turn file into that many jobs (deterministic by id)."""
     n = int(MODELS[model].get("shards", 1))
-    return expand("results/generations/{model}/{defense}/shards/{turns}/{shard}-of-{n}.jsonl",
-                  model=model, defense=defense, turns=turns, shard=range(n), n=n)
+    return expand(LAYOUT.generation_shard, model=model, defense=defense, turns=turns, shard=range(n), n=n)

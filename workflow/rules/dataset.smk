@@ -1,6 +1,6 @@
 DATASET_CFG = config["dataset"]
-DATASET_CARD = "results/dataset/card.json"
-DATASET_FIGURE = "results/figures/dataset.png"
+DATASET_CARD = LAYOUT.dataset_card
+DATASET_FIGURE = LAYOUT.dataset_figure
 IMPORTING = DATASET_CFG["source"] == "import"
 # The classifier in the card is scored on the project's own seeds, whatever the dataset's source.
 REFERENCE_SEEDS = DATASET_CFG.get("seeds") or "resources/seeds/seeds.jsonl"
@@ -18,7 +18,7 @@ rule dataset:
         generator=GENERATOR_INPUTS,
     output:
         dialogues=DATASET,
-        images=directory("results/dataset/images"),
+        images=directory(LAYOUT.dataset_images),
     params:
         config_file=PARAMS,
         action="import" if IMPORTING else "build",
@@ -27,7 +27,7 @@ rule dataset:
             if IMPORTING else ""),
         cfg=json.dumps({"dataset": DATASET_CFG, "turns": TURNS}, sort_keys=True),
     log:
-        "results/logs/dataset.log",
+        LAYOUT.log("dataset.log"),
     conda:
         ENV
     shell:
@@ -47,7 +47,7 @@ rule dataset_card:
         config_file=PARAMS,
         cfg=json.dumps({"dataset": DATASET_CFG, "turns": TURNS}, sort_keys=True),
     log:
-        "results/logs/dataset_card.log",
+        LAYOUT.log("dataset_card.log"),
     conda:
         ENV
     shell:

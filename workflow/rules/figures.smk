@@ -1,8 +1,8 @@
 rule figures:
     """The paper's figures, redrawn from the metrics of the judge named in params (figures.judge)."""
     input:
-        asr=f"results/metrics/{FIGURE_JUDGE}/asr.csv",
-        si=f"results/metrics/{FIGURE_JUDGE}/si.csv",
+        asr=LAYOUT.metrics_file(METRICS_FILES["asr"]).format(judge=FIGURE_JUDGE),
+        si=LAYOUT.metrics_file(METRICS_FILES["si"]).format(judge=FIGURE_JUDGE),
     output:
         FIGURES,
     params:
@@ -10,7 +10,7 @@ rule figures:
         metrics_dir=lambda wc, input: os.path.dirname(input.asr),
         out_dir=lambda wc, output: os.path.dirname(output[0]),
     log:
-        "results/logs/figures.log",
+        LAYOUT.log("figures.log"),
     conda:
         ENV
     shell:

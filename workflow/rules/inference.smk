@@ -4,14 +4,14 @@ rule infer:
         dataset=DATASET,
         model=lambda wc: model_files(wc.model),
     output:
-        "results/generations/{model}/{defense}/shards/{turns}/{shard}-of-{n}.jsonl",
+        LAYOUT.generation_shard,
     params:
         config_file=PARAMS,
         cfg=lambda wc: model_params(wc.model),
     resources:
         gpu=lambda wc: MODELS[wc.model].get("gpus", 0),
     log:
-        "results/logs/infer/{model}/{defense}/{turns}/{shard}-of-{n}.log",
+        LAYOUT.log("infer/{model}/{defense}/{turns}/{shard}-of-{n}.log"),
     conda:
         ENV
     shell:
@@ -25,11 +25,11 @@ rule merge_generations:
     input:
         lambda wc: shard_files(wc.model, wc.defense, wc.turns),
     output:
-        "results/generations/{model}/{defense}/{turns}.jsonl",
+        LAYOUT.generations,
     params:
         config_file=PARAMS,
     log:
-        "results/logs/merge/{model}/{defense}/{turns}.log",
+        LAYOUT.log("merge/{model}/{defense}/{turns}.log"),
     conda:
         ENV
     shell:

@@ -2,15 +2,15 @@ rule judge:
     """Labels for frozen generations: changing the judge never regenerates responses."""
     input:
         dataset=DATASET,
-        generations="results/generations/{model}/{defense}/{turns}.jsonl",
+        generations=LAYOUT.generations,
         prompt=lambda wc: [JUDGES[wc.judge]["prompt_file"]] if JUDGES[wc.judge].get("prompt_file") else [],
     output:
-        "results/judgments/{judge}/{model}/{defense}/{turns}.jsonl",
+        LAYOUT.judgments,
     params:
         config_file=PARAMS,
         cfg=lambda wc: judge_params(wc.judge),
     log:
-        "results/logs/judge/{judge}/{model}/{defense}/{turns}.log",
+        LAYOUT.log("judge/{judge}/{model}/{defense}/{turns}.log"),
     conda:
         ENV
     shell:

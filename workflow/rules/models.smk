@@ -5,7 +5,7 @@ rule tiny_models:
     params:
         config_file=PARAMS,
     log:
-        "results/logs/tiny_models.log",
+        LAYOUT.log("tiny_models.log"),
     conda:
         ENV
     shell:
