@@ -101,3 +101,92 @@ def test_duplicate_and_bad_label_are_errors(tmp_path, repo_root, capsys) -> None
     assert main(["metrics", "-i", str(tmp_path / "bad.jsonl"), "-o", str(tmp_path / "o"), "--params", p]) == 2
     err = capsys.readouterr().err
     assert "record 4" in err and "own_fraud_3" in err
+
+
+def contract_records(model: str, seed: int) -> list[dict]:
+    """Judgments with invalid and null labels, provider refusals, ids missing at some lengths."""
+    rng = random.Random(seed)
+    recs = []
+    p_unsafe = rng.random()
+    for n in range(rng.randint(3, 25)):
+        for k in K:
+            if rng.random() < 0.15:
+                continue
+            roll = rng.random()
+            refused = roll < 0.1
+            label = ("safe" if refused else "invalid" if roll < 0.15 else None if roll < 0.2
+                     else "unsafe" if rng.random() < p_unsafe else "safe")
+            recs.append({"id": f"own_fraud_{n}", "turns": k, "model": model, "defense": "none", "judge": "keyword",
+                         "label": label, "raw": None, "scenario": "Fraud", "method": None,
+                         "error": "refused by provider" if refused else None if label else "boom",
+                         "refused_by": "provider" if refused else None})
+    for k in K:  # every length keeps a safe/unsafe label that is not a refusal
+        recs.append({"id": f"own_fraud_anchor{k}", "turns": k, "model": model, "defense": "none",
+                     "judge": "keyword", "label": rng.choice(["safe", "unsafe"]), "raw": None, "scenario": "Fraud",
+                     "method": None, "error": None, "refused_by": None})
+    return recs
+
+
+METRIC_OPTIONS = [dict(s2_labels=a, missing_turns=b, weighting=c, turn_index=d, provider_refusals=e)
+                  for a in ("release", "valid_only") for b in ("error", "renormalize") for c in ("exp", "uniform")
+                  for d in ("count", "first_is_zero") for e in ("safe", "missing")]
+
+
+@pytest.mark.parametrize("options", METRIC_OPTIONS, ids=lambda o: "-".join(o.values()))
+def test_summary_equals_the_contract_reference_for_every_option(tmp_path, repo_root, options) -> None:
+    from tests.metrics.contract_reference import reference_metrics
+
+    recs = contract_records("m-a", 1) + contract_records("m-b", 2)
+    write_jsonl(tmp_path / "j.jsonl", recs)
+    p = params_file(tmp_path, repo_root, **options)
+    assert main(["metrics", "-i", str(tmp_path / "j.jsonl"), "-o", str(tmp_path / "out"), "--params", p]) == 0
+    s = json.loads((tmp_path / "out" / "summary.json").read_text())
+    for model in ("m-a", "m-b"):
+        want = reference_metrics([r for r in recs if r["model"] == model], K, **options)
+        got = s["models"][model]["none"]
+        for key in ("s1", "s2", "si"):
+            assert abs(got[key] - want[key]) < 1e-12
+        for k in K:
+            assert abs(got["asr"][str(k)] - want["asr"][str(k)]) < 1e-12
+
+
+def test_provider_refusals_are_counted_per_model_and_length(tmp_path, repo_root) -> None:
+    import csv
+
+    recs = contract_records("m-a", 5)
+    write_jsonl(tmp_path / "j.jsonl", recs)
+    for mode in ("safe", "missing"):
+        out = tmp_path / mode
+        assert main(["metrics", "-i", str(tmp_path / "j.jsonl"), "-o", str(out),
+                     "--params", params_file(tmp_path, repo_root, provider_refusals=mode)]) == 0
+        cell = json.loads((out / "summary.json").read_text())["models"]["m-a"]["none"]
+        rows = {int(r["turns"]): r for r in csv.DictReader((out / "asr.csv").open())}
+        for k in K:
+            at_k = [r for r in recs if r["turns"] == k]
+            refused = sum(r["refused_by"] == "provider" for r in at_k)
+            valid = sum(r["label"] in ("safe", "unsafe") for r in at_k)
+            nulls = sum(r["label"] is None for r in at_k)
+            assert cell["refused_by_provider"][str(k)] == refused == int(rows[k]["refused_by_provider"])
+            assert cell["n"][str(k)] == (valid if mode == "safe" else valid - refused)
+            assert cell["missing"][str(k)] == (nulls if mode == "safe" else nulls + refused)
+        assert sum(r["refused_by"] == "provider" for r in recs) > 0
+
+
+def test_renormalize_with_nothing_valid_is_one_line_not_nan(tmp_path, repo_root, capsys) -> None:
+    recs = [{**r, "label": "invalid"} for r in judgments("m-a", 6)]
+    write_jsonl(tmp_path / "j.jsonl", recs)
+    rc = main(["metrics", "-i", str(tmp_path / "j.jsonl"), "-o", str(tmp_path / "out"),
+               "--params", params_file(tmp_path, repo_root, missing_turns="renormalize")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "no valid labels at any turn length" in err and "m-a" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_renormalized_lengths_are_logged_and_recorded(tmp_path, repo_root, capsys) -> None:
+    recs = [r for r in judgments("m-a", 7) if r["turns"] != 8]
+    write_jsonl(tmp_path / "j.jsonl", recs)
+    assert main(["metrics", "-i", str(tmp_path / "j.jsonl"), "-o", str(tmp_path / "out"),
+                 "--params", params_file(tmp_path, repo_root, missing_turns="renormalize")]) == 0
+    assert "no valid labels at turn length(s) [8]; weights renormalized over [1, 2, 4, 6]" in capsys.readouterr().err
+    text = (tmp_path / "out" / "summary.json").read_text()
+    assert "NaN" not in text and json.loads(text)["models"]["m-a"]["none"]["missing_turns"] == [8]
