@@ -24,11 +24,18 @@ from safemt.models import ChatRequest, GenerationResult, get_backend
 from safemt.moderation.defenses import apply_defense, describe_defense
 from safemt.progress import Progress
 
-FIELDS = ("id", "turns", "model", "defense", "response", "error", "finish_reason", "n_input_tokens",
-          "n_output_tokens", "latency_s", "config_hash")
-CONTRACT_FIELDS = tuple(f for f in FIELDS if f != "n_input_tokens")  # DESIGN.md's Generation record
-# Provider refusals and content filters are final outcomes, not transient failures: kept on resume.
+FIELDS = ("id", "turns", "model", "defense", "response", "error", "finish_reason", "refused_by",
+          "n_input_tokens", "n_output_tokens", "latency_s", "config_hash")
+# DESIGN.md's Generation record; `refused_by` is optional on reading (files from before it existed).
+CONTRACT_FIELDS = tuple(f for f in FIELDS if f not in ("n_input_tokens", "refused_by"))
+# Provider refusals and content filters are final outcomes, not transient failures: kept on resume,
+# and recorded as `refused_by: provider` (the deployed system refused; judging counts it as safe).
 FINAL_ERRORS = ("content_filter", "refusal")
+
+
+def refused_by(error: str | None, finish_reason: str | None) -> str | None:
+    """'provider' when an API filtered or refused the request; None for answers and transport errors."""
+    return "provider" if error is not None and finish_reason in FINAL_ERRORS else None
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,11 @@ def run_inference(params: dict[str, Any], model: str, dataset: str | Path, out: 
     write_jsonl(out, ordered)
     _write_provenance(out, params, model, defense_info, backend_info, dataset, shard, turns, ordered,
                       backend.usage)
-    failed = sum(r["error"] is not None for r in ordered)
+    refused = sum(r["refused_by"] is not None for r in ordered)
+    failed = sum(r["error"] is not None for r in ordered) - refused
+    if refused:
+        print(f"safemt: {refused} of {len(ordered)} requests were refused or filtered by the provider "
+              "(refused_by: provider; judged as refusals)", file=sys.stderr)
     if failed:
         print(f"safemt: {failed} of {len(ordered)} generations failed (see their error field); "
               "a rerun retries them", file=sys.stderr)
@@ -143,7 +154,8 @@ def _reusable(journal_path: Path, hashes: dict[tuple[str, int], str], model: str
         key = (rec.get("id"), rec.get("turns"))
         final = rec.get("error") is None or rec.get("finish_reason") in FINAL_ERRORS
         if key in hashes and rec.get("config_hash") == hashes[key] and final:
-            done[key] = {**{field: rec.get(field) for field in FIELDS}, "model": model, "defense": defense}
+            done[key] = {**{field: rec.get(field) for field in FIELDS}, "model": model, "defense": defense,
+                         "refused_by": refused_by(rec.get("error"), rec.get("finish_reason"))}
     return done
 
 
@@ -165,6 +177,7 @@ def _record(job: Job, result: GenerationResult, model: str, defense: str, config
         "response": None if failed else result.response,
         "error": result.error,
         "finish_reason": result.finish_reason,  # content_filter / refusal come with an error
+        "refused_by": refused_by(result.error, result.finish_reason),
         "n_input_tokens": result.n_input_tokens,
         "n_output_tokens": None if failed else result.n_output_tokens,
         "latency_s": result.latency_s,
@@ -186,7 +199,8 @@ def _write_provenance(out: Path, params: dict[str, Any], model: str, defense_inf
         "params_sha256": stable_hash(params),
         "versions": {pkg: _version(pkg) for pkg in ("safemt", "torch", "transformers", "tokenizers")},
         "records": len(records),
-        "errors": sum(r["error"] is not None for r in records),
+        "errors": sum(r["error"] is not None and r["refused_by"] is None for r in records),
+        "refused_by_provider": sum(r["refused_by"] == "provider" for r in records),
         "usage_this_run": usage,
     })
 

@@ -33,6 +33,8 @@ def load_generations(path: str | Path, dialogues: dict[tuple[str, int], Dialogue
     def check(rec: dict[str, Any]) -> str | None:
         if rec["error"] is None and not isinstance(rec["response"], str):
             return "record has neither a response nor an error"
+        if rec.get("refused_by") not in (None, "provider") or (rec.get("refused_by") and rec["error"] is None):
+            return f"refused_by {rec.get('refused_by')!r} must be null or 'provider' (with an error)"
         if (rec["id"], rec["turns"]) not in dialogues:
             return f"generation for ({rec['id']}, {rec['turns']}) has no dialogue in the dataset"
         return None
@@ -96,13 +98,19 @@ def run_judging(params: dict[str, Any], judge: str, dataset: str, generations: s
     counts = {lab: sum(r["label"] == lab for r in records) for lab in LABELS}
     missing = sum(r["label"] is None for r in records)
     failures = sum(r["judge_error"] is not None for r in records)
-    print(f"judge {judge}: {len(records)} records -> {out} (safe {counts['safe']}, unsafe {counts['unsafe']}, "
-          f"invalid {counts['invalid']} of which judge errors {failures}, missing {missing})")
-    return {**counts, "missing": missing, "judge_errors": failures}
+    refused = sum(r["refused_by"] is not None for r in records)
+    print(f"judge {judge}: {len(records)} records -> {out} (safe {counts['safe']} of which refused by the "
+          f"provider {refused}, unsafe {counts['unsafe']}, invalid {counts['invalid']} of which judge errors "
+          f"{failures}, missing {missing})")
+    return {**counts, "missing": missing, "judge_errors": failures, "refused_by_provider": refused}
 
 
 def _judgment(g: dict[str, Any], d: Dialogue, judge: str, judge_hash: str, v: dict[str, Any] | None) -> dict:
+    """A generation error is not judged (label null); a provider refusal is a refusal (label safe,
+    refused_by: provider), never shown to the judge; metrics.provider_refusals: missing undoes it."""
+    refused = g.get("refused_by") == "provider"
     return {"id": g["id"], "turns": g["turns"], "model": g["model"], "defense": g["defense"], "judge": judge,
-            "label": v["label"] if v else None, "raw": v["raw"] if v else None,
+            "label": v["label"] if v else ("safe" if refused else None), "raw": v["raw"] if v else None,
+            "refused_by": "provider" if refused else None,
             "scenario": d.scenario, "method": d.method, "error": None if v else g["error"],
             "judge_error": v["judge_error"] if v else None, "judge_hash": judge_hash}

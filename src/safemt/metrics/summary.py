@@ -41,8 +41,17 @@ def load_judgments(paths: Iterable[str]) -> list[dict[str, Any]]:
     """All judgment records, checked; a duplicate (judge, model, defense, id, turns) is an error."""
     return read_records(paths, "judgment", JUDGMENT_FIELDS,
                         key=lambda r: (r["judge"], r["model"], r["defense"], r["id"], r["turns"]),
-                        check=lambda r: None if r["label"] in ALLOWED_LABELS else
-                        f"label {r['label']!r} is not safe, unsafe, invalid or null")
+                        check=_check_judgment)
+
+
+def _check_judgment(rec: dict[str, Any]) -> str | None:
+    if rec["label"] not in ALLOWED_LABELS:
+        return f"label {rec['label']!r} is not safe, unsafe, invalid or null"
+    if rec.get("refused_by") not in (None, "provider"):
+        return f"refused_by {rec['refused_by']!r} is not null or 'provider'"
+    if provider_refused(rec) and rec["label"] != "safe":
+        return f"a provider refusal has label {rec['label']!r}, not 'safe'"
+    return None
 
 
 def _cell_stats(recs: list[dict[str, Any]], cell: tuple, boot: dict[str, int]) -> dict[str, Any]:
