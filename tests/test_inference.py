@@ -215,3 +215,56 @@ def test_changing_the_shard_count_reuses_finished_work(params, dataset, tmp_path
     whole = read_jsonl(folder / "0-of-1.jsonl")
     parts = [r for i in range(3) for r in read_jsonl(folder / f"{i}-of-3.jsonl")]
     assert sorted(parts, key=lambda r: (r["turns"], r["id"])) == whole
+
+
+def test_journal_torn_at_every_byte_of_its_last_line_resumes_with_the_same_answers(params, dataset, tmp_path,
+                                                                                    calls, monkeypatch) -> None:
+    """A real tiny model, whose replies hold multi-byte characters. At every cut the stage's own resume
+    path (repair, then the reusable records) keeps all but the torn record; at three cuts (one inside
+    a character) the whole stage reruns, redoes only that record, and the answers are unchanged."""
+    import safemt.inference as inference
+    from safemt.jsonl import read_journal, repair_journal
+
+    loaded = {}
+    real_get_backend = inference.get_backend
+    monkeypatch.setattr(inference, "get_backend",  # one model load for all the reruns; inference stays real
+                        lambda cfg: loaded.setdefault(cfg["name"], real_get_backend(cfg)))
+    out = tmp_path / "gen" / "all.jsonl"
+    first = read_jsonl(run_inference(params, "tiny-vlm-a", dataset, out))
+    by_key = {(r["id"], r["turns"]): r for r in first}
+    journal = tmp_path / "gen" / ".journal" / "all.jsonl"
+    full = journal.read_bytes()
+    start = full.rstrip(b"\n").rfind(b"\n") + 1
+    last = json.loads(full[start:])
+    hashes = {key: r["config_hash"] for key, r in by_key.items()}
+
+    def splits_a_character(cut: int) -> bool:
+        try:
+            full[start:cut].decode("utf-8")
+            return False
+        except UnicodeDecodeError:
+            return True
+
+    inside = [cut for cut in range(start, len(full)) if splits_a_character(cut)]
+    assert inside, "the last line should hold multi-byte characters"
+    for cut in range(start, len(full)):
+        journal.write_bytes(full[:cut])
+        assert repair_journal(journal) == cut - start
+        done = inference._reusable(journal, hashes, "tiny-vlm-a", "none")
+        assert set(done) == set(by_key) - {(last["id"], last["turns"])}
+        assert all(done[key] == by_key[key] for key in done)
+
+    def answers(records):
+        return [{k: v for k, v in r.items() if k != "latency_s"} for r in records]
+
+    for cut in (start + 1, inside[len(inside) // 2], len(full) - 1):
+        journal.write_bytes(full[:cut])
+        calls.clear()
+        second = read_jsonl(run_inference(params, "tiny-vlm-a", dataset, out))
+        assert calls == [(last["id"], last["turns"])]  # only the torn record is redone
+        assert answers(second) == answers(first)
+        kept = read_journal(journal)
+        assert len(kept) == len({(r["id"], r["turns"]) for r in kept}) == len(first)
+        assert journal.read_bytes()[:start] == full[:start]
+        provenance = json.loads((tmp_path / "gen" / ".journal" / "all.provenance.json").read_text())
+        assert provenance["journal_torn_bytes_dropped"] == cut - start

@@ -172,3 +172,53 @@ def test_provider_refusals_are_judged_safe_and_counted_transport_errors_stay_mis
     assert len(stub.records) - asked == sum(w in ("400", "500") for w in outcome.values())
     assert sum(g["refused_by"] == "provider" for g in read_jsonl(gen)) == \
         sum(w in ("content_filter", "refusal") for w in outcome.values())
+
+
+# --- torn journals (issue 8, item 6) ------------------------------------------------------------------
+
+def test_judging_journal_torn_at_every_byte_of_its_last_line_resumes_unchanged(tmp_path, repo_root,
+                                                                             monkeypatch) -> None:
+    import yaml
+
+    from safemt.judges.keyword import KeywordJudge
+    from safemt.judging import run_judging
+
+    params = yaml.safe_load((repo_root / "params.yaml").read_text())
+    params["judges"]["keyword"]["phrases"] = ["désolé, je ne peux pas", "das kann ich nicht — leider"]
+    responses = ["Sure, ‘step one’…", "Désolé, je ne peux pas — 東京 🙂", "Klar: Straße ß",
+                 "Das kann ich nicht — leider. 東京 🙂"]  # the last verdict's raw text is non-ASCII
+    write_jsonl(tmp_path / "d.jsonl", [dialogue(i) for i in range(len(responses))])
+    write_jsonl(tmp_path / "g.jsonl", [generation(i, r) for i, r in enumerate(responses)])
+    args = (params, "keyword", str(tmp_path / "d.jsonl"), str(tmp_path / "g.jsonl"))
+    out = tmp_path / "j.jsonl"
+    run_judging(*args, str(out))
+    expected, journal = out.read_bytes(), tmp_path / ".journal" / "j.jsonl"
+    full = journal.read_bytes()
+    start = full.rstrip(b"\n").rfind(b"\n") + 1
+    assert any(b >= 0x80 for b in full[start:])
+    judged = []
+    original = KeywordJudge.judge
+    monkeypatch.setattr(KeywordJudge, "judge", lambda self, items: judged.extend(items) or original(self, items))
+    for cut in range(start, len(full) + 1):
+        journal.write_bytes(full[:cut])
+        out.unlink()
+        judged.clear()
+        counts = run_judging(*args, str(out))
+        assert out.read_bytes() == expected
+        assert journal.read_bytes() == full  # nothing lost, nothing duplicated
+        assert [item.id for item in judged] == ([] if cut == len(full) else ["own_fraud_3"])
+        assert counts["journal_torn_bytes_dropped"] == (0 if cut == len(full) else cut - start)
+
+
+def test_a_bad_line_inside_the_judging_journal_stops_with_file_and_line(tmp_path, repo_root, capsys) -> None:
+    args = setup(tmp_path, repo_root, [generation(i, "Fine.") for i in range(3)])
+    assert main(["judge", *args]) == 0
+    journal = tmp_path / ".journal" / "j.jsonl"
+    lines = journal.read_bytes().split(b"\n")
+    journal.write_bytes(b"\n".join([lines[0], b"\xff garbage", *lines[1:]]))
+    before = (tmp_path / "j.jsonl").read_bytes()
+    capsys.readouterr()
+    assert main(["judge", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{journal}: line 2 is not UTF-8" in err[0]
+    assert (tmp_path / "j.jsonl").read_bytes() == before

@@ -19,7 +19,7 @@ from safemt.config import model_config, stable_hash
 from safemt.data.images import sha256_file
 from safemt.data.records import Dialogue
 from safemt.data.validate import check_hashes, check_unique, hash_images, read_dialogues
-from safemt.jsonl import Journal, read_journal, read_records, write_json, write_jsonl
+from safemt.jsonl import Journal, read_journal, read_records, repair_journal, write_json, write_jsonl
 from safemt.models import ChatRequest, GenerationResult, get_backend
 from safemt.moderation.defenses import apply_defense, describe_defense
 from safemt.progress import Progress
@@ -66,6 +66,7 @@ def run_inference(params: dict[str, Any], model: str, dataset: str | Path, out: 
     backend_info = backend.describe()
     hashes = {job.key: _config_hash(job, backend_info, defense_info) for job in jobs}
     journal_path = out.parent / ".journal" / out.name
+    torn_bytes = repair_journal(journal_path)  # before any read: a torn last line is dropped and redone
     done = _reusable(journal_path, hashes, model, defense)
     todo = [job for job in jobs if job.key not in done]
     label = f"infer {model}" + (f" {turns}-turn" if turns is not None else "")
@@ -80,7 +81,7 @@ def run_inference(params: dict[str, Any], model: str, dataset: str | Path, out: 
     ordered = [done[key] for key in sorted(hashes, key=lambda k: (k[1], k[0]))]
     write_jsonl(out, ordered)
     _write_provenance(out, params, model, defense_info, backend_info, dataset, shard, turns, ordered,
-                      backend.usage)
+                      backend.usage, torn_bytes)
     refused = sum(r["refused_by"] is not None for r in ordered)
     failed = sum(r["error"] is not None for r in ordered) - refused
     if refused:
@@ -187,7 +188,7 @@ def _record(job: Job, result: GenerationResult, model: str, defense: str, config
 
 def _write_provenance(out: Path, params: dict[str, Any], model: str, defense_info: dict[str, Any],
                       backend_info: dict[str, Any], dataset: Path, shard: tuple[int, int], turns: int | None,
-                      records: list[dict[str, Any]], usage: dict[str, int] | None) -> None:
+                      records: list[dict[str, Any]], usage: dict[str, int] | None, torn_bytes: int) -> None:
     """Sidecar saying how the output was made (kept out of the output, which holds only the contract)."""
     write_json(out.parent / ".journal" / f"{out.stem}.provenance.json", {
         "model": model,
@@ -202,6 +203,7 @@ def _write_provenance(out: Path, params: dict[str, Any], model: str, defense_inf
         "errors": sum(r["error"] is not None and r["refused_by"] is None for r in records),
         "refused_by_provider": sum(r["refused_by"] == "provider" for r in records),
         "usage_this_run": usage,
+        "journal_torn_bytes_dropped": torn_bytes,
     })
 
 

@@ -6,9 +6,10 @@ import csv
 import io
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Hashable, Iterable, Iterator
+from typing import Any, Callable, Hashable, Iterable
 
 from safemt.errors import SafemtError
 
@@ -28,24 +29,31 @@ def dumps(record: dict[str, Any]) -> str:
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
-    """Read a whole JSONL file; any bad line is an error naming file and line."""
+    """Read a whole JSONL file by bytes; any bad line (not UTF-8, not JSON, not an object) is an
+    error naming file and line."""
     path = Path(path)
     if not path.exists():
         raise SafemtError("file not found", file=str(path))
     records = []
-    with path.open("r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            index = len(records) + 1  # records are counted as every reader counts them, blank lines not
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SafemtError(f"line {lineno} is not JSON ({exc.msg})", file=str(path), index=index) from None
-            if not isinstance(obj, dict):
-                raise SafemtError(f"line {lineno} is not a JSON object", file=str(path), index=index)
-            records.append(obj)
+    for lineno, raw in enumerate(path.read_bytes().splitlines(), start=1):
+        if not raw.strip():
+            continue
+        index = len(records) + 1  # records are counted as every reader counts them, blank lines not
+        records.append(_parse_line(raw, path, lineno, index))
     return records
+
+
+def _parse_line(raw: bytes, path: Path, lineno: int, index: int | None = None) -> dict[str, Any]:
+    """One JSONL line as a JSON object, or an error naming file and line."""
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise SafemtError(f"line {lineno} is not UTF-8 (byte {exc.start})", file=str(path), index=index) from None
+    except json.JSONDecodeError as exc:
+        raise SafemtError(f"line {lineno} is not JSON ({exc.msg})", file=str(path), index=index) from None
+    if not isinstance(obj, dict):
+        raise SafemtError(f"line {lineno} is not a JSON object", file=str(path), index=index)
+    return obj
 
 
 def read_records(paths: Iterable[str | Path], what: str, required: Iterable[str],
@@ -70,21 +78,47 @@ def read_records(paths: Iterable[str | Path], what: str, required: Iterable[str]
     return records
 
 
-def read_journal(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Read an append-only journal, tolerating a torn last line left by a killed process."""
+def torn_tail(data: bytes) -> int:
+    """Bytes after the last newline: what a write cut short (SIGKILL, power loss) left behind."""
+    return len(data) - (data.rfind(b"\n") + 1)
+
+
+def repair_journal(path: str | Path) -> int:
+    """Drop a torn last line, so that the journal can be read and appended to; returns the bytes
+    dropped (logged: the work it held is redone). Only the process that owns the journal repairs it."""
     path = Path(path)
     if not path.exists():
-        return
-    with path.open("r", encoding="utf-8") as fh:
-        for line in fh:
-            if not line.endswith("\n"):
-                return  # torn write: the batch in flight is redone
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(obj, dict):
-                yield obj
+        return 0
+    with path.open("rb+") as fh:
+        data = fh.read()
+        cut = torn_tail(data)
+        if cut:
+            fh.truncate(len(data) - cut)
+            fh.flush()
+            os.fsync(fh.fileno())
+    if cut:
+        print(f"safemt: {path}: dropped a torn last line ({cut} bytes, an interrupted write); "
+              "its work is redone", file=sys.stderr)
+    return cut
+
+
+def read_journal(path: str | Path) -> list[dict[str, Any]]:
+    """The records of an append-only journal, read by bytes.
+
+    Every complete line must be a JSON object: a bad line before the end is an error naming file and
+    line (a journal is only ever cut at its end). An incomplete last line (no newline) is skipped,
+    not repaired: it may be a write still in flight in another process (another shard's journal);
+    the owner repairs its own journal with repair_journal() before reading it."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    cut = torn_tail(data)
+    if cut:
+        print(f"safemt: {path}: ignoring an incomplete last line ({cut} bytes)", file=sys.stderr)
+        data = data[:len(data) - cut]
+    lines = data.split(b"\n")[:-1]  # the part after the final newline is empty
+    return [_parse_line(raw, path, lineno) for lineno, raw in enumerate(lines, start=1)]
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -128,30 +162,22 @@ def write_json(path: str | Path, obj: Any) -> None:
 
 
 class Journal:
-    """Append-only JSONL file, flushed and fsync'd once per batch (a crash loses at most one batch)."""
+    """Append-only JSONL file, flushed and fsync'd once per batch (a crash loses at most one batch).
+
+    Opening it repairs a torn last line (`repaired` holds the bytes dropped), so that appends start on
+    a fresh line; records are written as UTF-8 bytes, one write per batch."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._repair_tail()
-        self._fh = self.path.open("a", encoding="utf-8", newline="\n")
-
-    def _repair_tail(self) -> None:
-        """Drop a torn last line so that new appends start on a fresh line."""
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            return
-        with self.path.open("rb+") as fh:
-            data = fh.read()
-            if data.endswith(b"\n"):
-                return
-            cut = data.rfind(b"\n") + 1
-            fh.truncate(cut)
+        self.repaired = repair_journal(self.path)
+        self._fh = self.path.open("ab")
 
     def append_batch(self, records: Iterable[dict[str, Any]]) -> None:
-        text = "".join(dumps(r) + "\n" for r in records)
-        if not text:
+        data = "".join(dumps(r) + "\n" for r in records).encode("utf-8")
+        if not data:
             return
-        self._fh.write(text)
+        self._fh.write(data)
         self._fh.flush()
         os.fsync(self._fh.fileno())
 

@@ -14,7 +14,7 @@ from typing import Any
 from safemt.config import stable_hash
 from safemt.data.records import Dialogue
 from safemt.data.validate import check_unique, read_dialogues
-from safemt.jsonl import Journal, read_journal, read_records, write_jsonl
+from safemt.jsonl import Journal, read_journal, read_records, repair_journal, write_jsonl
 from safemt.inference import CONTRACT_FIELDS
 from safemt.judges import JudgeItem, get_judge
 from safemt.judges.base import LABELS
@@ -79,6 +79,7 @@ def run_judging(params: dict[str, Any], judge: str, dataset: str, generations: s
         h = item_hash(item, g)
         hashes.append(h)
         todo[h] = item
+    torn_bytes = repair_journal(journal_path)  # before any read: a torn last line is dropped and redone
     done = _cached(journal_path, judge_hash)
     pending = [(h, item) for h, item in todo.items() if h not in done]
     with Journal(journal_path) as journal, Progress(f"judge {judge}", len(todo), len(todo) - len(pending)) as bar:
@@ -102,7 +103,8 @@ def run_judging(params: dict[str, Any], judge: str, dataset: str, generations: s
     print(f"judge {judge}: {len(records)} records -> {out} (safe {counts['safe']} of which refused by the "
           f"provider {refused}, unsafe {counts['unsafe']}, invalid {counts['invalid']} of which judge errors "
           f"{failures}, missing {missing})")
-    return {**counts, "missing": missing, "judge_errors": failures, "refused_by_provider": refused}
+    return {**counts, "missing": missing, "judge_errors": failures, "refused_by_provider": refused,
+            "journal_torn_bytes_dropped": torn_bytes}
 
 
 def _judgment(g: dict[str, Any], d: Dialogue, judge: str, judge_hash: str, v: dict[str, Any] | None) -> dict:
