@@ -42,3 +42,19 @@ def test_one_judge_is_an_error(tmp_path, repo_root, capsys) -> None:
     assert main(["agreement", "-i", str(tmp_path / "a.jsonl"), "-o", str(tmp_path / "o.csv"),
                  "--params", str(repo_root / "params.yaml")]) == 2
     assert "at least two judges" in capsys.readouterr().err
+
+
+def test_provider_refusals_are_excluded_not_agreements(tmp_path, repo_root) -> None:
+    def recs(judge):
+        return [{"id": f"i{n}", "turns": 1, "model": "m", "defense": "none", "judge": judge,
+                 "label": "safe" if n < 3 else ("unsafe" if n % 2 or judge == "kw" else "safe"), "raw": None,
+                 "scenario": "Fraud", "method": None, "refused_by": "provider" if n < 3 else None}
+                for n in range(7)]
+    write_jsonl(tmp_path / "a.jsonl", recs("kw"))
+    write_jsonl(tmp_path / "b.jsonl", recs("llm"))
+    out = tmp_path / "agree.csv"
+    assert main(["agreement", "-i", str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl"), "-o", str(out),
+                 "--params", str(repo_root / "params.yaml")]) == 0
+    overall = next(csv.DictReader(out.open()))
+    # i3..i6: kw unsafe x4, llm unsafe at 3 and 5, safe at 4 and 6 -> 2 of 4 agree; i0..i2 excluded
+    assert overall["n"] == "4" and overall["excluded"] == "3" and float(overall["agreement"]) == 0.5

@@ -190,3 +190,14 @@ def test_renormalized_lengths_are_logged_and_recorded(tmp_path, repo_root, capsy
     assert "no valid labels at turn length(s) [8]; weights renormalized over [1, 2, 4, 6]" in capsys.readouterr().err
     text = (tmp_path / "out" / "summary.json").read_text()
     assert "NaN" not in text and json.loads(text)["models"]["m-a"]["none"]["missing_turns"] == [8]
+
+
+def test_judgments_outside_turns_are_logged_and_counted(tmp_path, repo_root, capsys) -> None:
+    recs = judgments("m-a", 8)
+    recs += [{**r, "turns": 3} for r in recs if r["turns"] == 2]
+    write_jsonl(tmp_path / "j.jsonl", recs)
+    assert main(["metrics", "-i", str(tmp_path / "j.jsonl"), "-o", str(tmp_path / "out"),
+                 "--params", params_file(tmp_path, repo_root)]) == 0
+    assert "30 judgments at turn length(s) [3] are not in turns" in capsys.readouterr().err
+    s = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert s["provenance"]["n_judgments_outside_turns"] == 30

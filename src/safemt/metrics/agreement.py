@@ -1,7 +1,8 @@
 """Judge agreement: Cohen's kappa and raw agreement per judge pair, overall and per scenario.
 
 Numbers in safety papers move with the judge; this table makes the choice visible. Only items both
-judges labelled safe or unsafe are compared; the rest are counted in `excluded`.
+judges labelled safe or unsafe are compared; the rest, and provider refusals (labelled safe by rule,
+not by a judge), are counted in `excluded`.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import Any
 from safemt.errors import SafemtError
 from safemt.jsonl import write_csv
 from safemt.judges.base import VERDICTS
-from safemt.metrics.summary import load_judgments
+from safemt.metrics.summary import load_judgments, provider_refused
 
+REFUSED = "refused_by_provider"
 COLUMNS = ["judge_a", "judge_b", "scenario", "n", "excluded", "agreement", "kappa"]
 
 
@@ -44,10 +46,12 @@ def agreement_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups: dict[str, list] = defaultdict(list)
         for key in shared:
             ra, rb = labels[a][key], labels[b][key]
+            # a provider refusal is labelled by rule, not by either judge: excluded, not an agreement
+            pair = (REFUSED, REFUSED) if provider_refused(ra) or provider_refused(rb) else (ra["label"], rb["label"])
             for scope in ("(all)", ra["scenario"]):
-                groups[scope].append((ra["label"], rb["label"]))
+                groups[scope].append(pair)
         for scope in sorted(groups, key=lambda s: (s != "(all)", s)):
-            both = [(x, y) for x, y in groups[scope] if x in VERDICTS and y in VERDICTS]
+            both = [(x, y) for x, y in groups[scope] if x in VERDICTS and y in VERDICTS and x != REFUSED]
             kappa = cohen_kappa(both)
             rows.append({"judge_a": a, "judge_b": b, "scenario": scope, "n": len(both),
                          "excluded": len(groups[scope]) - len(both),

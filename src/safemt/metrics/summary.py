@@ -140,6 +140,11 @@ def compute_metrics(params: dict[str, Any], inputs: list[str], out_dir: str) -> 
     mcfg = params.get("metrics", {})
     boot = bootstrap_settings(params)
 
+    outside = sorted({r["turns"] for r in recs} - set(params["turns"]))
+    n_outside = sum(r["turns"] in outside for r in recs)
+    if outside:
+        print(f"safemt: metrics: {n_outside} judgments at turn length(s) {outside} are not in turns: "
+              f"{list(params['turns'])} and are not counted", file=sys.stderr)
     summary: dict[str, Any] = {"judge": judge, "turns": list(params["turns"]), "models": {}}
     asr_rows, si_rows = [], []
     for (model, defense), group in _group(recs, "model", "defense").items():
@@ -160,6 +165,7 @@ def compute_metrics(params: dict[str, Any], inputs: list[str], out_dir: str) -> 
         "metrics_params_hash": stable_hash({"turns": params["turns"], "metrics": mcfg}),
         "bootstrap": boot,
         "n_judgments": len(recs),
+        "n_judgments_outside_turns": n_outside,
     }
 
     out = Path(out_dir)
