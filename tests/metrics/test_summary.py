@@ -201,3 +201,30 @@ def test_judgments_outside_turns_are_logged_and_counted(tmp_path, repo_root, cap
     assert "30 judgments at turn length(s) [3] are not in turns" in capsys.readouterr().err
     s = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert s["provenance"]["n_judgments_outside_turns"] == 30
+
+
+def test_readme_lists_every_metrics_option_with_its_contract_default_and_existing_tests(repo_root) -> None:
+    """The README's deviations table is a claim: each enum option of `metrics` is there, its default is
+    the schema's and params.yaml's, and every test it names exists."""
+    import re
+
+    import yaml
+
+    readme = (repo_root / "README.md").read_text(encoding="utf-8")
+    table = readme.split("### Deviations and options", 1)[1].split("\n\n", 2)[2]
+    rows = {m.group(1): line for line in table.splitlines()
+            if (m := re.match(r"\| `(\w+)` \| `(\w+)`", line))}
+    schema = yaml.safe_load((repo_root / "workflow/schemas/params.schema.yaml").read_text())
+    options = {k: v for k, v in schema["properties"]["metrics"]["properties"].items() if "enum" in v}
+    params = yaml.safe_load((repo_root / "params.yaml").read_text())["metrics"]
+    assert set(rows) == set(options)
+    for name, spec in options.items():
+        default = re.match(r"\| `\w+` \| `(\w+)`", rows[name]).group(1)
+        assert default == spec["default"] == params.get(name, spec["default"]), name
+        tests = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`|`::(\w+)`", rows[name])
+        assert tests, name
+        current = None
+        for path, func, same_file_func in tests:
+            current = path or current
+            source = (repo_root / current).read_text(encoding="utf-8")
+            assert f"def {func or same_file_func}(" in source, (name, current, func or same_file_func)
