@@ -76,3 +76,12 @@ def test_read_jsonl_names_a_line_that_is_not_utf8(tmp_path) -> None:
         read_jsonl(path)
     path.write_bytes('{"id": "café"}\r\n\n{"id": "東京"}'.encode("utf-8"))
     assert read_jsonl(path) == [{"id": "café"}, {"id": "東京"}]
+
+
+def test_a_lone_surrogate_is_written_escaped_and_reads_back_the_same(tmp_path) -> None:
+    path = tmp_path / "j.jsonl"
+    records = [{"id": "a", "response": "broken \ud800 pair, café"}, {"id": "b", "response": "café"}]
+    with Journal(path) as journal:
+        journal.append_batch(records)
+    assert read_journal(path) == records
+    assert "café".encode("utf-8") in path.read_bytes().splitlines()[1]  # other records stay UTF-8

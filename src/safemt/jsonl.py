@@ -24,8 +24,16 @@ _UMASK = _current_umask()
 
 
 def dumps(record: dict[str, Any]) -> str:
-    """Canonical one-line JSON: stable key order as given, UTF-8, no trailing spaces."""
-    return json.dumps(record, ensure_ascii=False, separators=(", ", ": "))
+    """Canonical one-line JSON: stable key order as given, UTF-8, no trailing spaces.
+
+    A string with a lone surrogate (a server may send "\\ud800") cannot be written as UTF-8: that
+    record is written with \\u escapes instead, which read back as the same string."""
+    text = json.dumps(record, ensure_ascii=False, separators=(", ", ": "))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(record, ensure_ascii=True, separators=(", ", ": "))
+    return text
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

@@ -141,6 +141,7 @@ def test_summary_equals_the_contract_reference_for_every_option(tmp_path, repo_r
     p = params_file(tmp_path, repo_root, **options)
     assert main(["metrics", "-i", str(tmp_path / "j.jsonl"), "-o", str(tmp_path / "out"), "--params", p]) == 0
     s = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert s["provenance"]["options"] == options
     for model in ("m-a", "m-b"):
         want = reference_metrics([r for r in recs if r["model"] == model], K, **options)
         got = s["models"][model]["none"]

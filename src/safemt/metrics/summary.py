@@ -21,6 +21,8 @@ from safemt.metrics.safety_index import MissingTurnError, safety_index
 JUDGMENT_FIELDS = ("id", "turns", "model", "defense", "judge", "label", "scenario", "method")
 ALLOWED_LABELS = (*LABELS, None)  # None: not judged (generation error), counted as missing
 PROVIDER_REFUSALS = ("safe", "missing")  # metrics.provider_refusals: the contract's view, or a departure
+OPTION_DEFAULTS = {"missing_turns": "error", "weighting": "exp", "turn_index": "count", "s2_labels": "release",
+                   "provider_refusals": "safe"}  # the contract; recorded in the summary's provenance
 
 
 def provider_refused(rec: dict[str, Any]) -> bool:
@@ -80,10 +82,10 @@ def model_metrics(recs: list[dict[str, Any]], model: str, defense: str, params: 
     mcfg = params.get("metrics", {})
     turns = list(params["turns"])
     labels = {(r["id"], r["turns"]): r["label"] for r in recs}
-    missing_turns = mcfg.get("missing_turns", "error")
+    opts = {key: mcfg.get(key, default) for key, default in OPTION_DEFAULTS.items()}
+    missing_turns = opts["missing_turns"]
     try:
-        si = safety_index(labels, turns, missing_turns, mcfg.get("weighting", "exp"),
-                          mcfg.get("turn_index", "count"), mcfg.get("s2_labels", "release"))
+        si = safety_index(labels, turns, missing_turns, opts["weighting"], opts["turn_index"], opts["s2_labels"])
     except MissingTurnError as exc:
         hint = "; run those turns or set metrics.missing_turns: renormalize" if missing_turns == "error" else ""
         raise SafemtError(f"{exc} for model {model!r}, defense {defense!r}{hint}") from None
@@ -132,12 +134,12 @@ def compute_metrics(params: dict[str, Any], inputs: list[str], out_dir: str) -> 
     recs = load_judgments(inputs)
     if not recs:
         raise SafemtError("no judgments in the input files", file=", ".join(inputs))
-    recs = effective_labels(recs, params.get("metrics", {}).get("provider_refusals", "safe"))
+    mcfg = params.get("metrics", {})
+    recs = effective_labels(recs, mcfg.get("provider_refusals", OPTION_DEFAULTS["provider_refusals"]))
     judges = sorted({r["judge"] for r in recs})
     if len(judges) > 1:
         raise SafemtError(f"inputs mix judges {judges}; run metrics once per judge")
     judge = judges[0]
-    mcfg = params.get("metrics", {})
     boot = bootstrap_settings(params)
 
     outside = sorted({r["turns"] for r in recs} - set(params["turns"]))
@@ -163,6 +165,7 @@ def compute_metrics(params: dict[str, Any], inputs: list[str], out_dir: str) -> 
         "safemt": __version__,
         "judge_hashes": sorted({r.get("judge_hash") or "" for r in recs}),
         "metrics_params_hash": stable_hash({"turns": params["turns"], "metrics": mcfg}),
+        "options": {key: mcfg.get(key, default) for key, default in OPTION_DEFAULTS.items()},
         "bootstrap": boot,
         "n_judgments": len(recs),
         "n_judgments_outside_turns": n_outside,
