@@ -256,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("judge", parents=[common], help="label generations safe / unsafe / invalid",
                        description="Judge every generation record; records with an error are not judged "
-                       "(they count as missing in metrics).")
+                       "(they count as missing in metrics), except provider refusals (refused_by: provider), "
+                       "which are labelled safe without the judge.")
     s.add_argument("--judge", required=True, metavar="NAME")
     s.add_argument("--dataset", required=True, metavar="FILE")
     s.add_argument("-i", "--input", required=True, metavar="GENERATIONS.jsonl")
