@@ -229,3 +229,13 @@ def test_readme_lists_every_metrics_option_with_its_contract_default_and_existin
             current = path or current
             source = (repo_root / current).read_text(encoding="utf-8")
             assert f"def {func or same_file_func}(" in source, (name, current, func or same_file_func)
+
+
+def test_nothing_valid_is_the_same_one_line_under_either_missing_turns(tmp_path, repo_root, capsys) -> None:
+    recs = [{**r, "label": None} for r in judgments("m-a", 9)]
+    write_jsonl(tmp_path / "j.jsonl", recs)
+    for mode in ("error", "renormalize"):
+        assert main(["metrics", "-i", str(tmp_path / "j.jsonl"), "-o", str(tmp_path / "out"),
+                     "--params", params_file(tmp_path, repo_root, missing_turns=mode)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "no valid labels at any turn length" in err and "renormalize" not in err

@@ -87,7 +87,8 @@ def model_metrics(recs: list[dict[str, Any]], model: str, defense: str, params: 
     try:
         si = safety_index(labels, turns, missing_turns, opts["weighting"], opts["turn_index"], opts["s2_labels"])
     except MissingTurnError as exc:
-        hint = "; run those turns or set metrics.missing_turns: renormalize" if missing_turns == "error" else ""
+        hint = ("; run those turns or set metrics.missing_turns: renormalize"
+                if missing_turns == "error" and "any turn length" not in str(exc) else "")
         raise SafemtError(f"{exc} for model {model!r}, defense {defense!r}{hint}") from None
     if si["missing_turns"]:
         print(f"safemt: metrics: {model} [{defense}] has no valid labels at turn length(s) {si['missing_turns']}; "
