@@ -16,7 +16,7 @@ from safemt.jsonl import write_csv
 from safemt.judges.base import VERDICTS
 from safemt.metrics.summary import load_judgments, provider_refused
 
-REFUSED = "refused_by_provider"
+REFUSED = "refused_by_provider"  # stands in for both labels of a refused item: never a verdict
 COLUMNS = ["judge_a", "judge_b", "scenario", "n", "excluded", "agreement", "kappa"]
 
 
@@ -47,11 +47,12 @@ def agreement_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for key in shared:
             ra, rb = labels[a][key], labels[b][key]
             # a provider refusal is labelled by rule, not by either judge: excluded, not an agreement
-            pair = (REFUSED, REFUSED) if provider_refused(ra) or provider_refused(rb) else (ra["label"], rb["label"])
+            refused = provider_refused(ra) or provider_refused(rb)
+            pair = (REFUSED, REFUSED) if refused else (ra["label"], rb["label"])
             for scope in ("(all)", ra["scenario"]):
                 groups[scope].append(pair)
         for scope in sorted(groups, key=lambda s: (s != "(all)", s)):
-            both = [(x, y) for x, y in groups[scope] if x in VERDICTS and y in VERDICTS and x != REFUSED]
+            both = [(x, y) for x, y in groups[scope] if x in VERDICTS and y in VERDICTS]
             kappa = cohen_kappa(both)
             rows.append({"judge_a": a, "judge_b": b, "scenario": scope, "n": len(both),
                          "excluded": len(groups[scope]) - len(both),
