@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--images-dir", metavar="DIR", help="image root (default: SRC_DIR)")
     s.add_argument("--allow-missing-images", action="store_true",
                    help="keep records whose image file is absent (image_sha256 null)")
-    s.add_argument("--strict", action="store_true", help="treat data blemishes (see report) as errors")
+    s.add_argument("--strict", action="store_true", help="refuse records with a defect (an empty or whitespace-only turn); features and quirks are only counted")
     s.set_defaults(func=cmd_data_import)
 
     s = dsub.add_parser("build", parents=[common], help="build dialogues from seed queries",

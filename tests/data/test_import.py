@@ -76,7 +76,7 @@ def test_import_writes_contract_records_sorted(tmp_path: Path, capsys: pytest.Ca
     assert [m["role"] for m in fraud2["messages"]] == ["user", "assistant", "user"]
     assert {r["source"] for r in records} == {"mm", "jbv", "mllm", "beaver"}
     assert stdout.count("\n") == 1
-    assert stdout.startswith("imported 7 dialogues (1:4 2:2 4:1) from 3 files; blemishes: none; report: ")
+    assert stdout.startswith("imported 7 dialogues (1:4 2:2 4:1) from 3 files; features: none; quirks: none; defects: none; report: ")
 
 
 def test_images_linked_beside_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -147,7 +147,7 @@ def test_old_version_without_question(tmp_path: Path, capsys: pytest.CaptureFixt
 
     edit(src, "2_turn.json", drop_question)
     rc, stdout, _ = run(capsys, src, "-o", tmp_path / "d.jsonl")
-    assert rc == 0 and "blemishes: none" in stdout
+    assert rc == 0 and "features: none; quirks: none; defects: none" in stdout
     for r in read_jsonl(tmp_path / "d.jsonl"):
         assert r["question_inferred"] is (r["turns"] == 2)
         assert r["question"] == r["messages"][-1]["content"]
@@ -389,16 +389,50 @@ def test_blemishes_counted_and_kept_verbatim(tmp_path: Path, capsys: pytest.Capt
     assert out["own_satire_17"]["source"] is None
 
 
-@pytest.mark.parametrize("kind", list(BLEMISHED))
-def test_strict_refuses_each_blemish(kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+# From the issue: --strict rejects only defects (an empty or whitespace-only turn); a paraphrased final
+# turn and mixed image extensions are how the release was made, and the other quirks are noise.
+DEFECT_KINDS = {"empty_turn"}
+
+
+@pytest.mark.parametrize("kind", sorted(DEFECT_KINDS))
+def test_strict_refuses_each_defect(kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     src = make_release(tmp_path / "src")
     _add_blemished(src, [kind])
     out = tmp_path / "d.jsonl"
     rc, _, err = run(capsys, src, "-o", out, "--strict")
     assert rc == 2 and err.count("\n") == 1
-    assert f"2_turn.json, record 3, id {BLEMISHED[kind]['id']}: blemish (--strict)" in err
+    assert f"2_turn.json, record 3, id {BLEMISHED[kind]['id']}: defect (--strict)" in err
     assert not out.exists()
     assert run(capsys, src, "-o", out)[0] == 0
+
+
+def test_strict_refuses_a_whitespace_only_turn(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = make_release(tmp_path / "src")
+    rec = _blemished("mm_satire_18", ["  \n ", "Go on.", "What is in the picture?"])
+    edit(src, "2_turn.json", lambda recs: recs.append(rec))
+    draw(src / rec["image_path"])
+    rc, _, err = run(capsys, src, "-o", tmp_path / "d.jsonl", "--strict")
+    assert rc == 2 and "id mm_satire_18: defect (--strict): empty or whitespace-only earlier turn" in err
+
+
+@pytest.mark.parametrize("kind", sorted(set(BLEMISHED) - DEFECT_KINDS))
+def test_strict_counts_features_and_quirks(kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = make_release(tmp_path / "src")
+    _add_blemished(src, [kind])
+    rc, _, err = run(capsys, src, "-o", tmp_path / "d.jsonl", "--strict")
+    assert rc == 0, err
+    entry = json.loads((tmp_path / "d.quality.json").read_text())["blemishes"][kind]
+    assert entry["records"] == 1
+    assert entry["class"] == ("feature" if kind in ("question_differs", "mixed_extensions") else "quirk")
+
+
+def test_strict_on_the_real_excerpt_stops_at_its_one_defect(shared_sample: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "s.jsonl"
+    rc, _, err = run(capsys, shared_sample, "-o", out, "--strict", "--allow-missing-images")
+    assert rc == 2 and err.count("\n") == 1
+    assert "2_turn.json" in err and "id jbv_illegal_activity_49: defect (--strict)" in err
+    assert not out.exists()
 
 
 def test_strict_accepts_clean_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,7 +2,8 @@
 
 Everything is read and checked before anything is written: on any error no output file, quality
 report or image link appears. Blemishes of the release are kept verbatim and counted in a quality
-report beside the output.
+report beside the output, each kind classed as a feature of how the release was made, a quirk or
+a defect (only defects are refused, and only under --strict).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import Any
 from safemt.data.export import META_FIELDS, META_FILE, TURN_FILE
 from safemt.data.images import link_or_copy
 from safemt.data.records import Dialogue, RecordError
-from safemt.data.validate import (BLEMISHES, Located, at_record, blemishes, check_fields, check_unique,
-                                  hash_images, image_extension, refuse_blemishes, source_of)
+from safemt.data.validate import (BLEMISH_CLASS, BLEMISHES, Located, at_record, blemishes, check_fields, check_unique,
+                                  hash_images, image_extension, refuse_defects, source_of)
 from safemt.errors import SafemtError
 from safemt.jsonl import write_json, write_jsonl
 
@@ -36,7 +37,7 @@ def import_release(src_dir: str | Path, out: str | Path, images_dir: str | Path 
     hashes = hash_images(items, image_root, allow_missing_images)
     found = blemishes(items)
     if strict:
-        refuse_blemishes(items, found)
+        refuse_defects(items, found)
 
     report = quality_report(files, items, found, hashes)
     for image, sha in sorted(hashes.items()):
@@ -162,7 +163,7 @@ def quality_report(files: list[tuple[int, Path]], items: list[Located], found: l
         "dialogues": len(items),
         "files": {p.name: sum(1 for it in items if it.file == str(p)) for _, p in files},
         "turns": {str(t): n for t, n in sorted(Counter(it.dialogue.turns for it in items).items())},
-        "blemishes": {kind: {"description": BLEMISHES[kind], "records": len(hits),
+        "blemishes": {kind: {"description": BLEMISHES[kind], "class": BLEMISH_CLASS[kind], "records": len(hits),
                              "examples": [_example(it) for it in hits[:EXAMPLES]]}
                       for kind, hits in by_kind.items()},
         "image_extensions": dict(Counter(image_extension(it.dialogue.image) or "none" for it in items)),
@@ -172,9 +173,11 @@ def quality_report(files: list[tuple[int, Path]], items: list[Located], found: l
 
 def summary_line(report: dict[str, Any], report_path: Path) -> str:
     turns = " ".join(f"{t}:{n}" for t, n in report["turns"].items())
-    found = [f"{b['description']} {b['records']}" for b in report["blemishes"].values() if b["records"]]
-    parts = [f"imported {report['dialogues']} dialogues ({turns}) from {len(report['files'])} files",
-             "blemishes: " + (", ".join(found) or "none")]
+    parts = [f"imported {report['dialogues']} dialogues ({turns}) from {len(report['files'])} files"]
+    for cls, title in (("feature", "features"), ("quirk", "quirks"), ("defect", "defects")):
+        found = [f"{b['description']} {b['records']}" for b in report["blemishes"].values()
+                 if b["class"] == cls and b["records"]]
+        parts.append(f"{title}: " + (", ".join(found) or "none"))
     if report["missing_images"]["records"]:
         parts.append(f"missing images {report['missing_images']['records']} (allowed)")
     parts.append(f"report: {report_path}")

@@ -1,7 +1,10 @@
 """Checks shared by import, validate and export: record contract, uniqueness, images, blemishes.
 
 Errors are SafemtError naming file, record (1-based position in the file) and id. Blemishes are
-oddities of the released data that are kept verbatim and only counted (or refused under --strict).
+oddities of the released data that are kept verbatim and counted, in three classes: `feature` (how
+the release was made: a paraphrased final turn, mixed image extensions), `quirk` (harmless noise:
+stray spaces, a dropped image word) and `defect` (a turn with nothing in it). `--strict` refuses
+only defects; roles out of order are refused always, by the record contract.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ RELEASE_PREFIXES = ("mm", "jbv", "mllm", "beaver")
 
 BLEMISHES = {
     "whitespace": "leading/trailing whitespace",
-    "empty_turn": "empty earlier turn",
+    "empty_turn": "empty or whitespace-only earlier turn",
     "question_differs": "question differs from final user turn",
     "final_image": 'final user turn is "image"',
     "mixed_extensions": "mixed image extensions",
@@ -30,6 +33,14 @@ BLEMISHES = {
     "dropped_image_word": "dropped image word",
     "unknown_prefix": "unknown id prefix",
 }
+# Which blemishes are how the release was made (features), which are noise (quirks) and which leave a
+# turn without content (defects, the only ones --strict refuses).
+BLEMISH_CLASS = {
+    "whitespace": "quirk", "empty_turn": "defect", "question_differs": "feature", "final_image": "quirk",
+    "mixed_extensions": "feature", "double_space": "quirk", "dropped_image_word": "quirk",
+    "unknown_prefix": "quirk",
+}
+DEFECTS = tuple(k for k, c in BLEMISH_CLASS.items() if c == "defect")
 
 # "Regarding , could you" (dangling comma) and "this  about" (a word missing between two spaces).
 _DROPPED_WORD = re.compile(r"(?:^|\s),\s|\b(?:this|that|these|those|the|an?|of|in|on|at|from)  ")
@@ -179,8 +190,9 @@ def blemishes(items: list[Located]) -> list[list[str]]:
     return found
 
 
-def refuse_blemishes(items: list[Located], found: list[list[str]]) -> None:
-    """--strict: the first blemished record is an error."""
+def refuse_defects(items: list[Located], found: list[list[str]]) -> None:
+    """--strict: the first record with a defect is an error; features and quirks are only counted."""
     for item, kinds in zip(items, found):
-        if kinds:
-            raise item.error("blemish (--strict): " + ", ".join(BLEMISHES[k] for k in kinds))
+        defects = [k for k in kinds if BLEMISH_CLASS[k] == "defect"]
+        if defects:
+            raise item.error("defect (--strict): " + ", ".join(BLEMISHES[k] for k in defects))
