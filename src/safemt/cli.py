@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from safemt import __version__
 from safemt.errors import SafemtError
@@ -32,10 +33,13 @@ def _shard(text: str) -> tuple[int, int]:
 # --- data -------------------------------------------------------------------------------------
 
 def cmd_data_import(args: argparse.Namespace) -> int:
+    from safemt.data.fetch import hub_config
     from safemt.data.importer import import_release
 
+    params = _params(args) if Path(args.params).is_file() else {}
+    hub = hub_config(params) if ((params.get("dataset") or {}).get("hub")) else None
     import_release(args.src_dir, args.output, images_dir=args.images_dir,
-                   allow_missing_images=args.allow_missing_images, strict=args.strict)
+                   allow_missing_images=args.allow_missing_images, strict=args.strict, hub=hub)
     return 0
 
 
@@ -158,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
 
     s = dsub.add_parser("import", parents=[common], help="import the released format",
-                        description="Read SRC_DIR/<N>_turn.json (both released versions and the Hugging Face "
+                        description="Read SRC_DIR/<N>_turn.json (SRC_DIR or the shallowest folder below it that holds them) (both released versions and the Hugging Face "
                         "layout) and write one validated dialogue per record to OUT, sorted by (turns, id). "
                         "Images are hashed and linked under OUT's folder (images/...). A data-quality "
                         "report is written beside OUT (<OUT stem>.quality.json).")

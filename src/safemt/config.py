@@ -91,8 +91,8 @@ def check_references(params: dict[str, Any], source: str = "params") -> None:
                               key=f"dataset.{key}")
     if ds.get("source") == "build" and not ds.get("seeds"):
         raise ConfigError("dataset.source 'build' needs dataset.seeds", file=source, key="dataset.seeds")
-    if ds.get("source") == "import" and not ds.get("release_dir"):
-        raise ConfigError("dataset.source 'import' needs dataset.release_dir", file=source,
+    if ds.get("source") == "import" and not ds.get("release_dir") and not (ds.get("hub") or {}).get("local_dir"):
+        raise ConfigError("dataset.source 'import' needs dataset.release_dir or dataset.hub.local_dir", file=source,
                           key="dataset.release_dir")
 
 

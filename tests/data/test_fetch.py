@@ -169,3 +169,49 @@ def test_hub_settings_are_required():
     assert info.value.key == "dataset.hub.revision"
     with pytest.raises(ConfigError):
         fetch({"dataset": {"source": "import"}}, None)
+
+
+# --- where `import` finds what `fetch` downloaded (dataset.release_dir: null) -------------------------
+
+
+def null_release_dir(tmp_path: Path, repo_root: Path) -> Path:
+    path = write_params(tmp_path, repo_root)
+    params = yaml.safe_load(path.read_text(encoding="utf-8"))
+    params["dataset"]["release_dir"] = None
+    path.write_text(yaml.safe_dump(params), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("hugging_face", [False, True])
+def test_release_source_follows_the_fetch_folder_in_either_layout(tmp_path, repo_root, no_hub, capsys,
+                                                                  hugging_face):
+    from safemt import config
+    from safemt.data.fetch import release_source
+
+    lay_out_release(tmp_path / "release", hugging_face)
+    params_path = null_release_dir(tmp_path, repo_root)
+    params = config.load(params_path)
+    assert release_source(params) == tmp_path / "release"
+    out = tmp_path / "ds" / "d.jsonl"
+    code = main(["data", "import", str(release_source(params)), "-o", str(out), "--params", str(params_path)])
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    assert [json.loads(line)["turns"] for line in out.read_text().splitlines()] == [1, 2]
+
+
+def test_an_explicit_release_dir_wins(tmp_path, repo_root):
+    from safemt import config
+    from safemt.data.fetch import release_source
+
+    assert release_source(config.load(write_params(tmp_path, repo_root))) == tmp_path / "release" / "Data"
+
+
+def test_import_of_an_empty_fetch_folder_says_what_to_download(tmp_path, repo_root, no_hub, capsys):
+    params_path = null_release_dir(tmp_path, repo_root)
+    (tmp_path / "release").mkdir()
+    out = tmp_path / "ds" / "d.jsonl"
+    code = main(["data", "import", str(tmp_path / "release"), "-o", str(out), "--params", str(params_path)])
+    _, err = capsys.readouterr()
+    assert code == 2 and err.count("\n") == 1
+    assert "no <N>_turn.json files found" in err and f"someone/SafeMT at revision {REVISION}" in err
+    assert str(tmp_path / "release") in err and not out.exists()

@@ -2,6 +2,8 @@ DATASET_CFG = config["dataset"]
 DATASET_CARD = LAYOUT.dataset_card
 DATASET_FIGURE = LAYOUT.dataset_figure
 IMPORTING = DATASET_CFG["source"] == "import"
+# Import reads release_dir, or by default the folder `safemt data fetch` downloads the pinned revision to.
+RELEASE_SOURCE = DATASET_CFG.get("release_dir") or (DATASET_CFG.get("hub") or {}).get("local_dir")
 # The classifier in the card is scored on the project's own seeds, whatever the dataset's source.
 REFERENCE_SEEDS = DATASET_CFG.get("seeds") or "resources/seeds/seeds.jsonl"
 GENERATOR_MODEL = DATASET_CFG.get("generator_model")
@@ -14,7 +16,7 @@ rule dataset:
     """Dialogues from the seeds (build) or from the released files (import, then method labels),
     then validated."""
     input:
-        source=DATASET_CFG["release_dir"] if IMPORTING else DATASET_CFG["seeds"],
+        source=RELEASE_SOURCE if IMPORTING else DATASET_CFG["seeds"],
         generator=GENERATOR_INPUTS,
     output:
         dialogues=DATASET,

@@ -40,6 +40,29 @@ def hub_config(params: dict[str, Any]) -> Hub:
     return Hub(spec["repo_id"], spec["revision"], Path(spec["local_dir"]))
 
 
+def release_source(params: dict[str, Any]) -> Path:
+    """Where `import` reads the release: `dataset.release_dir` if set, else where `fetch` puts the
+    pinned revision (`dataset.hub.local_dir`), in whichever layout the download has."""
+    ds = params.get("dataset") or {}
+    if ds.get("release_dir"):
+        return Path(ds["release_dir"])
+    return hub_config(params).local_dir
+
+
+def find_release(src: Path, hub: Hub | None = None) -> Path:
+    """The folder under SRC holding the <N>_turn.json files (SRC itself, `Data/` or the hub's layout);
+    nothing there is one line naming what to download and where, when SRC is the fetch folder."""
+    if not src.is_dir() and (hub is None or src.resolve() != hub.local_dir.resolve()):
+        raise SafemtError("not a directory", file=str(src))
+    folder = release_folder(src)
+    if folder is not None:
+        return folder
+    hint = ""
+    if hub is not None and src.resolve() == hub.local_dir.resolve():
+        hint = "; " + hub.instruction() + " (or run `safemt data fetch --download-only`)"
+    raise SafemtError("no <N>_turn.json files found (in it or below)" + hint, file=str(src))
+
+
 def release_folder(root: Path) -> Path | None:
     """The shallowest folder under ROOT holding <N>_turn.json files (GitHub or Hugging Face layout)."""
     if not root.is_dir():

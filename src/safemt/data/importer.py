@@ -26,9 +26,15 @@ EXAMPLES = 5  # example records per blemish kind in the quality report
 
 
 def import_release(src_dir: str | Path, out: str | Path, images_dir: str | Path | None = None,
-                   allow_missing_images: bool = False, strict: bool = False) -> dict[str, Any]:
-    """Import SRC_DIR into OUT; images are linked under OUT's folder. Returns the quality report."""
-    src_dir, out = Path(src_dir), Path(out)
+                   allow_missing_images: bool = False, strict: bool = False, hub: Any = None) -> dict[str, Any]:
+    """Import SRC_DIR into OUT; images are linked under OUT's folder. Returns the quality report.
+
+    SRC_DIR may be the release folder itself or any folder above it (a fetch folder holding `Data/`
+    or the hub's layout); HUB (a fetch.Hub), when SRC_DIR is its folder, makes an empty one say what
+    to download."""
+    from safemt.data.fetch import find_release
+
+    src_dir, out = find_release(Path(src_dir), hub), Path(out)
     image_root = Path(images_dir) if images_dir is not None else src_dir
     files = release_files(src_dir)
     meta = read_meta(src_dir / META_FILE)
