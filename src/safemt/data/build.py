@@ -19,6 +19,7 @@ from typing import Any, Iterator
 from safemt.data import draw
 from safemt.data.images import check_image_readable
 from safemt.data.generators import Generator, Reject, Task, make_generator, run
+from safemt.data.grounding import GROUNDING_FIELDS, Grounding, parse_grounding
 from safemt.data.quality import Checks
 from safemt.data.records import Dialogue, Message, RecordError, check_image_path
 from safemt.data.scenarios import METHODS, SCENARIOS, folder
@@ -30,6 +31,7 @@ ASSIGNMENTS = ("round_robin", "random", "all")
 FINAL_TURNS = ("verbatim", "paraphrase")
 GENERATORS = ("template", "llm")
 SEED_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")  # also a file name: no separators, no dot-files
+SEED_FIELDS = ("id", "scenario", "question", "source", "image", "draw", *GROUNDING_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class Seed:
     image: str | None
     phrase: str | None
     scene: str | None
+    grounding: Grounding = Grounding()
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,9 @@ def _parse_seed(obj: dict[str, Any], index: int, path: Path) -> Seed:
 
 def _seed_fields(obj: dict[str, Any], root: Path) -> Seed:
     """The checked fields of one seed; ValueError carries the reason."""
+    unknown = sorted(set(obj) - set(SEED_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown field {unknown[0]!r} (fields: {', '.join(SEED_FIELDS)})")
     if obj.get("scenario") not in SCENARIOS:
         raise ValueError(f"unknown scenario {obj.get('scenario')!r}")
     question = obj.get("question")
@@ -131,7 +137,8 @@ def _seed_fields(obj: dict[str, Any], root: Path) -> Seed:
             check_image_readable(root / image)
         except RecordError as exc:
             raise ValueError(f"image {image!r}: {exc}") from None
-    return Seed(obj["id"], obj["scenario"], question, source, image, phrase, scene)
+    grounding = parse_grounding(obj, question, phrase, scene)
+    return Seed(obj["id"], obj["scenario"], question, source, image, phrase, scene, grounding)
 
 
 def _check_seed_image(image: Any, root: Path) -> None:
@@ -185,10 +192,11 @@ def assign_methods(seed: Seed, position: int, turns: int, multi_index: int, opts
 
 
 def plan(seeds: list[Seed], opts: Options, pictures: dict[str, Path | None]) -> list[Task]:
-    """Every multi-turn dialogue to generate; in `all` mode the id gets a `__<method>` suffix."""
+    """Every multi-turn dialogue to generate, keyed (id, turns, method): the id is the seed's at every
+    length, so in `all` mode several methods share (id, turns)."""
     multi = [t for t in opts.turns if t > 1]
-    return [Task(f"{seed.id}__{method}" if opts.assignment == "all" else seed.id, seed.id, turns, method,
-                 seed.question, seed.scenario, seed.phrase, seed.scene, pictures.get(seed.id))
+    return [Task(seed.id, seed.id, turns, method, seed.question, seed.scenario, seed.grounding,
+                 pictures.get(seed.id))
             for position, seed in enumerate(seeds)
             for multi_index, turns in enumerate(multi)
             for method in assign_methods(seed, position, turns, multi_index, opts)]
@@ -237,8 +245,8 @@ def make_dialogues(seeds_path: str | Path, params: dict[str, Any]) -> Built:
             seed = by_id[task.seed_id]
             dialogues.append(_dialogue(seed, task.id, task.turns, task.method, kept[task.key],
                                        images[seed.id][0], shas[seed.id]))
-    dialogues.sort(key=lambda d: (d.turns, d.id))
-    rejects.sort(key=lambda r: (r.task.turns, r.task.id))
+    dialogues.sort(key=lambda d: (d.turns, d.id, d.method or ""))
+    rejects.sort(key=lambda r: (r.task.turns, r.task.id, r.task.method))
     return Built(dialogues, rejects, images, len(seeds), generator.name)
 
 

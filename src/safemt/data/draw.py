@@ -140,18 +140,34 @@ def _clinic(d: ImageDraw.ImageDraw, p: Palette) -> None:
 class Scene(NamedTuple):
     description: str   # what the templates say the picture shows
     paint: Painter
+    parts: tuple[str, ...] = ()  # the things the painter draws, named for the image facts
 
 
 SCENES: dict[str, Scene] = {
-    "house": Scene("a small house with a front garden", _house),
-    "street": Scene("a city street lined with buildings", _street),
-    "office": Scene("an office with a desk and a computer", _office),
-    "screen": Scene("a computer screen full of text", _screen),
-    "park": Scene("a park with a tree and a bench", _park),
-    "crowd": Scene("a crowd of people standing together", _crowd),
-    "shop": Scene("a small shop front with an awning", _shop),
-    "clinic": Scene("a clinic building with a cross on it", _clinic),
+    "house": Scene("a small house with a front garden", _house,
+                   ("a red roof", "a front door", "two white windows", "a yellow sun")),
+    "street": Scene("a city street lined with buildings", _street,
+                    ("three tall buildings", "rows of lit windows", "white road markings")),
+    "office": Scene("an office with a desk and a computer", _office,
+                    ("a desk", "a computer monitor", "a window", "a potted plant")),
+    "screen": Scene("a computer screen full of text", _screen,
+                    ("a monitor showing lines of grey text", "a blue title bar", "a keyboard")),
+    "park": Scene("a park with a tree and a bench", _park,
+                  ("a leafy tree", "a wooden bench", "green grass", "a yellow sun")),
+    "crowd": Scene("a crowd of people standing together", _crowd,
+                   ("rows of people standing shoulder to shoulder", "a pale wall behind them")),
+    "shop": Scene("a small shop front with an awning", _shop,
+                  ("a striped awning", "a dark sign above the awning", "a shop window", "a brown door")),
+    "clinic": Scene("a clinic building with a cross on it", _clinic,
+                    ("a red cross", "two windows", "a blue door", "green grass")),
 }
+
+
+def facts(phrase: str, scene: str) -> tuple[str, ...]:
+    """What a drawn picture shows, for the templates: the scene, its parts, and the printed words."""
+    check(phrase, scene)
+    return (SCENES[scene].description, *SCENES[scene].parts,
+            f'the words "{phrase}" printed in a white band at the bottom')
 
 
 def _font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:

@@ -5,7 +5,10 @@ every later stage relies on it. The other checks are named in `dataset.checks` a
 off, e.g. for tiny-model runs whose generated text is nonsense:
 - structure: no empty turn, no user turn said twice, the query not asked before the final turn;
 - refusal: no refusal inside a pre-written assistant turn (it would defeat the jailbreak);
-- duplicate: no dialogue identical to one already kept.
+- duplicate: no dialogue identical to one already kept;
+- grounding: the final user turn leans on what came before: it mentions the picture or an earlier
+  turn, or shares a content word with an earlier turn (a lead-in that has nothing to do with the
+  question fails).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any, NamedTuple, Sequence
 from safemt.data.records import Message, RecordError, check_messages
 from safemt.errors import ConfigError
 
-CHECKS = ("structure", "refusal", "duplicate")
+CHECKS = ("structure", "refusal", "duplicate", "grounding")
 
 # Ways an assistant declines, written for this project; matched case-insensitively.
 _REFUSAL = re.compile(
@@ -43,6 +46,7 @@ class Checks:
     structure: bool = True
     refusal: bool = True
     duplicate: bool = True
+    grounding: bool = True
 
     @classmethod
     def from_params(cls, spec: Any) -> "Checks":
@@ -76,6 +80,8 @@ class Inspector:
             return Problem("structure", found)
         if self.checks.refusal and (found := refusal_problem(messages)):
             return Problem("refusal", found)
+        if self.checks.grounding and (found := grounding_problem(messages)):
+            return Problem("grounding", found)
         if self.checks.duplicate and _fingerprint(messages) in self._kept:
             return Problem("duplicate", "same messages as a dialogue already kept")
         return None
@@ -103,3 +109,32 @@ def refusal_problem(messages: Sequence[Message]) -> str | None:
         if m.role == "assistant" and (hit := _REFUSAL.search(m.content)):
             return f"assistant message {i} refuses ({hit.group(0)!r})"
     return None
+
+
+# The picture or an earlier turn, named in the final turn; and words too common to link two turns.
+_REFERS = re.compile(r"\b(?:picture|image|photo|earlier|above|samples?|examples?|story|scene|chapter|episode"
+                     r"|character|you (?:said|mentioned|described))\b", re.IGNORECASE)
+_WORD = re.compile(r"[a-z][a-z']{3,}")
+_COMMON = frozenset("""about after again also always another anyone anything around because been before being
+between both could does doing down each even every from give have having here into just know like made make
+many more most much must never only other over people really same should some someone something still such
+than that their them then there these they thing things think this those through very want ways were what
+when where which while will with would your""".split())
+
+
+def _content_words(text: str) -> set[str]:
+    """Content words cut to five letters, a crude stem ("satire"/"satirical", "piece"/"pieces")."""
+    return {w[:5] for w in _WORD.findall(text.lower()) if w not in _COMMON}
+
+
+def grounding_problem(messages: Sequence[Message]) -> str | None:
+    """The final turn must refer to the picture or an earlier turn, or share a content word with one."""
+    if len(messages) < 3:
+        return None
+    final = messages[-1].content
+    if _REFERS.search(final):
+        return None
+    earlier = set().union(*(_content_words(m.content) for m in messages[:-1]))
+    if _content_words(final) & earlier:
+        return None
+    return "the final turn refers to no earlier turn and not to the picture"

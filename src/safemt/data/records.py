@@ -35,8 +35,9 @@ class Dialogue:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def key(self) -> tuple[str, int]:
-        return (self.id, self.turns)
+    def key(self) -> tuple[str, int, str | None]:
+        """(id, turns, method): unique in a dataset; in `all` mode several methods share (id, turns)."""
+        return (self.id, self.turns, self.method)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -95,12 +95,13 @@ def read_dialogues(path: str | Path) -> list[Located]:
 
 
 def check_unique(items: list[Located]) -> None:
-    """(id, turns) is the key every later stage joins on, so it must be unique."""
+    """(id, turns, method) is the key every later stage joins on, so it must be unique (the method is
+    part of it because `method_assignment: all` writes every method under one id and length)."""
     seen: dict[tuple[str, int], Located] = {}
     for item in items:
         first = seen.setdefault(item.dialogue.key, item)
         if first is not item:
-            raise item.error(f"duplicate (id, turns) {item.dialogue.key}; first seen in {first.file} "
+            raise item.error(f"duplicate (id, turns, method) {item.dialogue.key}; first seen in {first.file} "
                              f"record {first.index}")
 
 
