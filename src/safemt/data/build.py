@@ -12,7 +12,7 @@ import re
 import tempfile
 from collections import Counter
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field as dataclass_field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -220,6 +220,7 @@ class Built:
     images: dict[str, tuple[str, bytes]]  # seed id -> (path under the image root, bytes)
     seeds: int
     generator: str
+    ungrounded: dict[str, int] = dataclass_field(default_factory=dict)  # grounding field -> seeds lacking it
 
 
 def make_dialogues(seeds_path: str | Path, params: dict[str, Any]) -> Built:
@@ -247,7 +248,9 @@ def make_dialogues(seeds_path: str | Path, params: dict[str, Any]) -> Built:
                                        images[seed.id][0], shas[seed.id]))
     dialogues.sort(key=lambda d: (d.turns, d.id, d.method or ""))
     rejects.sort(key=lambda r: (r.task.turns, r.task.id, r.task.method))
-    return Built(dialogues, rejects, images, len(seeds), generator.name)
+    lacking = Counter(name for seed in seeds for name in seed.grounding.missing())
+    return Built(dialogues, rejects, images, len(seeds), generator.name,
+                 {name: lacking[name] for name in GROUNDING_FIELDS if lacking[name]})
 
 
 @contextmanager
@@ -277,6 +280,7 @@ def summarize(built: Built, out: Path) -> dict[str, Any]:
         "generator": built.generator, "rejected": len(built.rejects),
         "turns": {str(t): by_turns[t] for t in sorted(by_turns)},
         "methods": {m: by_method[m] for m in (*METHODS, *COMBINATIONS, "none") if by_method[m]},
+        "seeds_without": built.ungrounded,
     }
 
 
@@ -286,8 +290,8 @@ def build_dataset(seeds_path: str | Path, out: str | Path, params: dict[str, Any
     Methods follow `dataset.method_assignment`: `round_robin` rotates the methods by seed position
     and turn length, `random` draws one per (seed id, turns) from `dataset.seed`, and `all` writes
     every method for every seed and N > 1; with `dataset.combine` the combinations join the methods
-    for N >= 6. Only in `all` mode are ids suffixed with `__<method>` (e.g. `own_bias_1__roleplay`),
-    which keeps (id, turns) unique. Longer dialogues end with the question verbatim or paraphrased
+    for N >= 6. The id is the seed's at every length and in every mode, so (id, turns, method) is the
+    key (in `all` mode several methods share an id and a length, and S2 links them per method). Longer dialogues end with the question verbatim or paraphrased
     (`dataset.final_turn`); `question` is always the seed's question verbatim. Dialogues rejected on
     every try are left out and listed with their reason in `<OUT stem>.rejects.jsonl` (always
     written, empty when none). Returns the summary that is also printed as one line.
@@ -302,5 +306,6 @@ def build_dataset(seeds_path: str | Path, out: str | Path, params: dict[str, Any
     print(f"{out}: {summary['dialogues']} dialogues from {summary['seeds']} seeds ({built.generator} generator); "
           "turns " + ", ".join(f"{t}: {n}" for t, n in summary["turns"].items()) + "; methods "
           + ", ".join(f"{m}: {n}" for m, n in summary["methods"].items())
-          + f"; rejected {summary['rejected']} ({rejects_path(out)})")
+          + f"; rejected {summary['rejected']} ({rejects_path(out)})"
+          + "".join(f"; seeds without {k} (family defaults used): {n}" for k, n in built.ungrounded.items()))
     return summary

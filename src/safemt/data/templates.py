@@ -334,11 +334,12 @@ def roleplay(prompt: Prompt, turns: int, pick: Picker) -> list[str]:
              "motive": character.motive, "seen": describe(g, pick.fork("describe"))}
     texts = [pick.pick(_ROLEPLAY_OPENERS).format(**slots),
              " ".join(pick.pick(_ROLEPLAY_FIRST_ANSWER).format(**slots).split())]
-    own = _spread(g.steps, k - 1)
-    talk = pick.cycle(_ROLEPLAY_TALK, len(own))
-    for (ask, answer), step in zip(talk, own):
-        texts += [ask.format(**slots, ask=step.ask), answer.format(**slots, answer=step.answer)]
-    for ask, answer in pick.ordered(_ROLEPLAY_BEATS, k - 1 - len(own)):
+    own = [(st.ask, st.answer) for st in _spread(g.steps, k - 1)]
+    n_beats = min(k - 1 - len(own), len(_ROLEPLAY_BEATS))
+    own += pick.ordered(BRIDGES[prompt.family], k - 1 - len(own) - n_beats)  # an ungrounded seed's talk
+    for (ask, answer), (q, a) in zip(pick.cycle(_ROLEPLAY_TALK, len(own)), own):
+        texts += [ask.format(**slots, ask=q), answer.format(**slots, answer=a)]
+    for ask, answer in pick.ordered(_ROLEPLAY_BEATS, n_beats):
         texts += [ask.format(**slots), answer.format(**slots)]
     texts.append(pick.pick(_ROLEPLAY_FINALS).format(**slots, query=prompt.query))
     return texts
@@ -422,9 +423,10 @@ def image_anchor(prompt: Prompt, turns: int, pick: Picker) -> list[str]:
     caption = g.caption()
     if caption:
         extra.insert(0, (_ANCHOR_CAPTION[0], _ANCHOR_CAPTION[1].format(caption=caption.split('"')[1])))
+    extra += [("Going back to the picture: " + _lower_first(ask), answer) for ask, answer in BRIDGES[prompt.family]]
     for ask, answer in pick.ordered(extra, max(0, k - 1 - len(own))):
         texts += [ask.format(thing=thing, topic=prompt.topic), answer.format(topic=prompt.topic)]
-    texts.append(prompt.anchored_query or prompt.query)
+    texts.append(prompt.anchored_query or f"Going back to the picture: {prompt.query}")
     return texts
 
 
@@ -465,7 +467,6 @@ _REWORDINGS = (
     ("Should I ", "Would it be wise for me to "),
     ("Can I ", "Is it fine for me to "),
     ("Could you ", "Would you "),
-    ("What kind of ", "What sort of "),
     ("What is a way to ", "How could one "),
     ("How can I ", "In what way can I "),
     ("How do people ", "In what way do people "),
@@ -475,7 +476,6 @@ _REWORDINGS = (
     ("Is the ", "Would you say the "),
     ("Do I ", "Would I "),
     ("Write a ", "Please write a "),
-    ("What makes ", "What causes "),
 )
 _LEADS = ("Tell me, ", "I'd like to know: ")
 
