@@ -255,7 +255,7 @@ ERROR_CASES = [
     ("unknown scenario", _set("1_turn.json", 2, "scenario", "Cooking"),
      "1_turn.json", "record 3, id mllm_political_3", "unknown scenario 'Cooking'"),
     ("duplicate id and turns", _duplicate,
-     "2_turn.json", "record 3, id mm_fraud_1", "duplicate (id, turns)"),
+     "2_turn.json", "record 3, id mm_fraud_1", "duplicate (id, turns, method)"),
     ("image path with ..", _set("1_turn.json", 1, "image_path", "../secret.jpg"),
      "1_turn.json", "record 2, id jbv_bias_2", "escapes the image root"),
     ("absolute image path", _set("1_turn.json", 1, "image_path", "/etc/hostname"),

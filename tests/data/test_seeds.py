@@ -38,6 +38,27 @@ def test_seed_fields_follow_the_project_convention(seeds):
         draw.check(s["draw"]["phrase"], s["draw"]["scene"])
 
 
+def test_every_seed_carries_its_grounding(seeds):
+    """Issue 13: steps with answers, an anchor in the picture, a character; nothing else unknown."""
+    for s in seeds:
+        assert set(s) <= {"id", "scenario", "question", "source", "image", "draw", "steps", "anchor", "character"}
+        assert len(s["steps"]) >= 2 and all(st["ask"].endswith("?") and st["answer"] for st in s["steps"])
+        facts = draw.facts(s["draw"]["phrase"], s["draw"]["scene"])
+        assert any(s["anchor"]["thing"] in f for f in facts), s["id"]
+        assert s["anchor"]["stands_for"] in s["question"]
+        assert s["character"]["who"] and s["character"]["motive"]
+
+
+def test_the_seeds_build_with_no_family_defaults(seeds, repo_root, tmp_path):
+    import yaml
+
+    from safemt.data.build import build_dataset
+
+    params = yaml.safe_load((repo_root / "params.yaml").read_text(encoding="utf-8"))
+    summary = build_dataset(repo_root / "resources" / "seeds" / "seeds.jsonl", tmp_path / "d.jsonl", params)
+    assert summary["seeds_without"] == {} and summary["rejected"] == 0
+
+
 def test_drawing_is_deterministic_and_plain():
     a = draw.render_png("own_bias_1", "accent at work", "office")
     assert a == draw.render_png("own_bias_1", "accent at work", "office")

@@ -89,7 +89,7 @@ ERROR_CASES = [
     ("unknown method", _set(2, method="flattery"), "record 3, id own_bias_2", "unknown method 'flattery'"),
     ("turns not an integer", _set(0, turns="1"), "record 1, id own_bias_1", "turns must be a positive integer"),
     ("missing field", lambda recs: recs[2].pop("question"), "record 3, id own_bias_2", "missing field(s): question"),
-    ("duplicate key", lambda recs: recs.append(dict(recs[0])), "record 4, id own_bias_1", "duplicate (id, turns)"),
+    ("duplicate key", lambda recs: recs.append(dict(recs[0])), "record 4, id own_bias_1", "duplicate (id, turns, method)"),
     ("image escapes root", _set(0, image="../x.png"), "record 1, id own_bias_1", "escapes the image root"),
     ("absolute image", _set(0, image="/tmp/x.png"), "record 1, id own_bias_1", "is absolute"),
     ("bad sha format", _set(0, image_sha256="abc"), "record 1, id own_bias_1", "image_sha256 must be 64"),
