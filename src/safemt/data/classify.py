@@ -10,7 +10,13 @@ The release has no method field, so its dialogues are labelled from what is visi
   later becomes `<label of the lead-in>+roleplay`;
 - image_anchor: user turns that start and end on the picture and keep returning to it or to earlier
   turns ("In the image...", "Earlier we talked about...");
-- escalation: any other multi-turn dialogue, the release's most common shape.
+- escalation: a real opening (not empty, not a greeting) and a final turn on the same topic as an
+  earlier turn (it shares a content word with one): the drift of gradual escalation;
+- unknown: any other multi-turn dialogue. No pattern is visible, and the classifier says so rather
+  than guessing (it used to fall back to escalation); the count is reported by `classify` and the card.
+Two-method combinations (`first+second`, in dialogue order) are labels: the release combines methods
+in one dialogue, and the second part is read from the turns after the first pattern ends; a part that
+shows no pattern is left out (`in_context` alone).
 1-turn dialogues have no method. Labels written here carry `method_inferred: true`.
 """
 from __future__ import annotations
@@ -67,8 +73,11 @@ BACK_REFERENCE = re.compile(
     r"|you just (?:said|described|mentioned)|from before|a moment ago)\b", _I)
 
 
+UNKNOWN = "unknown"
+
+
 def classify(d: Dialogue) -> str | None:
-    """The method a dialogue shows, or None for a 1-turn dialogue."""
+    """The method a dialogue shows, `unknown` if none is visible, or None for a 1-turn dialogue."""
     if d.turns < 2:
         return None
     users = tuple(m.content for m in d.messages if m.role == "user")
@@ -78,8 +87,9 @@ def classify(d: Dialogue) -> str | None:
         return "in_context"
     opening = _eager_opening(eager)
     if opening:
-        return f"in_context+{_plain_label(users[opening:])}"
-    return _plain_label(users)
+        rest = _plain_label(users[opening:], answers[opening:])
+        return "in_context" if rest == UNKNOWN else f"in_context+{rest}"
+    return _plain_label(users, answers)
 
 
 def _shows_examples(final: str, answers: tuple[str, ...]) -> bool:
@@ -96,28 +106,47 @@ def _eager_opening(eager: list[bool]) -> int:
     return n if n and not any(eager[n:]) else 0
 
 
-def _plain_label(users: tuple[str, ...]) -> str:
+def _plain_label(users: tuple[str, ...], answers: tuple[str, ...]) -> str:
     """Role-play, anchoring or escalation (or a lead-in then role-play) without fake compliance."""
     fiction = [bool(FICTION.search(u) or PERSONA.search(u)) for u in users]
     framed = FRAME.search(users[0]) or PERSONA.search(users[0])
     if not (framed or sum(fiction) >= 2 or (len(users) == 2 and fiction[-1])):
-        return _anchor_or_escalation(users)
+        return _anchor_or_escalation(users, answers)
     start = fiction.index(True)
-    return f"{_anchor_or_escalation(users[:start])}+roleplay" if start >= 2 else "roleplay"
+    if start < 2:
+        return "roleplay"
+    lead = _anchor_or_escalation(users[:start], answers[:start])
+    return "roleplay" if lead == UNKNOWN else f"{lead}+roleplay"
 
 
 def _anchored(text: str) -> bool:
     return bool(PICTURE.search(text) or BACK_REFERENCE.search(text))
 
 
-def _anchor_or_escalation(users: tuple[str, ...]) -> str:
+def _anchor_or_escalation(users: tuple[str, ...], answers: tuple[str, ...]) -> str:
     """Anchoring when the turns start and end on the picture and keep returning to it or to earlier
-    turns; otherwise the gradual drift of escalation."""
+    turns; escalation when a real opening drifts to a final turn on the same topic; else unknown."""
     later = users[1:]
     back = any(BACK_REFERENCE.search(u) for u in later)
     if _anchored(users[0]) and _anchored(users[-1]) and (back or all(_anchored(u) for u in later)):
         return "image_anchor"
-    return "escalation"
+    earlier = set().union(*(_content_words(t) for t in (*users[:-1], *answers)))
+    if len(_content_words(users[0])) >= 2 and _content_words(users[-1]) & earlier:
+        return "escalation"
+    return UNKNOWN
+
+
+# Words too common to show that two turns share a topic (content words are cut to five letters).
+_WORD = re.compile(r"[a-z][a-z']{3,}")
+_COMMON = frozenset("""about after again also always another anyone anything around because been before being
+between both could does doing down each even every from give have having help hello here into just know like
+made make many more most much must never only other over please people really same should some someone
+something still such than thank thanks that their them then there these they thing things think this those
+through very want ways were what when where which while will with would your""".split())
+
+
+def _content_words(text: str) -> set[str]:
+    return {w[:5] for w in _WORD.findall(text.lower()) if w not in _COMMON}
 
 
 # --- files and accuracy --------------------------------------------------------------------------------
@@ -143,15 +172,25 @@ def classify_file(path: str | Path, out: str | Path) -> dict[str, int]:
 
 
 def _method_order(method: str) -> tuple[int, str]:
-    return (METHODS.index(method) if method in METHODS else len(METHODS), method)
+    order = (*METHODS, UNKNOWN)
+    return (order.index(method) if method in order else len(order), method)
+
+
+def truth(d: Dialogue) -> str | None:
+    """The known method of a dialogue: a hand label (`label`, as in the fixture) or a method not inferred."""
+    hand = d.extra.get("label")
+    if isinstance(hand, str):
+        return hand
+    return d.method if d.method is not None and not d.method_inferred else None
 
 
 def accuracy(dialogues: Iterable[Dialogue]) -> dict[str, Any]:
-    """How often the classifier finds the known method of multi-turn dialogues, overall and per method."""
-    known = [d for d in dialogues if d.method is not None and not d.method_inferred and d.turns > 1]
+    """How often the classifier finds the known method of multi-turn dialogues, overall and per method,
+    with the confusion matrix (per true method: predicted label -> dialogues)."""
+    known = [d for d in dialogues if truth(d) is not None and d.turns > 1]
     confusion: dict[str, Counter] = {}
     for d in known:
-        confusion.setdefault(d.method, Counter())[classify(d) or "none"] += 1
+        confusion.setdefault(truth(d), Counter())[classify(d) or "none"] += 1
     correct = sum(c[m] for m, c in confusion.items())
     return {
         "dialogues": len(known),

@@ -81,8 +81,11 @@ class Dialogue:
             raise RecordError(f"turns must be a positive integer, got {self.turns!r}")
         if self.scenario not in SCENARIOS:
             raise RecordError(f"unknown scenario {self.scenario!r}")
-        if self.method is not None and self.method not in METHODS and not _is_combo(self.method):
-            raise RecordError(f"unknown method {self.method!r} (one of {', '.join(METHODS)} or null)")
+        if self.method == "unknown" and not self.method_inferred:
+            raise RecordError("method 'unknown' is only a classifier label (method_inferred must be true)")
+        if self.method is not None and self.method not in (*METHODS, "unknown") and not _is_combo(self.method):
+            raise RecordError(f"unknown method {self.method!r} (one of {', '.join(METHODS)}, a 'first+second' "
+                              "combination of them, 'unknown' when inferred, or null)")
         if not isinstance(self.question, str):
             raise RecordError("question must be a string")
         check_messages(self.messages, self.turns)
