@@ -86,7 +86,8 @@ def cmd_data_classify(args: argparse.Namespace) -> int:
 def cmd_data_card(args: argparse.Namespace) -> int:
     from safemt.data.card import make_card
 
-    make_card(args.file, args.output, _params(args), figure=args.figure, reference=args.reference)
+    make_card(args.file, args.output, _params(args), figure=args.figure, reference=args.reference,
+              fixture=args.fixture)
     return 0
 
 
@@ -222,13 +223,17 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Read FILE (and the rejects file a build wrote beside it) and write OUT: counts "
                         "by scenario x method x turns, source shares, mean dialogue length in tokens per turn count "
                         "(whitespace-separated words unless dataset.tokenizer names a model), reject counts, and "
-                        "the method classifier's accuracy on dialogues whose method is known.")
+                        "the method classifier's accuracy and confusion matrix on dialogues whose method is known and on "
+                        "a hand-labelled fixture.")
     s.add_argument("file", metavar="FILE.jsonl")
     s.add_argument("-o", "--output", required=True, metavar="card.json")
     s.add_argument("--figure", metavar="dataset.png", help="also draw the card as a figure")
     s.add_argument("--reference", metavar="SEEDS",
                    help="score the classifier on dialogues built from these seeds with every method "
                    "(default: FILE's dialogues with a known method)")
+    s.add_argument("--fixture", metavar="LABELLED.jsonl",
+                   help="also score the classifier on hand-labelled dialogues (a `label` field each), e.g. "
+                   "resources/seeds/hand_labelled_methods.jsonl")
     s.set_defaults(func=cmd_data_card)
 
     models = sub.add_parser("models", help="model utilities")

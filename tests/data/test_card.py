@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,9 @@ def records(path: Path) -> list[dict]:
 
 
 def test_card_of_a_build(tmp_path, built, params, seeds):
-    card = make_card(built, tmp_path / "card.json", params, figure=tmp_path / "dataset.png", reference=seeds)
+    fixture = seeds.parent / "hand_labelled_methods.jsonl"
+    card = make_card(built, tmp_path / "card.json", params, figure=tmp_path / "dataset.png", reference=seeds,
+                     fixture=fixture)
     recs = records(built)
     assert card == json.loads((tmp_path / "card.json").read_text(encoding="utf-8"))
     assert card["dialogues"] == len(recs)
@@ -57,6 +60,13 @@ def test_card_of_a_build(tmp_path, built, params, seeds):
     clf = card["method_classifier"]
     assert clf["accuracy"] >= 0.9 and "every method" in clf["evaluated_on"]
     assert clf["dialogues"] == sum(c["dialogues"] for c in clf["per_method"].values())
+    hand = clf["hand_labelled"]
+    fixture_rows = records(fixture)
+    assert hand["dialogues"] == len(fixture_rows) >= 40
+    matrix = hand["confusion_matrix"]["counts"]
+    assert {true: sum(row.values()) for true, row in matrix.items()} == Counter(r["label"] for r in fixture_rows)
+    assert hand["correct"] == sum(row.get(true, 0) for true, row in matrix.items())
+    assert "unknown" in hand["confusion_matrix"]["labels"]
     image = Image.open(tmp_path / "dataset.png")
     assert image.format == "PNG" and image.size[0] > 600
 
@@ -108,8 +118,10 @@ def test_unknown_tokenizer_model_is_a_config_error(tmp_path, built, params):
 
 def test_cli_card_and_its_errors(tmp_path, built, seeds, capsys):
     out, figure = tmp_path / "card.json", tmp_path / "fig" / "dataset.png"
-    assert main(["data", "card", str(built), "-o", str(out), "--figure", str(figure), "--reference", str(seeds)]) == 0
-    assert out.exists() and figure.exists() and "classifier accuracy" in capsys.readouterr().out
+    assert main(["data", "card", str(built), "-o", str(out), "--figure", str(figure), "--reference", str(seeds),
+                 "--fixture", str(seeds.parent / "hand_labelled_methods.jsonl")]) == 0
+    stdout = capsys.readouterr().out
+    assert out.exists() and figure.exists() and "classifier accuracy" in stdout and "hand-labelled" in stdout
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     assert main(["data", "card", str(empty), "-o", str(tmp_path / "e.json")]) == 2
@@ -128,3 +140,5 @@ def test_card_of_the_imported_sample(tmp_path, shared_sample, params, seeds, cap
     assert card["rejects"] == {"file": None, "total": 0, "by_check": {}, "by_method": {}}
     assert card["methods_inferred"] == sum(r["turns"] > 1 for r in records(imported))
     assert card["method_classifier"]["accuracy"] >= 0.9
+    inferred = card["method_classifier"]["labels_inferred_here"]
+    assert sum(inferred.values()) == card["methods_inferred"] and inferred.get("unknown", 0) > 0

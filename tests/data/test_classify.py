@@ -13,7 +13,7 @@ import yaml
 from safemt.cli import main
 from safemt.data.build import make_dialogues
 from safemt.data.classify import accuracy, classify, label
-from safemt.data.records import Dialogue, Message
+from safemt.data.records import Dialogue, Message, RecordError
 from safemt.data.scenarios import METHODS
 
 
@@ -350,6 +350,45 @@ def test_accuracy_on_hand_written_dialogues():
     assert all(m["accuracy"] >= 0.8 for m in report["per_method"].values()), report
 
 
+def test_accuracy_on_the_held_out_dialogues():
+    """HELD_OUT was written after the rules were tuned on HAND; it must stay classified as labelled."""
+    report = accuracy(HELD_OUT)
+    misses = [(d.method, classify(d), d.messages[0].content[:40]) for d in HELD_OUT if classify(d) != d.method]
+    assert report["dialogues"] == 12 and report["accuracy"] >= 0.9, misses
+
+
+@pytest.fixture(scope="module")
+def fixture_dialogues(repo_root):
+    """The hand-labelled fixture (resources/seeds/README.md says how the labels were decided)."""
+    path = repo_root / "resources" / "seeds" / "hand_labelled_methods.jsonl"
+    return [Dialogue.from_dict(json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_the_fixture_is_hand_labelled_and_large_enough(fixture_dialogues):
+    labels = Counter(d.extra["label"] for d in fixture_dialogues)
+    assert len(fixture_dialogues) >= 40 and all(d.method is None for d in fixture_dialogues)
+    assert set(labels) == {*METHODS, "unknown", "in_context+escalation"} and min(labels.values()) >= 3
+
+
+def test_accuracy_and_confusion_on_the_hand_labelled_fixture(fixture_dialogues):
+    report = accuracy(fixture_dialogues)
+    assert report["dialogues"] == len(fixture_dialogues)
+    matrix = {true: entry["predicted"] for true, entry in report["per_method"].items()}
+    assert sum(sum(row.values()) for row in matrix.values()) == report["dialogues"]
+    assert report["correct"] == sum(row.get(true, 0) for true, row in matrix.items())
+    # first score, before any rule was changed with the fixture in view: 42 of 44
+    assert report["accuracy"] >= 0.9, matrix
+    assert matrix["unknown"].get("unknown", 0) >= 4 and "escalation" not in matrix["unknown"]
+
+
+def test_unknown_is_a_label_only_when_inferred():
+    d = dialogue(None, "Hi!", "Hello! How can I help?", "What is the capital of Peru?")
+    assert classify(d) == "unknown" and label(d).method == "unknown" and label(d).method_inferred
+    Dialogue.from_dict(label(d).to_dict())
+    with pytest.raises(RecordError, match="only a classifier label"):
+        Dialogue.from_dict({**d.to_dict(), "method": "unknown"})
+
+
 @pytest.mark.parametrize("final_turn", ["verbatim", "paraphrase"])
 def test_accuracy_on_built_dialogues(params, repo_root, final_turn):
     p = copy.deepcopy(params)
@@ -412,6 +451,8 @@ def test_sample_gets_a_label_for_every_multi_turn_dialogue(shared_sample, tmp_pa
     got = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     multi = [r for r in got if r["turns"] > 1]
     assert multi and all(r["method"] and r["method_inferred"] for r in multi)
+    methods = Counter(r["method"] for r in multi)
+    assert methods["unknown"] > 0 and methods["escalation"] < 149  # no silent fallback to escalation
     assert all(r["method"] is None for r in got if r["turns"] == 1)
     follow = [r for r in multi if r["messages"][-1]["content"].startswith("Following above samples")]
     assert follow and all(r["method"] == "in_context" for r in follow)

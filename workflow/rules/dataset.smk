@@ -6,6 +6,8 @@ IMPORTING = DATASET_CFG["source"] == "import"
 RELEASE_SOURCE = DATASET_CFG.get("release_dir") or (DATASET_CFG.get("hub") or {}).get("local_dir")
 # The classifier in the card is scored on the project's own seeds, whatever the dataset's source.
 REFERENCE_SEEDS = DATASET_CFG.get("seeds") or "resources/seeds/seeds.jsonl"
+# ... and on dialogues labelled by hand (resources/seeds/README.md says how).
+METHOD_FIXTURE = "resources/seeds/hand_labelled_methods.jsonl"
 GENERATOR_MODEL = DATASET_CFG.get("generator_model")
 GENERATOR_INPUTS = (model_files(GENERATOR_MODEL)
                     if not IMPORTING and DATASET_CFG.get("generator") == "llm" and GENERATOR_MODEL in MODELS
@@ -42,6 +44,7 @@ rule dataset_card:
     input:
         dialogues=DATASET,
         reference=REFERENCE_SEEDS,
+        fixture=METHOD_FIXTURE,
     output:
         card=DATASET_CARD,
         figure=DATASET_FIGURE,
@@ -54,4 +57,4 @@ rule dataset_card:
         ENV
     shell:
         "safemt data card {input.dialogues} -o {output.card} --figure {output.figure}"
-        " --reference {input.reference} --params {params.config_file} > {log} 2>&1"
+        " --reference {input.reference} --fixture {input.fixture} --params {params.config_file} > {log} 2>&1"

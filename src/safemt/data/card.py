@@ -25,11 +25,13 @@ WORDS = "whitespace-separated words (str.split) summed over all messages of a di
 
 
 def make_card(path: str | Path, out: str | Path, params: dict[str, Any], figure: str | Path | None = None,
-              reference: str | Path | None = None) -> dict[str, Any]:
+              reference: str | Path | None = None, fixture: str | Path | None = None) -> dict[str, Any]:
     """Write the card of the dialogues in PATH to OUT (and the figure, if asked); return the card.
 
     The classifier is scored on dialogues built from REFERENCE seeds with every method (the project's
-    own dialogues, whose method is known) when given, else on PATH's dialogues with a known method.
+    own dialogues, whose method is known) when given, else on PATH's dialogues with a known method;
+    and, beside that, on FIXTURE (hand-labelled dialogues, a `label` field each) when given. Both
+    come with their confusion matrix; the labels the classifier gave PATH's dialogues are counted.
     """
     path = Path(path)
     dialogues = [item.dialogue for item in read_dialogues(path)]
@@ -47,13 +49,15 @@ def make_card(path: str | Path, out: str | Path, params: dict[str, Any], figure:
         "sources": sources(dialogues),
         "tokens": {"definition": tokens_defined, "mean_per_dialogue": mean_tokens(dialogues, count_tokens)},
         "rejects": rejects(rejects_path(path)),
-        "method_classifier": classifier_report(dialogues, params, reference),
+        "method_classifier": classifier_report(dialogues, params, reference, fixture),
     }
     if figure is not None:
         draw_figure(card, Path(figure))
     write_json(out, card)
+    hand = card["method_classifier"]["hand_labelled"]
     print(f"{out}: card of {card['dialogues']} dialogues; classifier accuracy "
           f"{card['method_classifier']['accuracy']} on {card['method_classifier']['evaluated_on']}"
+          + (f", {hand['accuracy']} on {hand['dialogues']} hand-labelled dialogues" if hand else "")
           + (f"; figure {figure}" if figure is not None else ""))
     return card
 
@@ -127,15 +131,20 @@ def rejects(path: Path) -> dict[str, Any]:
             "by_method": _tally(r.get("method", "?") for r in rows)}
 
 
-def classifier_report(dialogues: list[Dialogue], params: dict[str, Any], reference: str | Path | None
-                      ) -> dict[str, Any]:
+def classifier_report(dialogues: list[Dialogue], params: dict[str, Any], reference: str | Path | None,
+                      fixture: str | Path | None = None) -> dict[str, Any]:
     if reference is None:
         report = accuracy(dialogues)
         where = "this file's dialogues whose method is known (not inferred)"
     else:
         report = accuracy(reference_dialogues(reference, params))
         where = f"template dialogues built from {reference} with every method (method known)"
-    return {"evaluated_on": where, **report}
+    hand = None
+    if fixture is not None:
+        hand = {"file": str(fixture), "labels": "decided by hand from the text before the classifier was run",
+                **accuracy(item.dialogue for item in read_dialogues(fixture))}
+    inferred = _tally(d.method for d in dialogues if d.method_inferred and d.method)
+    return {"evaluated_on": where, **report, "hand_labelled": hand, "labels_inferred_here": inferred}
 
 
 def reference_dialogues(seeds: str | Path, params: dict[str, Any]) -> list[Dialogue]:

@@ -137,8 +137,9 @@ def _anchor_or_escalation(users: tuple[str, ...], answers: tuple[str, ...]) -> s
 
 
 # Words too common to show that two turns share a topic (content words are cut to five letters).
-_WORD = re.compile(r"[a-z][a-z']{3,}")
-_COMMON = frozenset("""about after again also always another anyone anything around because been before being
+_WORD = re.compile(r"[a-z][a-z']{2,}")
+_COMMON = frozenset("""the and for you are but not can how who why was has had did its our out get got any
+all one way use may now see too yes her his him she they them this that about after again also always another anyone anything around because been before being
 between both could does doing down each even every from give have having help hello here into just know like
 made make many more most much must never only other over please people really same should some someone
 something still such than thank thanks that their them then there these they thing things think this those
@@ -146,7 +147,9 @@ through very want ways were what when where which while will with would your""".
 
 
 def _content_words(text: str) -> set[str]:
-    return {w[:5] for w in _WORD.findall(text.lower()) if w not in _COMMON}
+    """Words cut to a crude stem: a plural s dropped, then five letters ("cars"/"car", "satire"/"satirical")."""
+    return {(w[:-1] if len(w) > 3 and w.endswith("s") else w)[:5]
+            for w in _WORD.findall(text.lower()) if w not in _COMMON}
 
 
 # --- files and accuracy --------------------------------------------------------------------------------
@@ -192,6 +195,7 @@ def accuracy(dialogues: Iterable[Dialogue]) -> dict[str, Any]:
     for d in known:
         confusion.setdefault(truth(d), Counter())[classify(d) or "none"] += 1
     correct = sum(c[m] for m, c in confusion.items())
+    order = sorted(confusion, key=_method_order)
     return {
         "dialogues": len(known),
         "correct": correct,
@@ -199,4 +203,9 @@ def accuracy(dialogues: Iterable[Dialogue]) -> dict[str, Any]:
         "per_method": {m: {"dialogues": sum(c.values()), "accuracy": round(c[m] / sum(c.values()), 4),
                            "predicted": dict(sorted(c.items()))}
                        for m, c in sorted(confusion.items(), key=lambda kv: _method_order(kv[0]))},
+        "confusion_matrix": {"rows": "true label", "columns": "predicted label",
+                             "labels": sorted({*order, *(p for c in confusion.values() for p in c)},
+                                              key=_method_order),
+                             "counts": {m: dict(sorted(confusion[m].items(), key=lambda kv: _method_order(kv[0])))
+                                        for m in order}},
     }
