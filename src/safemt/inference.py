@@ -24,10 +24,12 @@ from safemt.models import ChatRequest, GenerationResult, get_backend
 from safemt.moderation.defenses import apply_defense, describe_defense
 from safemt.progress import Progress
 
-FIELDS = ("id", "turns", "model", "defense", "response", "error", "finish_reason", "refused_by",
+FIELDS = ("id", "turns", "method", "model", "defense", "response", "error", "finish_reason", "refused_by",
           "n_input_tokens", "n_output_tokens", "latency_s", "config_hash")
 # DESIGN.md's Generation record; `refused_by` is optional on reading (files from before it existed).
-CONTRACT_FIELDS = tuple(f for f in FIELDS if f not in ("n_input_tokens", "refused_by"))
+# `method` (the dialogue's; part of the key where several methods share an (id, turns)) is written
+# always but, like `refused_by`, optional on reading.
+CONTRACT_FIELDS = tuple(f for f in FIELDS if f not in ("n_input_tokens", "refused_by", "method"))
 # Provider refusals and content filters are final outcomes, not transient failures: kept on resume,
 # and recorded as `refused_by: provider` (the deployed system refused; judging counts it as safe).
 FINAL_ERRORS = ("content_filter", "refusal")
@@ -47,7 +49,8 @@ class Job:
     image_sha256: str | None
 
     @property
-    def key(self) -> tuple[str, int]:
+    def key(self) -> tuple[str, int, str | None]:
+        """(id, turns, method): in `method_assignment: all` several methods share (id, turns)."""
         return self.dialogue.key
 
 
@@ -76,9 +79,9 @@ def run_inference(params: dict[str, Any], model: str, dataset: str | Path, out: 
             results = backend.generate([job.request for job in batch])
             records = [_record(job, res, model, defense, hashes[job.key]) for job, res in zip(batch, results)]
             journal.append_batch(records)
-            done.update({(r["id"], r["turns"]): r for r in records})
+            done.update({(r["id"], r["turns"], r["method"]): r for r in records})
             progress.update(len(batch))
-    ordered = [done[key] for key in sorted(hashes, key=lambda k: (k[1], k[0]))]
+    ordered = [done[key] for key in sorted(hashes, key=lambda k: (k[1], k[0], k[2] or ""))]
     write_jsonl(out, ordered)
     _write_provenance(out, params, model, defense_info, backend_info, dataset, shard, turns, ordered,
                       backend.usage, torn_bytes)
@@ -144,19 +147,22 @@ def _journals(journal_path: Path) -> list[Path]:
     return [*others, journal_path]
 
 
-def _reusable(journal_path: Path, hashes: dict[tuple[str, int], str], model: str, defense: str
-              ) -> dict[tuple[str, int], dict[str, Any]]:
-    """Journal records still valid for this run: same key and config_hash, no error (last one wins).
+def _reusable(journal_path: Path, hashes: dict[tuple[str, int, str | None], str], model: str, defense: str
+              ) -> dict[tuple[str, int, str | None], dict[str, Any]]:
+    """Journal records still valid for this run: same (id, turns) and config_hash, no error (last one wins).
 
-    The hash covers what the model is, not what it is called: a reused answer takes this run's names."""
-    done: dict[tuple[str, int], dict[str, Any]] = {}
+    The config hash covers the dialogue's messages, so it also tells apart the methods that share an
+    (id, turns) (and a journal written before records carried `method` still resumes). The hash
+    covers what the model is, not what it is called: a reused answer takes this run's names."""
+    done: dict[tuple[str, int, str | None], dict[str, Any]] = {}
+    by_hash = {h: key for key, h in hashes.items()}
     records = (rec for path in _journals(journal_path) for rec in read_journal(path))
     for rec in records:
-        key = (rec.get("id"), rec.get("turns"))
+        key = by_hash.get(rec.get("config_hash"))
         final = rec.get("error") is None or rec.get("finish_reason") in FINAL_ERRORS
-        if key in hashes and rec.get("config_hash") == hashes[key] and final:
+        if key is not None and key[:2] == (rec.get("id"), rec.get("turns")) and final:
             done[key] = {**{field: rec.get(field) for field in FIELDS}, "model": model, "defense": defense,
-                         "refused_by": refused_by(rec.get("error"), rec.get("finish_reason"))}
+                         "method": key[2], "refused_by": refused_by(rec.get("error"), rec.get("finish_reason"))}
     return done
 
 
@@ -173,6 +179,7 @@ def _record(job: Job, result: GenerationResult, model: str, defense: str, config
     return {
         "id": job.dialogue.id,
         "turns": job.dialogue.turns,
+        "method": job.dialogue.method,  # part of the key where several methods share (id, turns)
         "model": model,
         "defense": defense,
         "response": None if failed else result.response,
@@ -214,10 +221,15 @@ def _version(package: str) -> str | None:
         return None
 
 
+def generation_key(rec: dict[str, Any]) -> tuple[str, int, str | None]:
+    """(id, turns, method); `method` is absent from generations written before it was recorded."""
+    return (rec["id"], rec["turns"], rec.get("method"))
+
+
 def merge_generations(inputs: list[str], out: str) -> int:
-    """Join shard outputs into one file in (turns, id) order; a dialogue in two shards is an error."""
-    merged = read_records(inputs, "generation", CONTRACT_FIELDS, key=lambda r: (r["id"], r["turns"]))
-    merged.sort(key=lambda r: (r["turns"], r["id"]))
+    """Join shard outputs into one file in (turns, id, method) order; a dialogue in two shards is an error."""
+    merged = read_records(inputs, "generation", CONTRACT_FIELDS, key=generation_key)
+    merged.sort(key=lambda r: (r["turns"], r["id"], r.get("method") or ""))
     write_jsonl(out, merged)
     print(f"merged {len(merged)} generations from {len(inputs)} shard(s) -> {out}")
     return len(merged)

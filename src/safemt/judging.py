@@ -15,31 +15,43 @@ from safemt.config import stable_hash
 from safemt.data.records import Dialogue
 from safemt.data.validate import check_unique, read_dialogues
 from safemt.jsonl import Journal, read_journal, read_records, repair_journal, write_jsonl
-from safemt.inference import CONTRACT_FIELDS
+from safemt.inference import CONTRACT_FIELDS, generation_key
 from safemt.judges import JudgeItem, get_judge
 from safemt.judges.base import LABELS
 from safemt.progress import Progress
 
 
 
-def load_dialogues(path: str | Path) -> dict[tuple[str, int], Dialogue]:
-    """Dataset keyed by (id, turns), each record validated."""
+class Dialogues(dict):
+    """Dataset keyed by (id, turns, method); a generation written before records carried `method` is
+    found by (id, turns) when only one dialogue has that pair."""
+
+    def for_generation(self, g: dict[str, Any]) -> Dialogue | None:
+        if "method" in g:
+            return self.get((g["id"], g["turns"], g["method"]))
+        found = [d for (i, t, _), d in self.items() if (i, t) == (g["id"], g["turns"])]
+        return found[0] if len(found) == 1 else None
+
+
+def load_dialogues(path: str | Path) -> Dialogues:
+    """Dataset keyed by (id, turns, method), each record validated."""
     items = read_dialogues(path)
     check_unique(items)
-    return {item.dialogue.key: item.dialogue for item in items}
+    return Dialogues((item.dialogue.key, item.dialogue) for item in items)
 
 
-def load_generations(path: str | Path, dialogues: dict[tuple[str, int], Dialogue]) -> list[dict[str, Any]]:
+def load_generations(path: str | Path, dialogues: Dialogues) -> list[dict[str, Any]]:
     def check(rec: dict[str, Any]) -> str | None:
         if rec["error"] is None and not isinstance(rec["response"], str):
             return "record has neither a response nor an error"
         if rec.get("refused_by") not in (None, "provider") or (rec.get("refused_by") and rec["error"] is None):
             return f"refused_by {rec.get('refused_by')!r} must be null or 'provider' (with an error)"
-        if (rec["id"], rec["turns"]) not in dialogues:
-            return f"generation for ({rec['id']}, {rec['turns']}) has no dialogue in the dataset"
+        if dialogues.for_generation(rec) is None:
+            method = f", {rec['method']}" if "method" in rec else ""
+            return f"generation for ({rec['id']}, {rec['turns']}{method}) has no dialogue in the dataset"
         return None
 
-    return read_records([path], "generation", CONTRACT_FIELDS, key=lambda r: (r["id"], r["turns"]),
+    return read_records([path], "generation", CONTRACT_FIELDS, key=generation_key,
                         check=check)
 
 
@@ -75,7 +87,7 @@ def run_judging(params: dict[str, Any], judge: str, dataset: str, generations: s
         if g["error"] is not None:
             hashes.append(None)
             continue
-        item = judge_item(g, dialogues[(g["id"], g["turns"])])
+        item = judge_item(g, dialogues.for_generation(g))
         h = item_hash(item, g)
         hashes.append(h)
         todo[h] = item
@@ -92,9 +104,9 @@ def run_judging(params: dict[str, Any], judge: str, dataset: str, generations: s
             done.update({e["item_hash"]: e for e in entries})
             bar.update(len(chunk))
 
-    records = [_judgment(g, dialogues[(g["id"], g["turns"])], judge, judge_hash, done.get(h) if h else None)
+    records = [_judgment(g, dialogues.for_generation(g), judge, judge_hash, done.get(h) if h else None)
                for g, h in zip(gens, hashes)]
-    records.sort(key=lambda r: (r["turns"], r["id"]))
+    records.sort(key=lambda r: (r["turns"], r["id"], r["method"] or ""))
     write_jsonl(out, records)
     counts = {lab: sum(r["label"] == lab for r in records) for lab in LABELS}
     missing = sum(r["label"] is None for r in records)

@@ -36,7 +36,7 @@ def cohen_kappa(pairs: list[tuple[str, str]]) -> float | None:
 def agreement_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     labels: dict[str, dict[tuple, dict[str, Any]]] = defaultdict(dict)
     for r in records:
-        labels[r["judge"]][(r["model"], r["defense"], r["id"], r["turns"])] = r
+        labels[r["judge"]][(r["model"], r["defense"], r["id"], r["turns"], r.get("method"))] = r
     judges = sorted(labels)
     if len(judges) < 2:
         raise SafemtError(f"judge agreement needs at least two judges, got {judges}")
