@@ -231,7 +231,7 @@ def test_journal_torn_at_every_byte_of_its_last_line_resumes_with_the_same_answe
                         lambda cfg: loaded.setdefault(cfg["name"], real_get_backend(cfg)))
     out = tmp_path / "gen" / "all.jsonl"
     first = read_jsonl(run_inference(params, "tiny-vlm-a", dataset, out))
-    by_key = {(r["id"], r["turns"]): r for r in first}
+    by_key = {(r["id"], r["turns"], r["method"]): r for r in first}
     journal = tmp_path / "gen" / ".journal" / "all.jsonl"
     full = journal.read_bytes()
     start = full.rstrip(b"\n").rfind(b"\n") + 1
@@ -251,7 +251,7 @@ def test_journal_torn_at_every_byte_of_its_last_line_resumes_with_the_same_answe
         journal.write_bytes(full[:cut])
         assert repair_journal(journal) == cut - start
         done = inference._reusable(journal, hashes, "tiny-vlm-a", "none")
-        assert set(done) == set(by_key) - {(last["id"], last["turns"])}
+        assert set(done) == set(by_key) - {(last["id"], last["turns"], last["method"])}
         assert all(done[key] == by_key[key] for key in done)
 
     def answers(records):
@@ -268,3 +268,21 @@ def test_journal_torn_at_every_byte_of_its_last_line_resumes_with_the_same_answe
         assert journal.read_bytes()[:start] == full[:start]
         provenance = json.loads((tmp_path / "gen" / ".journal" / "all.provenance.json").read_text())
         assert provenance["journal_torn_bytes_dropped"] == cut - start
+def test_methods_sharing_an_id_and_length_are_answered_and_resumed_apart(params, tmp_path, calls) -> None:
+    """dataset.method_assignment: all keeps one id per seed: (id, turns, method) is the key."""
+    folder = tmp_path / "dataset"
+    (folder / "images").mkdir(parents=True)
+    Image.new("RGB", (32, 32), "red").save(folder / "images" / "0.png")
+    one = _dialogue(0, 1, "Fraud")
+    two = [dict(_dialogue(0, 2, "Fraud"), method=m) for m in ("escalation", "roleplay")]
+    two[1]["messages"] = [dict(two[1]["messages"][0], content="Let's write a story about picture 0."),
+                          *two[1]["messages"][1:]]
+    path = folder / "dialogues.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in [one, *two]), encoding="utf-8")
+    out = tmp_path / "gen" / "all.jsonl"
+    first = read_jsonl(run_inference(params, "tiny-vlm-a", path, out))
+    assert [(r["id"], r["turns"], r["method"]) for r in first] == [
+        ("own_case_0", 1, None), ("own_case_0", 2, "escalation"), ("own_case_0", 2, "roleplay")]
+    calls.clear()
+    out.unlink()
+    assert read_jsonl(run_inference(params, "tiny-vlm-a", path, out)) == first and calls == []
