@@ -214,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = dsub.add_parser("classify", parents=[common], help="label the jailbreak method where it is missing",
                         description="Read FILE and write every record to OUT in the same order; a multi-turn "
                         "record whose method is null gets the method the rule-based classifier finds, with "
-                        "method_inferred true. Known methods and 1-turn records are left as they are.")
+                        "method_inferred true, or `unknown` when no pattern is visible. Known methods and 1-turn records are left "
+                        "as they are.")
     s.add_argument("file", metavar="FILE.jsonl")
     s.add_argument("-o", "--output", required=True, metavar="OUT.jsonl")
     s.set_defaults(func=cmd_data_classify)

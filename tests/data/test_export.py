@@ -134,3 +134,25 @@ def test_real_excerpt_round_trip(shared_sample: Path, tmp_path: Path) -> None:
     digest = hashlib.sha256((tmp_path / "release" / META_FILE).read_bytes()).hexdigest()
     export_release(first, tmp_path / "release")
     assert hashlib.sha256((tmp_path / "release" / META_FILE).read_bytes()).hexdigest() == digest
+
+
+def test_an_all_mode_build_survives_export_and_import(tmp_path, repo_root):
+    """Several methods share (id, turns) in `method_assignment: all`: the sidecar tells them apart."""
+    import yaml
+
+    from safemt.data.build import build_dataset
+    from safemt.data.importer import import_release
+
+    params = yaml.safe_load((repo_root / "params.yaml").read_text(encoding="utf-8"))
+    params["dataset"]["method_assignment"] = "all"
+    params["turns"] = [1, 2]
+    built = tmp_path / "built" / "d.jsonl"
+    build_dataset(repo_root / "resources" / "seeds" / "seeds.jsonl", built, params)
+    export_release(built, tmp_path / "release")
+    back = tmp_path / "back" / "d.jsonl"
+    import_release(tmp_path / "release", back)
+    key = lambda r: (r["turns"], r["id"], r["method"] or "")
+    fields = ("id", "turns", "method", "messages", "question", "image_sha256")
+    original = sorted(({f: r[f] for f in fields} for r in map(json.loads, built.read_text().splitlines())), key=key)
+    again = sorted(({f: r[f] for f in fields} for r in map(json.loads, back.read_text().splitlines())), key=key)
+    assert again == original

@@ -32,8 +32,10 @@ def release_record(d: Dialogue) -> dict[str, Any]:
     }
 
 
-def meta_record(d: Dialogue) -> dict[str, Any]:
-    return {"id": d.id, "turns": d.turns, **{k: getattr(d, k) for k in META_FIELDS}}
+def meta_record(d: Dialogue, record: int) -> dict[str, Any]:
+    """Sidecar fields of the dialogue at 1-based position RECORD of its turn file (the position tells
+    apart the methods that share an (id, turns) in a `method_assignment: all` build)."""
+    return {"id": d.id, "turns": d.turns, "record": record, **{k: getattr(d, k) for k in META_FIELDS}}
 
 
 def check_exportable(items: list[Located], hashes: dict[str, str | None]) -> None:
@@ -66,11 +68,11 @@ def export_release(path: str | Path, out_dir: str | Path, image_root: str | Path
             link_or_copy(root / image, out_dir / image)
     _remove_stale_turn_files(out_dir, set(by_turns))
     for turns, dialogues in sorted(by_turns.items()):
-        dialogues.sort(key=lambda d: d.id)
+        dialogues.sort(key=lambda d: (d.id, d.method or ""))
         text = json.dumps([release_record(d) for d in dialogues], indent=4)
         atomic_write_text(out_dir / f"{turns}_turn.json", text)
-    meta = sorted((d for ds in by_turns.values() for d in ds), key=lambda d: (d.turns, d.id))
-    write_json(out_dir / META_FILE, {"records": [meta_record(d) for d in meta]})
+    meta = [meta_record(d, i) for _, ds in sorted(by_turns.items()) for i, d in enumerate(ds, start=1)]
+    write_json(out_dir / META_FILE, {"records": meta})
     counts = {turns: len(ds) for turns, ds in sorted(by_turns.items())}
     print(f"exported {len(items)} dialogues ({' '.join(f'{t}:{n}' for t, n in counts.items())}) to {out_dir}")
     return counts

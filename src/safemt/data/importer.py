@@ -77,8 +77,9 @@ def load_json(path: Path) -> Any:
                           file=str(path)) from None
 
 
-def read_meta(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
-    """The export sidecar, if present: fields the release format cannot carry, by (id, turns)."""
+def read_meta(path: Path) -> dict[tuple[Any, int], dict[str, Any]]:
+    """The export sidecar, if present: fields the release format cannot carry, by (turns, position in
+    the turn file) when it records the position, else by (id, turns)."""
     if not path.exists():
         return {}
     data = load_json(path)
@@ -90,11 +91,12 @@ def read_meta(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
         if not (isinstance(entry, dict) and isinstance(entry.get("id"), str)
                 and isinstance(entry.get("turns"), int)):
             raise SafemtError("entry needs a string id and an integer turns", file=str(path), index=index)
-        meta[(entry["id"], entry["turns"])] = {k: entry[k] for k in META_FIELDS if k in entry}
+        key = (entry["turns"], entry["record"]) if isinstance(entry.get("record"), int) else (entry["id"], entry["turns"])
+        meta[key] = {"id": entry["id"], **{k: entry[k] for k in META_FIELDS if k in entry}}
     return meta
 
 
-def read_release_file(path: Path, turns: int, meta: dict[tuple[str, int], dict[str, Any]]) -> list[Located]:
+def read_release_file(path: Path, turns: int, meta: dict[tuple[Any, int], dict[str, Any]]) -> list[Located]:
     """Read one <N>_turn.json; every record becomes a checked N-turn dialogue."""
     data = load_json(path)
     if not isinstance(data, list):
@@ -103,7 +105,10 @@ def read_release_file(path: Path, turns: int, meta: dict[tuple[str, int], dict[s
     for index, obj in enumerate(data, start=1):
         with at_record(path, index, obj):
             record = contract_record(obj, turns)
-            record.update(meta.get((record["id"], turns), {}))
+            entry = meta.get((turns, index)) or meta.get((record["id"], turns)) or {}
+            if entry and entry["id"] != record["id"]:
+                raise RecordError(f"{META_FILE} names id {entry['id']!r} for this record; it does not match")
+            record.update({k: v for k, v in entry.items() if k != "id"})
             dialogue = Dialogue.from_dict(record)
             check_fields(dialogue)
         items.append(Located(dialogue, str(path), index))
