@@ -14,6 +14,7 @@ random state is touched. All template text is written for this project.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -449,11 +450,16 @@ MIN_COMBINED_TURNS = 6  # below this, each half is too short to show its pattern
 
 
 def combined(method: str, prompt: Prompt, turns: int, pick: Picker) -> list[str]:
-    """The first method writes the opening (N-1)//2 exchanges, the second the rest and the final turn."""
+    """The first method writes the opening (N-1)//2 exchanges, the second the rest and the final turn;
+    the seed's steps are shared out between the halves (in_context uses none), so none is asked twice."""
     first, second = method.split("+")
     lead = (turns - 1) // 2
-    head = STRATEGIES[first](prompt, lead + 1, pick.fork(first))[:-1]
-    return head + STRATEGIES[second](prompt, turns - lead, pick.fork(second))
+    steps = prompt.grounding.steps
+    cut = 0 if first == "in_context" else (len(steps) + 1) // 2
+    halves = [dataclasses.replace(prompt, grounding=dataclasses.replace(prompt.grounding, steps=part))
+              for part in (steps[:cut], steps[cut:])]
+    head = STRATEGIES[first](halves[0], lead + 1, pick.fork(first))[:-1]
+    return head + STRATEGIES[second](halves[1], turns - lead, pick.fork(second))
 
 
 # --- the final turn --------------------------------------------------------------------------------
