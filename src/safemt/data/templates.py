@@ -218,7 +218,8 @@ def describe(g: Grounding, pick: Picker) -> str:
     if not g.facts:
         return ""
     caption = g.caption()
-    parts = [f for f in g.facts[1:] if f != caption]
+    # parts the first fact does not already name ("an office with a desk" makes "a desk" redundant)
+    parts = [f for f in g.facts[1:] if f != caption and f.split(" ", 1)[-1] not in g.facts[0]]
     said = [g.facts[0]] + ([pick.pick(parts)] if parts else [])
     text = f"The picture shows {said[0]}" + (f", with {said[1]}" if len(said) > 1 else "")
     if caption and caption not in said:
@@ -285,7 +286,8 @@ def _picture_bridges(prompt: Prompt, n: int, pick: Picker) -> list[str]:
 
 _NAMES = ("Mara", "Theo", "Jonas", "Ines", "Ravi", "Lena", "Tomas", "Noor")
 _HE, _SHE = ("Theo", "Jonas", "Ravi", "Tomas"), ("Mara", "Ines", "Lena", "Noor")
-_PRONOUN = re.compile(r"\b(?:(he|his|him)|(she|her))\b", re.IGNORECASE)
+_PRONOUN = re.compile(r"\b(?:(he|his|him|man|husband|father|boyfriend)|(she|her|woman|wife|mother|girlfriend))\b",
+                      re.IGNORECASE)
 
 
 def _lead_names(character: Character) -> tuple[str, ...]:
