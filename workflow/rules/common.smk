@@ -48,6 +48,31 @@ def judge_params(name):
     return json.dumps({"judge": judge, "model": MODELS.get(judge.get("model"))}, sort_keys=True)
 
 
+# Cluster resources of a job that runs a model: from the model's config (`gpus`, `gpu_model`, `runtime`
+# in minutes, `mem_mb`), else these defaults. Partitions come from the profile (workflow/profiles/).
+MODEL_JOB_DEFAULTS = {"gpus": 0, "runtime": 240, "mem_mb": 32000}
+LIGHT_JOB_DEFAULTS = {"gpus": 0, "runtime": 30, "mem_mb": 4000}
+
+
+def model_resource(name, key):
+    """One resource of a job running model `name` (None: no model, or no `gpu_model`: left unset)."""
+    if name is None or name not in MODELS:
+        return LIGHT_JOB_DEFAULTS.get(key)
+    return MODELS[name].get(key, MODEL_JOB_DEFAULTS.get(key))
+
+
+def model_resources(model_of):
+    """Snakemake `resources:` for a rule whose wildcards pick a model through `model_of(wildcards)`.
+    The slurm executor reads gpu, gpu_model, runtime and mem_mb; the kubernetes one gpu (and
+    gpu_manufacturer from the profile)."""
+    return {
+        "gpu": lambda wc: model_resource(model_of(wc), "gpus"),
+        "gpu_model": lambda wc: model_resource(model_of(wc), "gpu_model"),
+        "runtime": lambda wc: model_resource(model_of(wc), "runtime"),
+        "mem_mb": lambda wc: model_resource(model_of(wc), "mem_mb"),
+    }
+
+
 def generations(model, defense):
     return expand(LAYOUT.generations, model=model, defense=defense, turns=TURNS)
 

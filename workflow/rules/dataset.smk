@@ -30,6 +30,9 @@ rule dataset:
             f" && safemt data classify {output.dialogues} -o {output.dialogues} --params {PARAMS}"
             if IMPORTING else ""),
         cfg=json.dumps({"dataset": DATASET_CFG, "turns": TURNS}, sort_keys=True),
+    resources:
+        **model_resources(lambda wc: GENERATOR_MODEL
+                          if not IMPORTING and DATASET_CFG.get("generator") == "llm" else None),
     log:
         LAYOUT.log("dataset.log"),
     conda:

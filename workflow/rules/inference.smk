@@ -9,7 +9,7 @@ rule infer:
         config_file=PARAMS,
         cfg=lambda wc: model_params(wc.model),
     resources:
-        gpu=lambda wc: MODELS[wc.model].get("gpus", 0),
+        **model_resources(lambda wc: wc.model),
     log:
         LAYOUT.log("infer/{model}/{defense}/{turns}/{shard}-of-{n}.log"),
     conda:

@@ -9,6 +9,8 @@ rule judge:
     params:
         config_file=PARAMS,
         cfg=lambda wc: judge_params(wc.judge),
+    resources:
+        **model_resources(lambda wc: JUDGES[wc.judge].get("model")),
     log:
         LAYOUT.log("judge/{judge}/{model}/{defense}/{turns}.log"),
     conda:
