@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 from functools import lru_cache
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterator
 
 import yaml
 
@@ -96,9 +96,38 @@ def check_references(params: dict[str, Any], source: str = "params") -> None:
                           key="dataset.release_dir")
 
 
+def config_paths(params: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """(key, value) of every file or folder the config names (model folders and hub ids aside)."""
+    yield "results_dir", params.get("results_dir")
+    dataset = params.get("dataset", {})
+    for key in ("seeds", "release_dir"):
+        yield f"dataset.{key}", dataset.get(key)
+    yield "dataset.hub.local_dir", (dataset.get("hub") or {}).get("local_dir")
+    for name, model in params.get("models", {}).items():
+        yield f"models.{name}.chat_template", model.get("chat_template")
+    for name, judge in params.get("judges", {}).items():
+        yield f"judges.{name}.prompt_file", judge.get("prompt_file")
+
+
+def check_paths(params: dict[str, Any], source: str = "params") -> None:
+    """Paths in the config stay under the project root: no `..` step out of it, and outputs
+    (results_dir) are relative. An absolute input path is the user's explicit choice and is kept."""
+    for key, value in config_paths(params):
+        if not isinstance(value, str):
+            continue
+        parts = PurePosixPath(value.replace("\\", "/")).parts
+        if ".." in parts:
+            raise ConfigError(f"path {value!r} leaves the project folder ('..'); name it from the project root",
+                              file=source, key=key)
+        if key == "results_dir" and value.startswith("/"):
+            raise ConfigError(f"path {value!r} is absolute; results_dir is relative to the project root",
+                              file=source, key=key)
+
+
 def validate(params: Any, source: str = "params") -> dict[str, Any]:
     check_schema(params, source)
     check_references(params, source)
+    check_paths(params, source)
     return params
 
 

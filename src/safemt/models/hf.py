@@ -17,7 +17,7 @@ from typing import Any
 from safemt.config import stable_hash
 from safemt.errors import ConfigError, SafemtError, first_line
 from safemt.models.base import Backend, ChatRequest, GenerationResult, weights_identity, with_system
-from safemt.models.images import image_placement, read_chat_template, with_image
+from safemt.models.images import image_placement, log_remote_code, read_chat_template, with_image
 
 # Failures that belong to one batch (out of memory, a bad image), not to the whole run.
 BATCH_ERRORS = (RuntimeError, ValueError, OSError)
@@ -34,6 +34,8 @@ class HFBackend(Backend):
 
     def __init__(self, cfg: dict[str, Any]):
         super().__init__(cfg)
+        template = read_chat_template(cfg)  # a bad template path is named before anything loads
+        log_remote_code(cfg)
         self.source, self.local = _locate(cfg)
         self.device, self.dtype = _device_dtype(cfg.get("device", "auto"), cfg.get("dtype", "auto"))
         config = self._load("AutoConfig")
@@ -43,7 +45,7 @@ class HFBackend(Backend):
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.chat_template = (read_chat_template(cfg) or self.processor.chat_template
+        self.chat_template = (template or self.processor.chat_template
                               or self.tokenizer.chat_template)
         self.image_placement = image_placement(cfg)
         if not self.chat_template:
