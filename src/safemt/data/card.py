@@ -100,7 +100,9 @@ def _hf_tokenizer(name: str, cfg: dict[str, Any]) -> tuple[Callable[[str], int],
     from transformers import AutoTokenizer
 
     from safemt.models.hf import hub_offline
+    from safemt.models.images import log_remote_code
 
+    log_remote_code({"name": name, **cfg})
     local = Path(cfg["path"]).is_dir()
     try:
         tok = AutoTokenizer.from_pretrained(cfg["path"], revision=None if local else cfg.get("revision"),
@@ -162,6 +164,7 @@ def draw_figure(card: dict[str, Any], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["text.parse_math"] = False  # labels are drawn as written, never as TeX
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), gridspec_kw={"width_ratios": [1, 1.3, 1]})

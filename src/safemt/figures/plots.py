@@ -70,6 +70,7 @@ def draw_figures(params: dict[str, Any], metrics_dir: str, out_dir: str) -> list
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
+    matplotlib.rcParams["text.parse_math"] = False  # names are drawn as written, never as TeX
     mdir, out = Path(metrics_dir), Path(out_dir)
     asr = _read_csv(mdir / "asr.csv")
     si = _read_csv(mdir / "si.csv")

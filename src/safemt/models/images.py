@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,16 @@ def chat_messages(messages: list[dict[str, str]], data_url: str | None, placemen
         else:
             out.append({"role": m["role"], "content": m["content"]})
     return out
+
+
+def log_remote_code(cfg: dict[str, Any]) -> bool:
+    """trust_remote_code runs Python from the model's repository: only when its config says so, and
+    always said on stderr (the backend's provenance records it too)."""
+    if cfg.get("trust_remote_code") is not True:
+        return False
+    print(f"safemt: models.{cfg.get('name')}: trust_remote_code is on (set in its config): the model "
+          f"repository's own code at revision {cfg.get('revision') or 'unpinned'} will run", file=sys.stderr)
+    return True
 
 
 def read_chat_template(cfg: dict[str, Any]) -> str | None:

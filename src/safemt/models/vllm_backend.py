@@ -16,7 +16,8 @@ from typing import Any
 from safemt.config import stable_hash
 from safemt.errors import ConfigError, SafemtError, first_line
 from safemt.models.base import Backend, ChatRequest, GenerationResult, weights_identity, with_system
-from safemt.models.images import chat_messages, image_data_url, image_placement, read_chat_template
+from safemt.models.images import (chat_messages, image_data_url, image_placement, log_remote_code,
+                                  read_chat_template)
 
 # Failures that belong to one batch (a bad image, a prompt longer than the model takes), not the run.
 BATCH_ERRORS = (RuntimeError, ValueError, OSError)
@@ -32,6 +33,7 @@ class VLLMBackend(Backend):
         if not cfg.get("path"):
             raise ConfigError("backend 'vllm' needs 'path' (a local folder or a hub id)",
                               key=f"models.{cfg.get('name')}.path")
+        log_remote_code(cfg)
         self._vllm = _import_vllm(cfg)
         self.local = Path(cfg["path"]).is_dir()
         self.chat_template = read_chat_template(cfg)
