@@ -58,10 +58,11 @@ def test_slurm_run_equals_local_run(cluster: slurm.Cluster, repo_root: Path,
         want, got = _files(local / "results" / folder), _files(remote / "results" / folder)
         assert want and got == want, [k for k in sorted(set(want) | set(got)) if got.get(k) != want.get(k)]
     # Generations: the same answers; only the measured latency differs between machines.
-    gens = _files(local / "results" / "generations")
-    assert gens
-    for name, data in gens.items():
-        assert _without_latency((remote / "results" / "generations" / name).read_bytes()) == _without_latency(data)
+    gens = sorted((local / "results" / "generations").glob("*/*/*.jsonl"))  # <model>/<defense>/<turns>.jsonl
+    assert len(gens) == 10
+    for path in gens:
+        twin = remote / path.relative_to(local)
+        assert _without_latency(twin.read_bytes()) == _without_latency(path.read_bytes()), path
 
 
 def _without_latency(data: bytes) -> list[dict]:
