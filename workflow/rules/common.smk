@@ -3,6 +3,7 @@
 import json
 import os
 
+from safemt.data.fetch import fetched_by_workflow
 from safemt.layout import FIGURE_FILES, METRICS_FILES, Layout
 
 MODELS = config["models"]
