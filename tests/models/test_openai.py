@@ -217,9 +217,9 @@ def test_without_api_key_env_no_ambient_key_is_sent(monkeypatch) -> None:
 
 # --- setup errors and registry ---------------------------------------------------------------------
 
-def test_missing_openai_package_names_the_extra(monkeypatch) -> None:
+def test_missing_openai_package_says_it_is_a_base_dependency(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "openai", None)
-    with pytest.raises(SafemtError, match=r"pip install 'safemt\[api\]'"):
+    with pytest.raises(SafemtError, match=r"needs the openai package.*base dependency"):
         get_backend({"name": "m", "backend": "openai", "model_id": "m", "base_url": "http://127.0.0.1:9/v1"})
 
 
