@@ -101,6 +101,15 @@ def cmd_models_tiny(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models_lock(args: argparse.Namespace) -> int:
+    from safemt.models.lock import hub_models, write_lock
+
+    params = _params(args)
+    path = write_lock(params, args.params, out=args.output)
+    print(f"{path}: {len(hub_models(params))} hub model(s) pinned")
+    return 0
+
+
 def cmd_infer(args: argparse.Namespace) -> int:
     from safemt.inference import run_inference
 
@@ -244,6 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "(text chat LM) under DIR; same bytes on every build, no network.")
     s.add_argument("-o", "--output", required=True, metavar="DIR")
     s.set_defaults(func=cmd_models_tiny)
+    s = msub.add_parser("lock", parents=[common], help="pin every hub model's revision to a commit SHA (online)",
+                        description="Resolve the revision (branch, tag or SHA) of every hf/vllm model whose path is a "
+                        "hub id to its commit SHA with huggingface_hub, and write the lock file beside the params "
+                        "file (<stem>.lock.yaml). Every command applies it: weights load at that commit and the "
+                        "config hash uses it. Offline it fails at once and says why. HF_ENDPOINT and HF_TOKEN "
+                        "are honoured.")
+    s.add_argument("-o", "--output", metavar="LOCK.yaml", help="where to write (default: beside --params)")
+    s.set_defaults(func=cmd_models_lock)
 
     s = sub.add_parser("infer", parents=[common], help="final-turn answers of one model to a dataset",
                        description="Generate the final assistant reply for each dialogue. Resumable: records "

@@ -114,7 +114,9 @@ def load(path: str | Path = "params.yaml") -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"not valid YAML{where}", file=str(path)) from None
-    return validate(params, str(path))
+    from safemt.models.lock import apply_lock
+
+    return apply_lock(validate(params, str(path)), path)
 
 
 def stable_hash(obj: Any) -> str:

@@ -105,7 +105,7 @@ def test_missing_folder_and_offline_hub_id_are_one_line_errors(tmp_path: Path) -
         get_backend({"name": "m", "backend": "hf", "path": str(tmp_path / "absent")})
     assert "\n" not in str(missing.value)
     with pytest.raises(SafemtError, match="HF_HUB_OFFLINE") as offline:
-        get_backend({"name": "m", "backend": "hf", "path": "safemt-no-such-org/no-such-model", "revision": "main"})
+        get_backend({"name": "m", "backend": "hf", "path": "safemt-no-such-org/no-such-model", "revision": "0" * 40})
     assert "\n" not in str(offline.value)
 
 

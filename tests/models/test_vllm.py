@@ -66,7 +66,7 @@ def fake_vllm(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
 
 
 def _cfg(**extra: Any) -> dict[str, Any]:
-    return {"name": "big-vlm", "backend": "vllm", "path": "org/some-vlm", "revision": "abc123",
+    return {"name": "big-vlm", "backend": "vllm", "path": "org/some-vlm", "revision": "abc1230000000000000000000000000000000000",
             "max_new_tokens": 32, "temperature": 0.0, **extra}
 
 
@@ -93,7 +93,7 @@ def test_engine_arguments_come_from_config(fake_vllm, tmp_path: Path) -> None:
     assert isinstance(backend, VLLMBackend) and not FakeLLM.instances  # the engine starts on first use
     backend.generate([_request(0)])
     assert FakeLLM.instances[0].kwargs == {
-        "model": "org/some-vlm", "revision": "abc123", "tokenizer_revision": "abc123", "tensor_parallel_size": 4,
+        "model": "org/some-vlm", "revision": "abc1230000000000000000000000000000000000", "tokenizer_revision": "abc1230000000000000000000000000000000000", "tensor_parallel_size": 4,
         "trust_remote_code": False, "dtype": "bfloat16", "gpu_memory_utilization": 0.8,
         "load_format": "safetensors", "seed": 0, "max_model_len": 8192}
     backend.generate([_request(1)])
@@ -162,7 +162,7 @@ def test_chat_template_override_is_passed_and_hashed(fake_vllm, tmp_path: Path) 
 
 def test_describe_pins_what_changes_outputs_without_starting_the_engine(fake_vllm, tmp_path: Path) -> None:
     hub = get_backend(_cfg()).describe()
-    assert (hub["backend"], hub["path"], hub["revision"]) == ("vllm", "org/some-vlm", "abc123")
+    assert (hub["backend"], hub["path"], hub["revision"]) == ("vllm", "org/some-vlm", "abc1230000000000000000000000000000000000")
     assert hub["folder_sha256"] is None
     assert hub["generation"] == {"max_new_tokens": 32, "temperature": 0.0} and hub["trust_remote_code"] is False
     (tmp_path / "model.safetensors").write_bytes(b"weights v1")

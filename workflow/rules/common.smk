@@ -5,7 +5,11 @@ import os
 
 from safemt.data.fetch import fetched_by_workflow
 from safemt.layout import FIGURE_FILES, METRICS_FILES, Layout
+from safemt.models.lock import apply_lock, lock_path
 
+# Hub revisions resolved to commit SHAs by `safemt models lock` (model_params below carries them,
+# so a new lock reruns the jobs of the models whose weights changed).
+apply_lock(config, PARAMS)
 MODELS = config["models"]
 TARGETS = config["targets"]
 TURNS = config["turns"]

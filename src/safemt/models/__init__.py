@@ -10,6 +10,7 @@ from typing import Any
 
 from safemt.errors import ConfigError
 from safemt.models.base import Backend, ChatRequest, GenerationResult
+from safemt.models.lock import require_pinned
 
 # name -> "module:class", imported on first use.
 BACKENDS: dict[str, str] = {
@@ -27,5 +28,6 @@ def get_backend(cfg: dict[str, Any]) -> Backend:
     where = f"models.{cfg.get('name', '?')}.backend"
     if name not in BACKENDS:
         raise ConfigError(f"unknown backend {name!r} (known: {', '.join(sorted(BACKENDS))})", key=where)
+    require_pinned(cfg)  # hub weights only at a commit (the lock), unless unpinned runs are allowed
     module, cls = BACKENDS[name].split(":")
     return getattr(import_module(module), cls)(cfg)

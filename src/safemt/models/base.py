@@ -110,6 +110,12 @@ def _file_digest(path: Path, whole_up_to: int = 64 << 20, edge: int = 4 << 20) -
 
 
 def weights_identity(cfg: dict[str, Any], local: bool) -> dict[str, Any]:
-    """Which weights a config names: a local folder by its content, a hub id by its pinned revision."""
-    return {"path": cfg["path"], "revision": "local" if local else cfg.get("revision"),
-            "folder_sha256": folder_fingerprint(str(cfg["path"])) if local else None}
+    """Which weights a config names: a local folder by its content, a hub id by its commit SHA (the
+    revision itself or the lock's resolution of it; see safemt.models.lock)."""
+    if local:
+        return {"path": cfg["path"], "revision": "local", "folder_sha256": folder_fingerprint(str(cfg["path"]))}
+    identity = {"path": cfg["path"], "revision": cfg.get("resolved_revision") or cfg.get("revision"),
+                "folder_sha256": None}
+    if cfg.get("unpinned"):  # allowed by allow_unpinned_revisions: the branch name, flagged as such
+        identity["unpinned"] = True
+    return identity

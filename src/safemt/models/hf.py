@@ -18,6 +18,7 @@ from safemt.config import stable_hash
 from safemt.errors import ConfigError, SafemtError, first_line
 from safemt.models.base import Backend, ChatRequest, GenerationResult, weights_identity, with_system
 from safemt.models.images import image_placement, read_chat_template, with_image
+from safemt.models.lock import pinned_revision
 
 # Failures that belong to one batch (out of memory, a bad image), not to the whole run.
 BATCH_ERRORS = (RuntimeError, ValueError, OSError)
@@ -58,7 +59,7 @@ class HFBackend(Backend):
         import transformers
 
         transformers.utils.logging.disable_progress_bar()
-        options = {"revision": None if self.local else self.cfg.get("revision"),
+        options = {"revision": None if self.local else pinned_revision(self.cfg),
                    "trust_remote_code": bool(self.cfg.get("trust_remote_code", False)),
                    "local_files_only": hub_offline(), **kwargs}
         try:

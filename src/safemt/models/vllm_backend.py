@@ -16,6 +16,7 @@ from typing import Any
 from safemt.config import stable_hash
 from safemt.errors import ConfigError, SafemtError, first_line
 from safemt.models.base import Backend, ChatRequest, GenerationResult, weights_identity, with_system
+from safemt.models.lock import pinned_revision
 from safemt.models.images import chat_messages, image_data_url, image_placement, read_chat_template
 
 # Failures that belong to one batch (a bad image, a prompt longer than the model takes), not the run.
@@ -82,7 +83,7 @@ class VLLMBackend(Backend):
 
 def engine_args(cfg: dict[str, Any], local: bool) -> dict[str, Any]:
     """vllm.LLM arguments: pinned revision, safetensors only, remote code off unless config says so."""
-    revision = None if local else cfg.get("revision")
+    revision = None if local else pinned_revision(cfg)
     args = {
         "model": cfg["path"],
         "revision": revision,
