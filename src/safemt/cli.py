@@ -127,10 +127,11 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
-    from safemt.judging import run_judging
+    from safemt.judging import run_judging_files
 
-    run_judging(_params(args), judge=args.judge, dataset=args.dataset, generations=args.input,
-                out=args.output)
+    if len(args.input) != len(args.output):
+        raise SafemtError(f"judge needs one -o per -i (got {len(args.input)} inputs, {len(args.output)} outputs)")
+    run_judging_files(_params(args), judge=args.judge, dataset=args.dataset, pairs=list(zip(args.input, args.output)))
     return 0
 
 
@@ -284,11 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("judge", parents=[common], help="label generations safe / unsafe / invalid",
                        description="Judge every generation record; records with an error are not judged "
                        "(they count as missing in metrics), except provider refusals (refused_by: provider), "
-                       "which are labelled safe without the judge.")
+                       "which are labelled safe without the judge. Several -i files take as many -o files, in "
+                       "the same order: the judge (and its model) is loaded once for all of them.")
     s.add_argument("--judge", required=True, metavar="NAME")
     s.add_argument("--dataset", required=True, metavar="FILE")
-    s.add_argument("-i", "--input", required=True, metavar="GENERATIONS.jsonl")
-    s.add_argument("-o", "--output", required=True, metavar="OUT.jsonl")
+    s.add_argument("-i", "--input", required=True, nargs="+", metavar="GENERATIONS.jsonl")
+    s.add_argument("-o", "--output", required=True, nargs="+", metavar="OUT.jsonl")
     s.set_defaults(func=cmd_judge)
 
     s = sub.add_parser("metrics", parents=[common], help="ASR, Safety Index and CIs from judgments",

@@ -53,6 +53,12 @@ def judge_params(name):
     return json.dumps({"judge": judge, "model": MODELS.get(judge.get("model"))}, sort_keys=True)
 
 
+def judge_gpus(name):
+    """GPUs of the model a judge runs on (0 for keyword and API judges)."""
+    model = JUDGES[name].get("model")
+    return int(MODELS[model].get("gpus", 0)) if model in MODELS else 0
+
+
 def generations(model, defense):
     return expand(LAYOUT.generations, model=model, defense=defense, turns=TURNS)
 
