@@ -125,6 +125,17 @@ def stable_hash(obj: Any) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+PLACEHOLDER = "PLACEHOLDER"
+
+
+def check_not_placeholder(cfg: dict[str, Any]) -> None:
+    """Refuse a model entry that still holds a value marked PLACEHOLDER (e.g. an API model's version)."""
+    for key, value in sorted(cfg.items()):
+        if isinstance(value, str) and value.strip().startswith(PLACEHOLDER):
+            raise ConfigError(f"is a placeholder ({value.strip()}); set it before running this model",
+                              key=f"models.{cfg.get('name', '?')}.{key}")
+
+
 def model_config(params: dict[str, Any], name: str) -> dict[str, Any]:
     models = params.get("models", {})
     if name not in models:
