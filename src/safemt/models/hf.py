@@ -138,15 +138,16 @@ class HFBackend(Backend):
         return [self._result(ids, n_in) for ids, n_in in zip(new_tokens, prompt_lengths)]
 
     def _inputs(self, requests: list[ChatRequest]) -> Any:
-        """Chat-templated, left-padded model inputs (pixel values for the images, if a VLM)."""
+        """Chat-templated, left-padded model inputs, built by the processor's own apply_chat_template.
+
+        Each conversation carries its own image inside its first user message, so the processor sees
+        the images nested per conversation, the layout LLaVA, LLaVA-NeXT, Gemma 3, Mllama and
+        Idefics-style processors need to batch (a flat image list breaks several of them).
+        """
         conversations = [self._conversation(r) for r in requests]
-        texts = [self.processor.apply_chat_template(c, chat_template=self.chat_template, add_generation_prompt=True,
-                                                    tokenize=False) for c in conversations]
-        if not self.vision:
-            return self.tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=False)
-        images = [_open_image(r.image) for r in requests if r.image is not None]
-        return self.processor(images=images or None, text=texts, padding=True, return_tensors="pt",
-                              add_special_tokens=False)
+        return self.processor.apply_chat_template(conversations, chat_template=self.chat_template,
+                                                  add_generation_prompt=True, tokenize=True, return_dict=True,
+                                                  return_tensors="pt", processor_kwargs={"padding": True})
 
     def _conversation(self, request: ChatRequest) -> list[dict[str, Any]]:
         """The dialogue in chat-template form, the image a part of the first user message (VLMs only)."""
@@ -157,7 +158,8 @@ class HFBackend(Backend):
         conversation = []
         for m in messages:
             if pending_image and m["role"] == "user":
-                parts = with_image({"type": "image"}, m["content"], self.image_placement)
+                parts = with_image({"type": "image", "image": _open_image(request.image)}, m["content"],
+                                   self.image_placement)
                 pending_image = False
             else:
                 parts = [{"type": "text", "text": m["content"]}]
