@@ -140,12 +140,19 @@ def test_outputs_map_to_results(fake_vllm) -> None:
     assert all(r.latency_s is not None for r in results)
 
 
-def test_a_failing_batch_is_retried_one_by_one(fake_vllm) -> None:
-    results = get_backend(_cfg()).generate([_request(0), _request(1, "BOOM"), _request(2)])
-    assert [r.response for r in results] == ["reply to q0 turn 0", None, "reply to q2 turn 0"]
-    expected = GenerationResult.failed("ValueError: prompt is longer than max_model_len", results[1].latency_s)
-    assert results[1] == expected
-    assert len(FakeLLM.instances[0].calls) == 4  # the batch, then each request alone
+def test_a_failing_batch_is_bisected_and_the_fallback_counted(fake_vllm, capsys) -> None:
+    """One bad request among 16: the batch is split in halves down to it (9 engine calls, not 17)."""
+    requests = [_request(i, "BOOM" if i == 5 else "") for i in range(16)]
+    backend = get_backend(_cfg())
+    results = backend.generate(requests)
+    assert [r.response for r in results] == [None if i == 5 else f"reply to q{i} turn 0" for i in range(16)]
+    expected = GenerationResult.failed("ValueError: prompt is longer than max_model_len", results[5].latency_s)
+    assert results[5] == expected
+    sizes = [len(call["messages"]) for call in FakeLLM.instances[0].calls]
+    assert sizes == [16, 8, 4, 4, 2, 1, 1, 2, 8]  # depth first
+    assert backend.fallbacks["batch_split_in_halves"] == 4
+    err = capsys.readouterr().err
+    assert err.count("batch split in halves") == 1 and "a batch of 16 failed (ValueError" in err
 
 
 def test_chat_template_override_is_passed_and_hashed(fake_vllm, tmp_path: Path) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,11 @@ class Backend:
 
     def __init__(self, cfg: dict[str, Any]):
         self.cfg = cfg
+        self.fallbacks: Counter[str] = Counter()  # degraded paths taken, by kind (stage provenance)
+
+    def fallback(self, kind: str, cause: str) -> None:
+        """Count a degraded path (a batch run one by one, ...) and say so on stderr, with its cause."""
+        note_fallback(self.fallbacks, f"{self.name} backend", kind, cause)
 
     @property
     def batch_size(self) -> int:
@@ -119,3 +126,12 @@ def weights_identity(cfg: dict[str, Any], local: bool) -> dict[str, Any]:
     if cfg.get("unpinned"):  # allowed by allow_unpinned_revisions: the branch name, flagged as such
         identity["unpinned"] = True
     return identity
+
+
+def note_fallback(counter: Counter, who: str, kind: str, cause: str) -> None:
+    """Count a fallback; the first of each kind is logged with its cause, the rest only counted
+    (the stage's provenance holds the totals), so a degraded run never floods the log."""
+    counter[kind] += 1
+    if counter[kind] == 1:
+        print(f"safemt: {who}: {kind.replace('_', ' ')}: {' '.join(cause.split())[:300]} "
+              f"(further ones are counted in the provenance)", file=sys.stderr)

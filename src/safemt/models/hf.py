@@ -114,6 +114,8 @@ class HFBackend(Backend):
         except BATCH_ERRORS as exc:
             _free_cuda_memory()
             if len(requests) > 1:
+                self.fallback("batch_run_one_by_one", f"a batch of {len(requests)} failed "
+                              f"({type(exc).__name__}: {exc}); its requests are retried one at a time")
                 return [r for req in requests for r in self.generate([req])]
             return [GenerationResult.failed(f"{type(exc).__name__}: {exc}", _latency(start, 1))]
         latency = _latency(start, len(requests))

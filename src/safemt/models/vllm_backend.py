@@ -64,7 +64,8 @@ class VLLMBackend(Backend):
         return self._llm
 
     def generate(self, requests: list[ChatRequest]) -> list[GenerationResult]:
-        """Answer a batch; if it fails, answer its requests one by one so one bad input costs one."""
+        """Answer a batch; if it fails, answer each half of it in turn (bisection), so one bad input
+        among 256 costs about 2 log2(256) = 16 engine calls instead of 256 single ones."""
         start = time.perf_counter()
         try:
             conversations = [conversation(r, self.cfg.get("system_prompt"), self.image_placement) for r in requests]
@@ -73,7 +74,10 @@ class VLLMBackend(Backend):
                                     use_tqdm=False)
         except BATCH_ERRORS as exc:
             if len(requests) > 1:
-                return [r for req in requests for r in self.generate([req])]
+                self.fallback("batch_split_in_halves", f"a batch of {len(requests)} failed "
+                              f"({type(exc).__name__}: {exc}); its halves are retried separately")
+                half = len(requests) // 2
+                return self.generate(requests[:half]) + self.generate(requests[half:])
             return [GenerationResult.failed(f"{type(exc).__name__}: {exc}", _latency(start, 1))]
         latency = _latency(start, len(requests))
         return [to_result(out, latency) for out in outputs]
