@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import sys
 import types
 from pathlib import Path
@@ -199,3 +200,27 @@ def test_image_placement_last_puts_the_image_after_the_text_and_is_hashed(fake_v
     assert last_user == {"role": "user", "content": "q0 turn 1"}
     assert backend.describe()["image_placement"] == "last"
     assert get_backend(_cfg()).describe()["image_placement"] == "first"
+
+
+def test_hf_and_vllm_decode_with_the_same_merged_settings(fake_vllm, tiny_models: Path, tmp_path: Path) -> None:
+    """A model's generation_config extras (repetition_penalty) reach both backends and the config hash;
+    params override them."""
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_models / "tiny-vlm-a", folder)
+    shipped = json.loads((folder / "generation_config.json").read_text())
+    (folder / "generation_config.json").write_text(json.dumps({**shipped, "repetition_penalty": 1.3, "top_k": 5}))
+    local = {"path": str(folder), "revision": "local", "max_new_tokens": 8, "temperature": 0.0}
+    hf = get_backend({"name": "m", "backend": "hf", **local})
+    vllm = get_backend({"name": "m", "backend": "vllm", **local})
+    expected = {"max_new_tokens": 8, "temperature": 0.0, "repetition_penalty": 1.3}  # greedy: top_k unused
+    assert hf.generation_params() == vllm.generation_params() == expected
+    assert hf.describe()["generation"] == vllm.describe()["generation"] == expected
+    vllm.generate([_request(0)])
+    sent = FakeLLM.instances[0].calls[0]["sampling_params"].kwargs
+    assert (sent["repetition_penalty"], sent["temperature"]) == (1.3, 0.0)
+    plain = get_backend({"name": "m", "backend": "hf", **local, "path": str(tiny_models / "tiny-vlm-a")})
+    assert "repetition_penalty" not in plain.generation_params()
+    overridden = get_backend({"name": "m", "backend": "hf", **local, "repetition_penalty": 1.0, "temperature": 0.5})
+    assert overridden.generation_params() == {"max_new_tokens": 8, "temperature": 0.5, "top_p": 1.0, "top_k": 5}

@@ -16,7 +16,8 @@ from typing import Any
 
 from safemt.config import stable_hash
 from safemt.errors import ConfigError, SafemtError, first_line
-from safemt.models.base import Backend, ChatRequest, GenerationResult, weights_identity, with_system
+from safemt.models.base import (Backend, ChatRequest, GenerationResult, shipped_generation_config, weights_identity,
+                                with_system)
 from safemt.models.images import image_placement, read_chat_template, with_image
 from safemt.models.lock import pinned_revision
 
@@ -51,6 +52,11 @@ class HFBackend(Backend):
             raise SafemtError("model has no chat template", key=f"models.{cfg.get('name')}.path")
         self._model = None
         self.sees_images = self.vision
+        self._shipped = shipped_generation_config(self.source, None if self.local else pinned_revision(cfg),
+                                                  hub_offline())
+
+    def model_generation_defaults(self) -> dict[str, Any]:
+        return self._shipped
 
     # --- loading ------------------------------------------------------------------------------
 
@@ -131,8 +137,9 @@ class HFBackend(Backend):
         kwargs: dict[str, Any] = {"max_new_tokens": params["max_new_tokens"], "do_sample": params["temperature"] > 0,
                                   "pad_token_id": self.tokenizer.pad_token_id}
         if kwargs["do_sample"]:
-            kwargs.update(temperature=params["temperature"], top_p=params["top_p"])
+            kwargs.update(temperature=params["temperature"], top_p=params["top_p"], top_k=params.get("top_k", 0))
             torch.manual_seed(0)
+        kwargs["repetition_penalty"] = params.get("repetition_penalty", 1.0)  # explicit: the hashed value
         with torch.inference_mode():
             out = self.model.generate(**inputs, **kwargs)
         new_tokens = out[:, inputs["input_ids"].shape[1]:].tolist()

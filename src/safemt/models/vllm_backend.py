@@ -15,7 +15,8 @@ from typing import Any
 
 from safemt.config import stable_hash
 from safemt.errors import ConfigError, SafemtError, first_line
-from safemt.models.base import Backend, ChatRequest, GenerationResult, weights_identity, with_system
+from safemt.models.base import (Backend, ChatRequest, GenerationResult, shipped_generation_config, weights_identity,
+                                with_system)
 from safemt.models.lock import pinned_revision
 from safemt.models.images import chat_messages, image_data_url, image_placement, read_chat_template
 
@@ -38,6 +39,17 @@ class VLLMBackend(Backend):
         self.chat_template = read_chat_template(cfg)
         self.image_placement = image_placement(cfg)
         self._llm: Any = None
+        self._shipped: dict[str, Any] | None = None
+
+    def model_generation_defaults(self) -> dict[str, Any]:
+        """The model's generation_config.json, read with transformers as the hf backend does: vllm's
+        explicit SamplingParams would otherwise ignore it, and "greedy" would differ by backend."""
+        if self._shipped is None:
+            from safemt.models.hf import hub_offline
+
+            self._shipped = shipped_generation_config(self.cfg["path"], None if self.local else pinned_revision(self.cfg),
+                                                      hub_offline())
+        return self._shipped
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -107,7 +119,8 @@ def engine_args(cfg: dict[str, Any], local: bool) -> dict[str, Any]:
 def sampling_args(params: dict[str, Any]) -> dict[str, Any]:
     """SamplingParams arguments, one for one from generation_params(); temperature 0 is greedy."""
     return {"temperature": params["temperature"], "top_p": params.get("top_p", 1.0),
-            "max_tokens": params["max_new_tokens"], "seed": 0}
+            "max_tokens": params["max_new_tokens"], "seed": 0,
+            **{k: params[k] for k in ("top_k", "repetition_penalty") if k in params}}
 
 
 def conversation(request: ChatRequest, system_prompt: str | None, placement: str = "first"
