@@ -1,7 +1,22 @@
 #!/usr/bin/env bash
-# GPU check of the hf backend (see gpu_check.py). On a device machine with torch + transformers:
-#   bash benchmarks/gpu_check.sh
+# GPU checks, for a machine with a CUDA device, torch + transformers and this project installed
+# (snakemake on PATH). Each part prints one JSON object.
+#   1. gpu_check.py:        the hf backend on CUDA with the tiny models (CPU/CUDA agreement, batching).
+#   2. gpu_paper_check.py:  config/paper.yaml's smallest open model (by the size in its hub id, or
+#                           SAFEMT_GPU_CHECK_MODEL=<name>) end to end through Snakemake on 20 dialogues
+#                           on one GPU, under results-gpu-check/. Its weights must already be in the
+#                           local Hugging Face cache (`hf download <hub id> --revision <revision>`);
+#                           otherwise it stops with one line saying what to download.
+# Usage: bash benchmarks/gpu_check.sh [tiny|paper]   (default: both)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-exec python3 benchmarks/gpu_check.py
+part=${1:-all}
+status=0
+if [ "$part" = all ] || [ "$part" = tiny ]; then
+    python3 benchmarks/gpu_check.py || status=$?
+fi
+if [ "$part" = all ] || [ "$part" = paper ]; then
+    python3 benchmarks/gpu_paper_check.py || status=$?
+fi
+exit "$status"

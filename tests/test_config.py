@@ -58,3 +58,35 @@ def test_snakemake_stops_at_dag_build_with_one_line(repo_root, tmp_path) -> None
     assert proc.returncode != 0
     line = [ln for ln in proc.stderr.splitlines() if "config error" in ln]
     assert line and "targets.1" in line[0] and "missing-model" in line[0]
+
+
+def test_paper_profile_names_the_papers_judges_and_every_model_fully(repo_root) -> None:
+    """config/paper.yaml: the released judge (gpt-4o-mini at 0.6), guard judges, all in metrics.judges;
+    every open model by hub id with its GPUs, shards and (vllm) tensor parallel size."""
+    from safemt import config as cfg_mod
+
+    paper = cfg_mod.load(repo_root / "config" / "paper.yaml")
+    llm = paper["judges"]["llm"]
+    judge_model = paper["models"][llm["model"]]
+    assert llm["kind"] == "llm" and judge_model["backend"] == "openai"
+    assert (judge_model["model_id"], judge_model["temperature"]) == ("gpt-4o-mini", 0.6)
+    guards = [n for n, j in paper["judges"].items() if j["kind"] == "guard"]
+    assert guards and set(paper["metrics"]["judges"]) >= {"llm", *guards}
+    for name, m in paper["models"].items():
+        if m["backend"] in ("hf", "vllm"):
+            assert m["path"].count("/") == 1 and m["gpus"] >= 1, name
+            assert name not in paper["targets"] or m["shards"] >= 1, name  # judges' models are not sharded
+            if m["backend"] == "vllm":
+                assert m["tensor_parallel_size"] >= 1, name
+
+
+def test_a_placeholder_model_version_is_refused_with_one_line(repo_root, tmp_path, capsys) -> None:
+    from safemt.cli import main
+    from safemt.jsonl import write_jsonl
+
+    write_jsonl(tmp_path / "d.jsonl", [])
+    code = main(["infer", "--params", str(repo_root / "config" / "paper.yaml"), "--model", "gpt-4o",
+                 "--dataset", str(tmp_path / "d.jsonl"), "-o", str(tmp_path / "out.jsonl")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "models.gpt-4o.model_id" in err and "placeholder" in err and not (tmp_path / "out.jsonl").exists()

@@ -243,3 +243,49 @@ def test_methods_sharing_an_id_and_length_are_judged_apart(tmp_path, repo_root) 
     out = {(r["id"], r["turns"], r["method"]): r["label"] for r in read_jsonl(tmp_path / "j.jsonl")}
     assert out == {("own_fraud_0", 1, None): "safe", ("own_fraud_0", 2, "escalation"): "unsafe",
                    ("own_fraud_0", 2, "roleplay"): "safe"}
+
+
+def llm_params(tmp_path: Path, repo_root: Path, tiny_models: Path) -> Path:
+    import yaml
+
+    params = yaml.safe_load((repo_root / "params.yaml").read_text())
+    params["models"]["tiny-judge"]["path"] = str(tiny_models / "tiny-judge")
+    params["judges"]["tiny-llm"] = {"kind": "llm", "model": "tiny-judge", "retries": 0}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def test_one_job_labels_several_files_with_one_model_load(tmp_path, repo_root, tiny_models, monkeypatch) -> None:
+    """A local judge model is loaded once for every file a judge job is given, each file its own output."""
+    from safemt.models.hf import HFBackend
+
+    loads = []
+    original = HFBackend._load
+    monkeypatch.setattr(HFBackend, "_load", lambda self, auto, **kw: loads.append(auto) or original(self, auto, **kw))
+    write_jsonl(tmp_path / "d.jsonl", [dialogue(i, turns) for i in range(3) for turns in (1, 2)])
+    files = []
+    for turns in (1, 2):
+        write_jsonl(tmp_path / f"g{turns}.jsonl", [generation(i, f"reply {i}", turns=turns) for i in range(3)])
+        files.append((tmp_path / f"g{turns}.jsonl", tmp_path / f"j{turns}.jsonl"))
+    args = ["judge", "--params", str(llm_params(tmp_path, repo_root, tiny_models)), "--judge", "tiny-llm",
+            "--dataset", str(tmp_path / "d.jsonl"), "-i", *[str(g) for g, _ in files], "-o", *[str(j) for _, j in files]]
+    assert main(args) == 0
+    assert loads.count("AutoModelForCausalLM") == 1
+    for turns, (_, out) in zip((1, 2), files):
+        got = read_jsonl(out)
+        assert [(r["id"], r["turns"]) for r in got] == [(f"own_fraud_{i}", turns) for i in range(3)]
+        assert all(r["label"] in ("safe", "unsafe", "invalid") and r["judge"] == "tiny-llm" for r in got)
+
+
+def test_several_files_are_all_checked_before_any_is_judged(tmp_path, repo_root, capsys) -> None:
+    write_jsonl(tmp_path / "d.jsonl", [dialogue(i) for i in range(3)])
+    write_jsonl(tmp_path / "good.jsonl", [generation(0, "ok")])
+    write_jsonl(tmp_path / "bad.jsonl", [generation(7, "ok")])
+    base = ["judge", "--params", str(repo_root / "params.yaml"), "--judge", "keyword", "--dataset",
+            str(tmp_path / "d.jsonl"), "-i", str(tmp_path / "good.jsonl"), str(tmp_path / "bad.jsonl")]
+    assert main([*base, "-o", str(tmp_path / "j1.jsonl"), str(tmp_path / "j2.jsonl")]) == 2
+    assert "own_fraud_7" in capsys.readouterr().err
+    assert not (tmp_path / "j1.jsonl").exists() and not (tmp_path / "j2.jsonl").exists()
+    assert main([*base, "-o", str(tmp_path / "j1.jsonl")]) == 2
+    assert "one -o per -i" in capsys.readouterr().err

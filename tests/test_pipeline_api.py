@@ -20,7 +20,7 @@ def api_params(repo_root: Path, base_url: str) -> dict:
     params = yaml.safe_load((repo_root / "params.yaml").read_text())
     params["models"] = {"api-model": {"backend": "openai", "model_id": "stub-model", "base_url": base_url,
                                       "api_key_env": KEY_VAR, "max_new_tokens": 32, "temperature": 0.0,
-                                      "concurrency": 8, "max_retries": 6, "backoff_base_s": 0.01,
+                                      "concurrency": 8, "max_retries": 6,
                                       "timeout_s": 2.0}}
     params["targets"] = ["api-model"]
     params["turns"] = [1, 2, 4]

@@ -101,6 +101,15 @@ def cmd_models_tiny(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models_lock(args: argparse.Namespace) -> int:
+    from safemt.models.lock import hub_models, write_lock
+
+    params = _params(args)
+    path = write_lock(params, args.params, out=args.output)
+    print(f"{path}: {len(hub_models(params))} hub model(s) pinned")
+    return 0
+
+
 def cmd_infer(args: argparse.Namespace) -> int:
     from safemt.inference import run_inference
 
@@ -118,10 +127,11 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
-    from safemt.judging import run_judging
+    from safemt.judging import run_judging_files
 
-    run_judging(_params(args), judge=args.judge, dataset=args.dataset, generations=args.input,
-                out=args.output)
+    if len(args.input) != len(args.output):
+        raise SafemtError(f"judge needs one -o per -i (got {len(args.input)} inputs, {len(args.output)} outputs)")
+    run_judging_files(_params(args), judge=args.judge, dataset=args.dataset, pairs=list(zip(args.input, args.output)))
     return 0
 
 
@@ -244,6 +254,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "(text chat LM) under DIR; same bytes on every build, no network.")
     s.add_argument("-o", "--output", required=True, metavar="DIR")
     s.set_defaults(func=cmd_models_tiny)
+    s = msub.add_parser("lock", parents=[common], help="pin every hub model's revision to a commit SHA (online)",
+                        description="Resolve the revision (branch, tag or SHA) of every hf/vllm model whose path is a "
+                        "hub id to its commit SHA with huggingface_hub, and write the lock file beside the params "
+                        "file (<stem>.lock.yaml). Every command applies it: weights load at that commit and the "
+                        "config hash uses it. Offline it fails at once and says why. HF_ENDPOINT and HF_TOKEN "
+                        "are honoured.")
+    s.add_argument("-o", "--output", metavar="LOCK.yaml", help="where to write (default: beside --params)")
+    s.set_defaults(func=cmd_models_lock)
 
     s = sub.add_parser("infer", parents=[common], help="final-turn answers of one model to a dataset",
                        description="Generate the final assistant reply for each dialogue. Resumable: records "
@@ -267,11 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("judge", parents=[common], help="label generations safe / unsafe / invalid",
                        description="Judge every generation record; records with an error are not judged "
                        "(they count as missing in metrics), except provider refusals (refused_by: provider), "
-                       "which are labelled safe without the judge.")
+                       "which are labelled safe without the judge. Several -i files take as many -o files, in "
+                       "the same order: the judge (and its model) is loaded once for all of them.")
     s.add_argument("--judge", required=True, metavar="NAME")
     s.add_argument("--dataset", required=True, metavar="FILE")
-    s.add_argument("-i", "--input", required=True, metavar="GENERATIONS.jsonl")
-    s.add_argument("-o", "--output", required=True, metavar="OUT.jsonl")
+    s.add_argument("-i", "--input", required=True, nargs="+", metavar="GENERATIONS.jsonl")
+    s.add_argument("-o", "--output", required=True, nargs="+", metavar="OUT.jsonl")
     s.set_defaults(func=cmd_judge)
 
     s = sub.add_parser("metrics", parents=[common], help="ASR, Safety Index and CIs from judgments",

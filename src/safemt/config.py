@@ -143,13 +143,26 @@ def load(path: str | Path = "params.yaml") -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"not valid YAML{where}", file=str(path)) from None
-    return validate(params, str(path))
+    from safemt.models.lock import apply_lock
+
+    return apply_lock(validate(params, str(path)), path)
 
 
 def stable_hash(obj: Any) -> str:
     """sha256 over canonical JSON: the basis of every config hash."""
     blob = json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+PLACEHOLDER = "PLACEHOLDER"
+
+
+def check_not_placeholder(cfg: dict[str, Any]) -> None:
+    """Refuse a model entry that still holds a value marked PLACEHOLDER (e.g. an API model's version)."""
+    for key, value in sorted(cfg.items()):
+        if isinstance(value, str) and value.strip().startswith(PLACEHOLDER):
+            raise ConfigError(f"is a placeholder ({value.strip()}); set it before running this model",
+                              key=f"models.{cfg.get('name', '?')}.{key}")
 
 
 def model_config(params: dict[str, Any], name: str) -> dict[str, Any]:

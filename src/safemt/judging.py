@@ -16,7 +16,7 @@ from safemt.data.records import Dialogue
 from safemt.data.validate import check_unique, read_dialogues
 from safemt.jsonl import Journal, read_journal, read_records, repair_journal, write_jsonl
 from safemt.inference import CONTRACT_FIELDS, generation_key
-from safemt.judges import JudgeItem, get_judge
+from safemt.judges import Judge, JudgeItem, get_judge
 from safemt.judges.base import LABELS
 from safemt.progress import Progress
 
@@ -73,10 +73,25 @@ def _cached(journal: Path, judge_hash: str) -> dict[str, dict[str, Any]]:
             if r.get("judge_hash") == judge_hash and r.get("judge_error") is None and "item_hash" in r}
 
 
-def run_judging(params: dict[str, Any], judge: str, dataset: str, generations: str, out: str) -> dict:
-    dialogues = load_dialogues(dataset)  # inputs are checked before a judge model loads
-    gens = load_generations(generations, dialogues)
+def run_judging_files(params: dict[str, Any], judge: str, dataset: str, pairs: list[tuple[str, str]]) -> list[dict]:
+    """Label several generation files with one judge: a local judge model is loaded once for all of them.
+
+    Every input is checked before the judge is built; then each (generations, out) pair is judged
+    and written in turn, each with its own journal, so an interrupted job resumes file by file.
+    """
+    dialogues = load_dialogues(dataset)
+    for generations, _ in pairs:
+        load_generations(generations, dialogues)
     judge_obj = get_judge(judge, params)
+    return [run_judging(params, judge, dataset, generations, out, judge_obj=judge_obj, dialogues=dialogues)
+            for generations, out in pairs]
+
+
+def run_judging(params: dict[str, Any], judge: str, dataset: str, generations: str, out: str,
+                judge_obj: Judge | None = None, dialogues: Dialogues | None = None) -> dict:
+    dialogues = dialogues if dialogues is not None else load_dialogues(dataset)  # inputs first, then the model
+    gens = load_generations(generations, dialogues)
+    judge_obj = judge_obj if judge_obj is not None else get_judge(judge, params)
     judge_hash = stable_hash(judge_obj.describe())
     out_path = Path(out)
     journal_path = out_path.parent / ".journal" / out_path.name

@@ -15,7 +15,7 @@ import yaml
 from PIL import Image
 
 from safemt.cli import main
-from safemt.data.fetch import MANIFEST, fetch, hub_config
+from safemt.data.fetch import MANIFEST, SKIP_NOTE, fetch, fetched_by_workflow, hub_config
 from safemt.errors import ConfigError
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
@@ -147,8 +147,8 @@ def test_when_import_a_build_profile_fetches_nothing(tmp_path, repo_root, no_hub
     params = write_params(tmp_path, repo_root, source="build")
     code, stdout, _ = run(capsys, "--download-only", "--when-import", "--params", str(params))
     assert code == 0 and "nothing fetched" in stdout
-    assert json.loads((tmp_path / "release" / MANIFEST).read_text())["fetched"] is False
-    assert sorted(p.name for p in (tmp_path / "release").iterdir()) == [MANIFEST]
+    assert json.loads((tmp_path / "release" / SKIP_NOTE).read_text())["fetched"] is False
+    assert sorted(p.name for p in (tmp_path / "release").iterdir()) == [SKIP_NOTE]
 
 
 def test_when_import_leaves_an_existing_download_alone(tmp_path, repo_root, no_hub, capsys):
@@ -215,3 +215,23 @@ def test_import_of_an_empty_fetch_folder_says_what_to_download(tmp_path, repo_ro
     assert code == 2 and err.count("\n") == 1
     assert "no <N>_turn.json files found" in err and f"someone/SafeMT at revision {REVISION}" in err
     assert str(tmp_path / "release") in err and not out.exists()
+
+
+def test_a_release_found_in_place_gets_a_manifest(tmp_path, repo_root, no_hub, capsys):
+    """The workflow's fetch rule has the manifest as its output, also when the user downloaded by hand."""
+    lay_out_release(tmp_path / "release")
+    params = write_params(tmp_path, repo_root)
+    assert run(capsys, "--download-only", "--params", str(params))[0] == 0
+    manifest = json.loads((tmp_path / "release" / MANIFEST).read_text())
+    assert manifest["revision"] == REVISION and manifest["fetched"] is False
+
+
+def test_the_workflow_fetches_only_a_release_dir_inside_local_dir(tmp_path, repo_root):
+    params = yaml.safe_load(write_params(tmp_path, repo_root).read_text())
+    assert fetched_by_workflow(params) == tmp_path / "release" / MANIFEST
+    params["dataset"]["release_dir"] = str(tmp_path / "elsewhere" / "Data")
+    assert fetched_by_workflow(params) is None
+    params["dataset"]["release_dir"] = None  # the default: hub.local_dir itself
+    assert fetched_by_workflow(params) == tmp_path / "release" / MANIFEST
+    params["dataset"].update(source="build", release_dir=str(tmp_path / "release"))
+    assert fetched_by_workflow(params) is None

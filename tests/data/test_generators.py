@@ -307,7 +307,7 @@ def test_llm_generator_through_a_loopback_openai_server(tmp_path, params, repo_r
     with OpenAIStub(reply=reply, fault_rate=0.2, seed=5, retry_after=0.01) as stub:
         p = llm_params(params)
         p["models"]["api-gen"] = {"backend": "openai", "model_id": "stub", "base_url": stub.base_url,
-                                  "max_new_tokens": 256, "backoff_base_s": 0.01, "max_retries": 8}
+                                  "max_new_tokens": 256, "max_retries": 8}
         p["dataset"]["generator_model"] = "api-gen"
         out = tmp_path / "out" / "dialogues.jsonl"
         summary = build_dataset(small_seeds(repo_root, tmp_path / "seeds"), out, p)

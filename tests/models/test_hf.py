@@ -105,7 +105,7 @@ def test_missing_folder_and_offline_hub_id_are_one_line_errors(tmp_path: Path) -
         get_backend({"name": "m", "backend": "hf", "path": str(tmp_path / "absent")})
     assert "\n" not in str(missing.value)
     with pytest.raises(SafemtError, match="HF_HUB_OFFLINE") as offline:
-        get_backend({"name": "m", "backend": "hf", "path": "safemt-no-such-org/no-such-model", "revision": "main"})
+        get_backend({"name": "m", "backend": "hf", "path": "safemt-no-such-org/no-such-model", "revision": "0" * 40})
     assert "\n" not in str(offline.value)
 
 
@@ -125,10 +125,12 @@ def _spy_templating(backend, monkeypatch: pytest.MonkeyPatch) -> list[tuple[list
     seen: list[tuple[list, str]] = []
     render = backend.processor.apply_chat_template
 
-    def spy(conversation, **kwargs):
-        prompt = render(conversation, **kwargs)
-        seen.append((conversation, prompt))
-        return prompt
+    def spy(conversations, **kwargs):
+        """One batched, tokenizing call; record each conversation with the prompt it renders to."""
+        for conversation in conversations:
+            seen.append((conversation, render(conversation, chat_template=kwargs.get("chat_template"),
+                                              add_generation_prompt=True, tokenize=False)))
+        return render(conversations, **kwargs)
 
     monkeypatch.setattr(backend.processor, "apply_chat_template", spy)
     return seen

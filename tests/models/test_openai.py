@@ -17,7 +17,7 @@ from PIL import Image
 from safemt.config import check_schema
 from safemt.errors import ConfigError, SafemtError
 from safemt.models import ChatRequest, GenerationResult, get_backend
-from safemt.models.openai_backend import MAX_RETRY_AFTER_S, OpenAIBackend, backoff_s, retry_after_s
+from safemt.models.openai_backend import OpenAIBackend
 from tests.servers.openai_stub import OpenAIStub, last_user_text
 
 KEY_VAR = "SAFEMT_TEST_API_KEY"
@@ -25,7 +25,7 @@ KEY_VAR = "SAFEMT_TEST_API_KEY"
 
 def _cfg(stub: OpenAIStub, **extra) -> dict:
     return {"name": "api-model", "backend": "openai", "model_id": "stub-model", "base_url": stub.base_url,
-            "max_new_tokens": 64, "temperature": 0.0, "backoff_base_s": 0.01, "timeout_s": 2.0, "max_retries": 3,
+            "max_new_tokens": 64, "temperature": 0.0, "timeout_s": 2.0, "max_retries": 3,
             **extra}
 
 
@@ -140,17 +140,6 @@ def test_client_errors_are_not_retried() -> None:
     assert attempts == 1 and result.response is None and result.error.startswith("HTTP 400")
 
 
-def test_backoff_honours_retry_after_up_to_a_cap_else_full_jitter() -> None:
-    assert backoff_s(1, 1.0, 7.0, 0.5) == 7.0
-    assert backoff_s(1, 1.0, 3600.0, 0.5) == MAX_RETRY_AFTER_S
-    assert [backoff_s(n, 1.0, None, 0.5) for n in (1, 2, 3)] == [0.5, 1.0, 2.0]
-    assert backoff_s(20, 1.0, None, 0.999) < 30.0  # capped
-    assert backoff_s(3, 1.0, None, 0.0) == 0.0
-    assert retry_after_s({"retry-after": "2"}) == 2.0
-    assert retry_after_s({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) is None
-    assert retry_after_s({}) is None and retry_after_s(None) is None
-
-
 # --- filtered and refused replies ------------------------------------------------------------------
 
 @pytest.mark.parametrize(("fault", "finish_reason", "error"), [
@@ -228,9 +217,9 @@ def test_without_api_key_env_no_ambient_key_is_sent(monkeypatch) -> None:
 
 # --- setup errors and registry ---------------------------------------------------------------------
 
-def test_missing_openai_package_names_the_extra(monkeypatch) -> None:
+def test_missing_openai_package_says_it_is_a_base_dependency(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "openai", None)
-    with pytest.raises(SafemtError, match=r"pip install 'safemt\[api\]'"):
+    with pytest.raises(SafemtError, match=r"needs the openai package.*base dependency"):
         get_backend({"name": "m", "backend": "openai", "model_id": "m", "base_url": "http://127.0.0.1:9/v1"})
 
 
@@ -259,7 +248,7 @@ def test_schema_accepts_the_api_and_vllm_keys() -> None:
     params = {"dataset": {"source": "build", "seeds": "s.jsonl"}, "turns": [1], "targets": ["a"],
               "judges": {"kw": {"kind": "keyword"}},
               "models": {"a": {"backend": "openai", "model_id": "m", "base_url": "http://x/v1", "api_key_env": "K",
-                               "concurrency": 32, "max_retries": 5, "backoff_base_s": 0.5, "timeout_s": 60},
+                               "concurrency": 32, "max_retries": 5, "timeout_s": 60},
                          "b": {"backend": "vllm", "path": "org/m", "revision": "main", "tensor_parallel_size": 2,
                                "gpu_memory_utilization": 0.85, "max_model_len": 8192, "chat_template": "t.jinja",
                                "image_placement": "last"}}}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import sys
 import types
 from pathlib import Path
@@ -66,7 +67,7 @@ def fake_vllm(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
 
 
 def _cfg(**extra: Any) -> dict[str, Any]:
-    return {"name": "big-vlm", "backend": "vllm", "path": "org/some-vlm", "revision": "abc123",
+    return {"name": "big-vlm", "backend": "vllm", "path": "org/some-vlm", "revision": "abc1230000000000000000000000000000000000",
             "max_new_tokens": 32, "temperature": 0.0, **extra}
 
 
@@ -93,7 +94,7 @@ def test_engine_arguments_come_from_config(fake_vllm, tmp_path: Path) -> None:
     assert isinstance(backend, VLLMBackend) and not FakeLLM.instances  # the engine starts on first use
     backend.generate([_request(0)])
     assert FakeLLM.instances[0].kwargs == {
-        "model": "org/some-vlm", "revision": "abc123", "tokenizer_revision": "abc123", "tensor_parallel_size": 4,
+        "model": "org/some-vlm", "revision": "abc1230000000000000000000000000000000000", "tokenizer_revision": "abc1230000000000000000000000000000000000", "tensor_parallel_size": 4,
         "trust_remote_code": False, "dtype": "bfloat16", "gpu_memory_utilization": 0.8,
         "load_format": "safetensors", "seed": 0, "max_model_len": 8192}
     backend.generate([_request(1)])
@@ -140,12 +141,19 @@ def test_outputs_map_to_results(fake_vllm) -> None:
     assert all(r.latency_s is not None for r in results)
 
 
-def test_a_failing_batch_is_retried_one_by_one(fake_vllm) -> None:
-    results = get_backend(_cfg()).generate([_request(0), _request(1, "BOOM"), _request(2)])
-    assert [r.response for r in results] == ["reply to q0 turn 0", None, "reply to q2 turn 0"]
-    expected = GenerationResult.failed("ValueError: prompt is longer than max_model_len", results[1].latency_s)
-    assert results[1] == expected
-    assert len(FakeLLM.instances[0].calls) == 4  # the batch, then each request alone
+def test_a_failing_batch_is_bisected_and_the_fallback_counted(fake_vllm, capsys) -> None:
+    """One bad request among 16: the batch is split in halves down to it (9 engine calls, not 17)."""
+    requests = [_request(i, "BOOM" if i == 5 else "") for i in range(16)]
+    backend = get_backend(_cfg())
+    results = backend.generate(requests)
+    assert [r.response for r in results] == [None if i == 5 else f"reply to q{i} turn 0" for i in range(16)]
+    expected = GenerationResult.failed("ValueError: prompt is longer than max_model_len", results[5].latency_s)
+    assert results[5] == expected
+    sizes = [len(call["messages"]) for call in FakeLLM.instances[0].calls]
+    assert sizes == [16, 8, 4, 4, 2, 1, 1, 2, 8]  # depth first
+    assert backend.fallbacks["batch_split_in_halves"] == 4
+    err = capsys.readouterr().err
+    assert err.count("batch split in halves") == 1 and "a batch of 16 failed (ValueError" in err
 
 
 def test_chat_template_override_is_passed_and_hashed(fake_vllm, tmp_path: Path) -> None:
@@ -162,7 +170,7 @@ def test_chat_template_override_is_passed_and_hashed(fake_vllm, tmp_path: Path) 
 
 def test_describe_pins_what_changes_outputs_without_starting_the_engine(fake_vllm, tmp_path: Path) -> None:
     hub = get_backend(_cfg()).describe()
-    assert (hub["backend"], hub["path"], hub["revision"]) == ("vllm", "org/some-vlm", "abc123")
+    assert (hub["backend"], hub["path"], hub["revision"]) == ("vllm", "org/some-vlm", "abc1230000000000000000000000000000000000")
     assert hub["folder_sha256"] is None
     assert hub["generation"] == {"max_new_tokens": 32, "temperature": 0.0} and hub["trust_remote_code"] is False
     (tmp_path / "model.safetensors").write_bytes(b"weights v1")
@@ -192,3 +200,27 @@ def test_image_placement_last_puts_the_image_after_the_text_and_is_hashed(fake_v
     assert last_user == {"role": "user", "content": "q0 turn 1"}
     assert backend.describe()["image_placement"] == "last"
     assert get_backend(_cfg()).describe()["image_placement"] == "first"
+
+
+def test_hf_and_vllm_decode_with_the_same_merged_settings(fake_vllm, tiny_models: Path, tmp_path: Path) -> None:
+    """A model's generation_config extras (repetition_penalty) reach both backends and the config hash;
+    params override them."""
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_models / "tiny-vlm-a", folder)
+    shipped = json.loads((folder / "generation_config.json").read_text())
+    (folder / "generation_config.json").write_text(json.dumps({**shipped, "repetition_penalty": 1.3, "top_k": 5}))
+    local = {"path": str(folder), "revision": "local", "max_new_tokens": 8, "temperature": 0.0}
+    hf = get_backend({"name": "m", "backend": "hf", **local})
+    vllm = get_backend({"name": "m", "backend": "vllm", **local})
+    expected = {"max_new_tokens": 8, "temperature": 0.0, "repetition_penalty": 1.3}  # greedy: top_k unused
+    assert hf.generation_params() == vllm.generation_params() == expected
+    assert hf.describe()["generation"] == vllm.describe()["generation"] == expected
+    vllm.generate([_request(0)])
+    sent = FakeLLM.instances[0].calls[0]["sampling_params"].kwargs
+    assert (sent["repetition_penalty"], sent["temperature"]) == (1.3, 0.0)
+    plain = get_backend({"name": "m", "backend": "hf", **local, "path": str(tiny_models / "tiny-vlm-a")})
+    assert "repetition_penalty" not in plain.generation_params()
+    overridden = get_backend({"name": "m", "backend": "hf", **local, "repetition_penalty": 1.0, "temperature": 0.5})
+    assert overridden.generation_params() == {"max_new_tokens": 8, "temperature": 0.5, "top_p": 1.0, "top_k": 5}

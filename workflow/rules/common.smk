@@ -2,10 +2,20 @@
 
 import json
 import os
+import sys
 
+from safemt.data.fetch import fetched_by_workflow
 from safemt.layout import FIGURE_FILES, METRICS_FILES, Layout
+from safemt.models.lock import apply_lock, hub_models
 
+# Hub revisions resolved to commit SHAs by `safemt models lock` (model_params below carries them,
+# so a new lock reruns the jobs of the models whose weights changed).
+apply_lock(config, PARAMS)
 MODELS = config["models"]
+UNPINNED = sorted(n for n in hub_models(config) if not MODELS[n].get("resolved_revision") and not MODELS[n].get("unpinned"))
+if UNPINNED:  # planning goes on (a dry run must work offline); the jobs of these models will refuse to start
+    print(f"safemt: {len(UNPINNED)} hub model(s) not pinned to a commit ({', '.join(UNPINNED)}): run "
+          f"`safemt models lock --params {PARAMS}` before running them", file=sys.stderr)
 TARGETS = config["targets"]
 TURNS = config["turns"]
 DEFENSES = config.get("defenses", ["none"])

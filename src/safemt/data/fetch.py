@@ -17,7 +17,10 @@ from safemt.data.export import TURN_FILE
 from safemt.errors import ConfigError, SafemtError, first_line
 from safemt.jsonl import write_json
 
-MANIFEST = "safemt_fetch.json"  # which repo and revision the folder holds, written after a download
+MANIFEST = "safemt_fetch.json"  # which repo and revision the folder holds, written once it holds the release
+# For a build profile under DVC: why nothing was fetched. Not the manifest, so that a profile which
+# imports still sees the release as missing and fetches it.
+SKIP_NOTE = "safemt_fetch_skipped.json"
 
 
 @dataclass(frozen=True)
@@ -71,8 +74,13 @@ def release_folder(root: Path) -> Path | None:
     return min(folders, key=lambda p: (len(p.parts), str(p))) if folders else None
 
 
+def manifest_path(hub: Hub) -> Path:
+    """Written once local_dir holds the release: the output the workflow's `fetch_release` rule makes."""
+    return hub.local_dir / MANIFEST
+
+
 def recorded_revision(hub: Hub) -> str | None:
-    path = hub.local_dir / MANIFEST
+    path = manifest_path(hub)
     if not path.is_file():
         return None
     try:
@@ -91,6 +99,9 @@ def download(hub: Hub) -> Path:
                               "download the pinned one", file=str(hub.local_dir))
         print(f"{hub.local_dir}: already downloaded"
               + ("" if recorded else " (revision not recorded: assumed to be the pinned one)"))
+        if recorded is None:  # the workflow's fetch rule has the manifest as its output
+            write_json(manifest_path(hub), {"repo_id": hub.repo_id, "revision": hub.revision, "fetched": False,
+                                            "reason": "found in place; revision assumed, not verified"})
         return folder
     from safemt.models.hf import hub_offline
 
@@ -103,7 +114,7 @@ def download(hub: Hub) -> Path:
     if folder is None:
         raise SafemtError(f"the snapshot of {hub.repo_id}@{hub.revision} holds no <N>_turn.json files",
                           file=str(hub.local_dir))
-    write_json(hub.local_dir / MANIFEST, {"repo_id": hub.repo_id, "revision": hub.revision, "fetched": True})
+    write_json(manifest_path(hub), {"repo_id": hub.repo_id, "revision": hub.revision, "fetched": True})
     return folder
 
 
@@ -138,8 +149,8 @@ def skip_note(hub: Hub, source: str) -> None:
     """For a build profile: record that nothing was fetched (the DVC stage needs its output folder);
     a download already there is left as it is."""
     if release_folder(hub.local_dir) is None:
-        write_json(hub.local_dir / MANIFEST, {"repo_id": hub.repo_id, "revision": hub.revision,
-                                              "fetched": False, "reason": f"dataset.source is {source!r}"})
+        write_json(hub.local_dir / SKIP_NOTE, {"repo_id": hub.repo_id, "revision": hub.revision,
+                                               "fetched": False, "reason": f"dataset.source is {source!r}"})
     print(f"{hub.local_dir}: nothing fetched (dataset.source is {source!r})")
 
 
@@ -161,3 +172,19 @@ def fetch(params: dict[str, Any], out: str | Path | None, allow_missing_images: 
 
         import_release(folder, out, allow_missing_images=allow_missing_images)
     return folder
+
+
+def fetched_by_workflow(params: dict[str, Any]) -> Path | None:
+    """The manifest the workflow's `fetch_release` rule writes, when it owns the release folder.
+
+    That is when the profile imports from `dataset.hub.local_dir` or a folder inside it (release_dir
+    null, the default, means local_dir itself); a release_dir elsewhere is a folder the user provides,
+    read as it is.
+    """
+    ds = params.get("dataset") or {}
+    if ds.get("source") != "import" or not ds.get("hub"):
+        return None
+    hub = hub_config(params)
+    release = release_source(params)
+    inside = release == hub.local_dir or hub.local_dir in release.parents
+    return manifest_path(hub) if inside else None

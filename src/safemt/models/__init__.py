@@ -8,8 +8,10 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+from safemt.config import check_not_placeholder
 from safemt.errors import ConfigError
 from safemt.models.base import Backend, ChatRequest, GenerationResult
+from safemt.models.lock import require_pinned
 
 # name -> "module:class", imported on first use.
 BACKENDS: dict[str, str] = {
@@ -27,5 +29,7 @@ def get_backend(cfg: dict[str, Any]) -> Backend:
     where = f"models.{cfg.get('name', '?')}.backend"
     if name not in BACKENDS:
         raise ConfigError(f"unknown backend {name!r} (known: {', '.join(sorted(BACKENDS))})", key=where)
+    check_not_placeholder(cfg)  # e.g. an API model version left as a PLACEHOLDER in config/paper.yaml
+    require_pinned(cfg)  # hub weights only at a commit (the lock), unless unpinned runs are allowed
     module, cls = BACKENDS[name].split(":")
     return getattr(import_module(module), cls)(cfg)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,19 +50,39 @@ class Backend:
 
     def __init__(self, cfg: dict[str, Any]):
         self.cfg = cfg
+        self.fallbacks: Counter[str] = Counter()  # degraded paths taken, by kind (stage provenance)
+
+    def fallback(self, kind: str, cause: str) -> None:
+        """Count a degraded path (a batch run one by one, ...) and say so on stderr, with its cause."""
+        note_fallback(self.fallbacks, f"{self.name} backend", kind, cause)
 
     @property
     def batch_size(self) -> int:
         """Requests handed to generate() at once (and journalled together): `batch_size` in config."""
         return int(self.cfg.get("batch_size", 1))
 
+    def model_generation_defaults(self) -> dict[str, Any]:
+        """Decoding settings the model ships (its generation_config.json); none for API models."""
+        return {}
+
     def generation_params(self) -> dict[str, Any]:
-        """Decoding settings that change outputs: greedy unless temperature > 0."""
+        """Decoding settings that change outputs: params over the model's generation_config (the
+        extras transformers' generate() would apply, e.g. repetition_penalty), greedy unless
+        temperature > 0. The hf and vllm backends both decode with exactly these."""
+        shipped = {k: v for k, v in self.model_generation_defaults().items() if v is not None}
+
+        def pick(key: str, neutral: Any) -> Any:
+            return self.cfg.get(key, shipped.get(key, neutral))
+
         temperature = float(self.cfg.get("temperature", 0.0))
         params: dict[str, Any] = {"max_new_tokens": int(self.cfg.get("max_new_tokens", 1024)),
                                   "temperature": temperature}
         if temperature > 0:
-            params["top_p"] = float(self.cfg.get("top_p", 1.0))
+            params["top_p"] = float(pick("top_p", 1.0))
+            if int(pick("top_k", 0)) > 0:
+                params["top_k"] = int(pick("top_k", 0))
+        if float(pick("repetition_penalty", 1.0)) != 1.0:
+            params["repetition_penalty"] = float(pick("repetition_penalty", 1.0))
         return params
 
     def describe(self) -> dict[str, Any]:
@@ -110,6 +132,36 @@ def _file_digest(path: Path, whole_up_to: int = 64 << 20, edge: int = 4 << 20) -
 
 
 def weights_identity(cfg: dict[str, Any], local: bool) -> dict[str, Any]:
-    """Which weights a config names: a local folder by its content, a hub id by its pinned revision."""
-    return {"path": cfg["path"], "revision": "local" if local else cfg.get("revision"),
-            "folder_sha256": folder_fingerprint(str(cfg["path"])) if local else None}
+    """Which weights a config names: a local folder by its content, a hub id by its commit SHA (the
+    revision itself or the lock's resolution of it; see safemt.models.lock)."""
+    if local:
+        return {"path": cfg["path"], "revision": "local", "folder_sha256": folder_fingerprint(str(cfg["path"]))}
+    identity = {"path": cfg["path"], "revision": cfg.get("resolved_revision") or cfg.get("revision"),
+                "folder_sha256": None}
+    if cfg.get("unpinned"):  # allowed by allow_unpinned_revisions: the branch name, flagged as such
+        identity["unpinned"] = True
+    return identity
+
+
+def note_fallback(counter: Counter, who: str, kind: str, cause: str) -> None:
+    """Count a fallback; the first of each kind is logged with its cause, the rest only counted
+    (the stage's provenance holds the totals), so a degraded run never floods the log."""
+    counter[kind] += 1
+    if counter[kind] == 1:
+        print(f"safemt: {who}: {kind.replace('_', ' ')}: {' '.join(cause.split())[:300]} "
+              f"(further ones are counted in the provenance)", file=sys.stderr)
+
+
+GENERATION_CONFIG_KEYS = ("repetition_penalty", "top_k", "top_p")  # read from generation_config.json
+
+
+def shipped_generation_config(path: str, revision: str | None, local_files_only: bool) -> dict[str, Any]:
+    """The decoding keys of a model's generation_config.json (local folder or hub at `revision`);
+    {} when the model ships none."""
+    from transformers import GenerationConfig
+
+    try:
+        config = GenerationConfig.from_pretrained(path, revision=revision, local_files_only=local_files_only)
+    except OSError:  # no generation_config.json: the model ships no decoding settings
+        return {}
+    return {k: getattr(config, k, None) for k in GENERATION_CONFIG_KEYS}

@@ -16,8 +16,10 @@ from typing import Any
 
 from safemt.config import stable_hash
 from safemt.errors import ConfigError, SafemtError, first_line
-from safemt.models.base import Backend, ChatRequest, GenerationResult, weights_identity, with_system
+from safemt.models.base import (Backend, ChatRequest, GenerationResult, shipped_generation_config, weights_identity,
+                                with_system)
 from safemt.models.images import image_placement, log_remote_code, read_chat_template, with_image
+from safemt.models.lock import pinned_revision
 
 # Failures that belong to one batch (out of memory, a bad image), not to the whole run.
 BATCH_ERRORS = (RuntimeError, ValueError, OSError)
@@ -52,6 +54,11 @@ class HFBackend(Backend):
             raise SafemtError("model has no chat template", key=f"models.{cfg.get('name')}.path")
         self._model = None
         self.sees_images = self.vision
+        self._shipped = shipped_generation_config(self.source, None if self.local else pinned_revision(cfg),
+                                                  hub_offline())
+
+    def model_generation_defaults(self) -> dict[str, Any]:
+        return self._shipped
 
     # --- loading ------------------------------------------------------------------------------
 
@@ -60,7 +67,7 @@ class HFBackend(Backend):
         import transformers
 
         transformers.utils.logging.disable_progress_bar()
-        options = {"revision": None if self.local else self.cfg.get("revision"),
+        options = {"revision": None if self.local else pinned_revision(self.cfg),
                    "trust_remote_code": bool(self.cfg.get("trust_remote_code", False)),
                    "local_files_only": hub_offline(), **kwargs}
         try:
@@ -115,6 +122,8 @@ class HFBackend(Backend):
         except BATCH_ERRORS as exc:
             _free_cuda_memory()
             if len(requests) > 1:
+                self.fallback("batch_run_one_by_one", f"a batch of {len(requests)} failed "
+                              f"({type(exc).__name__}: {exc}); its requests are retried one at a time")
                 return [r for req in requests for r in self.generate([req])]
             return [GenerationResult.failed(f"{type(exc).__name__}: {exc}", _latency(start, 1))]
         latency = _latency(start, len(requests))
@@ -130,8 +139,9 @@ class HFBackend(Backend):
         kwargs: dict[str, Any] = {"max_new_tokens": params["max_new_tokens"], "do_sample": params["temperature"] > 0,
                                   "pad_token_id": self.tokenizer.pad_token_id}
         if kwargs["do_sample"]:
-            kwargs.update(temperature=params["temperature"], top_p=params["top_p"])
+            kwargs.update(temperature=params["temperature"], top_p=params["top_p"], top_k=params.get("top_k", 0))
             torch.manual_seed(0)
+        kwargs["repetition_penalty"] = params.get("repetition_penalty", 1.0)  # explicit: the hashed value
         with torch.inference_mode():
             out = self.model.generate(**inputs, **kwargs)
         new_tokens = out[:, inputs["input_ids"].shape[1]:].tolist()
@@ -139,15 +149,16 @@ class HFBackend(Backend):
         return [self._result(ids, n_in) for ids, n_in in zip(new_tokens, prompt_lengths)]
 
     def _inputs(self, requests: list[ChatRequest]) -> Any:
-        """Chat-templated, left-padded model inputs (pixel values for the images, if a VLM)."""
+        """Chat-templated, left-padded model inputs, built by the processor's own apply_chat_template.
+
+        Each conversation carries its own image inside its first user message, so the processor sees
+        the images nested per conversation, the layout LLaVA, LLaVA-NeXT, Gemma 3, Mllama and
+        Idefics-style processors need to batch (a flat image list breaks several of them).
+        """
         conversations = [self._conversation(r) for r in requests]
-        texts = [self.processor.apply_chat_template(c, chat_template=self.chat_template, add_generation_prompt=True,
-                                                    tokenize=False) for c in conversations]
-        if not self.vision:
-            return self.tokenizer(texts, padding=True, return_tensors="pt", add_special_tokens=False)
-        images = [_open_image(r.image) for r in requests if r.image is not None]
-        return self.processor(images=images or None, text=texts, padding=True, return_tensors="pt",
-                              add_special_tokens=False)
+        return self.processor.apply_chat_template(conversations, chat_template=self.chat_template,
+                                                  add_generation_prompt=True, tokenize=True, return_dict=True,
+                                                  return_tensors="pt", processor_kwargs={"padding": True})
 
     def _conversation(self, request: ChatRequest) -> list[dict[str, Any]]:
         """The dialogue in chat-template form, the image a part of the first user message (VLMs only)."""
@@ -158,7 +169,8 @@ class HFBackend(Backend):
         conversation = []
         for m in messages:
             if pending_image and m["role"] == "user":
-                parts = with_image({"type": "image"}, m["content"], self.image_placement)
+                parts = with_image({"type": "image", "image": _open_image(request.image)}, m["content"],
+                                   self.image_placement)
                 pending_image = False
             else:
                 parts = [{"type": "text", "text": m["content"]}]

@@ -1,10 +1,12 @@
 """The `openai` backend: any OpenAI-compatible chat endpoint (OpenAI, `vllm serve`, TGI, ...).
 
-Requests of a batch run concurrently (`concurrency` threads). Retries are ours, not the client's
-(it is built with max_retries=0), so that every wait is bounded and visible: exponential backoff
-with full jitter on 408/409/429/5xx, timeouts, connection errors and malformed replies, honouring
-`Retry-After`. A reply the provider filtered or refused and a request whose retries ran out both
-become results with an `error`, never a `response`, so they are never judged as answers.
+Requests of a batch run concurrently (`concurrency` threads). Retries, backoff and timeouts are the
+client's own (`max_retries`, `timeout_s` from params): it retries 408/409/429/5xx, timeouts and
+connection errors with exponential backoff and jitter, honouring `Retry-After`. The one fault it
+cannot see is a 200 reply whose body is malformed (not JSON, no choices, no content): that request
+is sent again, up to `max_retries` more times. A reply the provider filtered or refused and a
+request whose retries ran out both become results with an `error`, never a `response`, so they are
+never judged as answers. Every attempt the client makes is counted (`usage["attempts"]`).
 
 Requests go through the client's plain `post` (its documented way to send any body) and the reply's
 JSON is read here: the client's typed `chat.completions.create` spends about a third of each
@@ -22,14 +24,12 @@ results or error text.
 from __future__ import annotations
 
 import json
-import math
 import os
-import random
 import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Mapping
+from typing import Any
 
 from PIL import Image
 
@@ -38,20 +38,12 @@ from safemt.models.base import Backend, ChatRequest, GenerationResult, with_syst
 from safemt.config import stable_hash
 from safemt.models.images import chat_messages, image_data_url, image_placement, read_chat_template
 
-RETRY_STATUS = frozenset({408, 409, 429})  # and every 5xx
-MAX_RETRY_AFTER_S = 60.0  # a server asking for longer still gets retried after a minute
-MAX_BACKOFF_S = 30.0
 MAX_ERROR_CHARS = 500  # an error page's body is not worth keeping whole in every record
 KEY_LIKE = re.compile(r"\bsk-[\w*.-]{4,}")  # key-shaped tokens a provider may echo back in an error
 
 
-class _Retry(Exception):
-    """A failed attempt worth repeating: why, and the wait the server asked for (if it did)."""
-
-    def __init__(self, reason: str, retry_after: float | None = None):
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
+class _Malformed(Exception):
+    """A 200 reply that holds no usable completion: the client does not retry it, so we do."""
 
 
 class OpenAIBackend(Backend):
@@ -68,16 +60,16 @@ class OpenAIBackend(Backend):
         self._secret = _api_key(cfg)
         self.concurrency = int(cfg.get("concurrency", 8))
         self.max_retries = int(cfg.get("max_retries", 5))
-        self.backoff_base_s = float(cfg.get("backoff_base_s", 1.0))
         self.timeout_s = float(cfg.get("timeout_s", 120.0))
         self.image_placement = image_placement(cfg)
         self.chat_template = read_chat_template(cfg)
         # A server that needs no key (a local `vllm serve`) still gets a placeholder, so that the
         # client never falls back to OPENAI_API_KEY: secrets come only from the variable config names.
+        http = self._openai.DefaultHttpxClient(event_hooks={"request": [self._on_attempt]})
         self._client = self._openai.OpenAI(base_url=cfg["base_url"], api_key=self._secret or "EMPTY",
-                                           timeout=self.timeout_s, max_retries=0)
-        self._rng = random.Random()
+                                           timeout=self.timeout_s, max_retries=self.max_retries, http_client=http)
         self._lock = threading.Lock()
+        self._local = threading.local()
         self.usage = {"requests": 0, "attempts": 0, "prompt_tokens": 0, "completion_tokens": 0}
 
     @property
@@ -105,22 +97,21 @@ class OpenAIBackend(Backend):
     # --- one request ---------------------------------------------------------------------------
 
     def _answer(self, request: ChatRequest) -> GenerationResult:
-        """Attempt, back off, attempt again, until a final result or the retries run out."""
+        """The client retries transport faults itself; a malformed 200 reply is sent again here."""
         start = time.perf_counter()
         self._count(requests=1)
         try:
             body = self._body(request)
         except (OSError, ValueError, Image.DecompressionBombError) as exc:  # missing or undecodable image
             return self._failed(f"cannot read image {request.image}: {exc}", start)
-        retry = _Retry("no attempt made")
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                time.sleep(backoff_s(attempt, self.backoff_base_s, retry.retry_after, self._rng.random()))
+        self._local.attempts = 0  # the event hook counts this thread's HTTP attempts
+        reason = "no attempt made"
+        while self._local.attempts <= self.max_retries:  # one budget for the client's retries and ours
             try:
-                return self._attempt(body, start)
-            except _Retry as exc:
-                retry = exc
-        return self._failed(f"gave up after {self.max_retries + 1} attempts: {retry.reason}", start)
+                return self._attempt(body, start, retries_left=self.max_retries - self._local.attempts)
+            except _Malformed as exc:
+                reason = str(exc)
+        return self._failed(f"gave up after {self._local.attempts} attempts: {reason}", start)
 
     def _body(self, request: ChatRequest) -> dict[str, Any]:
         """The chat.completions.create arguments: the image in the first user message, greedy by default."""
@@ -136,29 +127,30 @@ class OpenAIBackend(Backend):
             body["chat_template"] = self.chat_template
         return body
 
-    def _attempt(self, body: dict[str, Any], start: float) -> GenerationResult:
-        """One HTTP call: a final result, or _Retry for a transient failure."""
+    def _attempt(self, body: dict[str, Any], start: float, retries_left: int) -> GenerationResult:
+        """One call through the client (with its own retries): a final result, or _Malformed."""
         openai = self._openai
-        self._count(attempts=1)
         try:
-            completion = json.loads(self._client.post("/chat/completions", body=body, cast_to=bytes))
+            raw = self._client.post("/chat/completions", body=body, cast_to=bytes,
+                                    options={"max_retries": retries_left})
+            completion = json.loads(raw)
         except openai.APIStatusError as exc:
-            if not retryable_status(exc.status_code):
-                return self._failed(f"HTTP {exc.status_code}: {exc.message}", start)
-            raise _Retry(f"HTTP {exc.status_code}", retry_after_s(exc.response.headers)) from None
+            tries = f"after {self._local.attempts} attempts"
+            retried = f" ({tries})" if exc.status_code in (408, 409, 429) or exc.status_code >= 500 else ""
+            return self._failed(f"HTTP {exc.status_code}: {exc.message}{retried}", start)
         except openai.APITimeoutError:
-            raise _Retry(f"no reply within {self.timeout_s:g} s") from None
+            return self._failed(f"no reply within {self.timeout_s:g} s (after {self._local.attempts} attempts)", start)
         except openai.APIConnectionError as exc:
-            raise _Retry(f"connection error: {exc}") from None
+            return self._failed(f"connection error (after {self._local.attempts} attempts): {exc}", start)
         except ValueError:  # a body that is not valid JSON
-            raise _Retry("malformed reply (not valid JSON)") from None
+            raise _Malformed("malformed reply (not valid JSON)") from None
         return self._result(completion, start)
 
     def _result(self, completion: Any, start: float) -> GenerationResult:
         """Map a chat.completion (parsed JSON) to a result; one without choices or content is retried."""
         choice = _first_choice(completion)
         if choice is None:
-            raise _Retry("malformed reply (no choices)")
+            raise _Malformed("malformed reply (no choices)")
         message = choice.get("message")
         message = message if isinstance(message, dict) else {}
         content, refusal, finish_reason = message.get("content"), message.get("refusal"), choice.get("finish_reason")
@@ -171,7 +163,7 @@ class OpenAIBackend(Backend):
         if not content and refusal:
             return GenerationResult(None, "refused by provider", "refusal", n_out, latency, n_in)
         if not isinstance(content, str):
-            raise _Retry("malformed reply (no content)")
+            raise _Malformed("malformed reply (no content)")
         return GenerationResult(content, None, finish_reason, n_out, latency, n_in)
 
     def _failed(self, error: str, start: float) -> GenerationResult:
@@ -183,6 +175,11 @@ class OpenAIBackend(Backend):
             text = text.replace(self._secret, "***")
         return KEY_LIKE.sub("***", text)
 
+    def _on_attempt(self, _request: Any) -> None:
+        """httpx event hook, run in the sending thread for every HTTP request, retries included."""
+        self._local.attempts = getattr(self._local, "attempts", 0) + 1
+        self._count(attempts=1)
+
     def _count(self, **amounts: int) -> None:
         with self._lock:
             for name, amount in amounts.items():
@@ -190,29 +187,6 @@ class OpenAIBackend(Backend):
 
 
 # --- pure helpers ----------------------------------------------------------------------------------
-
-def retryable_status(status: int) -> bool:
-    return status in RETRY_STATUS or status >= 500
-
-
-def retry_after_s(headers: Mapping[str, str] | None) -> float | None:
-    """The `Retry-After` header in seconds (the form rate limiters send); None if absent or a date."""
-    try:
-        seconds = float(headers.get("retry-after"))  # type: ignore[union-attr, arg-type]
-    except (AttributeError, TypeError, ValueError):
-        return None
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
-
-
-def backoff_s(attempt: int, base_s: float, retry_after: float | None, u: float) -> float:
-    """Wait before retry `attempt` (1, 2, ...): what the server asked (capped), else full jitter.
-
-    `u` is a uniform draw in [0, 1): full jitter spreads clients that failed together.
-    """
-    if retry_after is not None:
-        return min(retry_after, MAX_RETRY_AFTER_S)
-    return u * min(MAX_BACKOFF_S, base_s * 2 ** (attempt - 1))
-
 
 def _first_choice(completion: Any) -> dict[str, Any] | None:
     choices = completion.get("choices") if isinstance(completion, dict) else None
@@ -234,7 +208,7 @@ def _import_openai(cfg: dict[str, Any]) -> Any:
     try:
         import openai
     except ImportError:
-        raise SafemtError("backend 'openai' needs the openai package: pip install 'safemt[api]'",
+        raise SafemtError("backend 'openai' needs the openai package: reinstall safemt (`pip install -e .`), it is a base dependency",
                           key=f"models.{cfg.get('name')}.backend") from None
     return openai
 

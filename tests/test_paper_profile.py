@@ -1,0 +1,56 @@
+"""The paper profile from a fresh clone: planned whole (fetch included), never reusing the default's files."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import copy_checkout, run
+
+
+@pytest.fixture(scope="module")
+def clone(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_checkout(repo_root, tmp_path_factory.mktemp("paper-clone"))
+
+
+def job_counts(dry_run_output: str) -> dict[str, int]:
+    """Snakemake's "Job stats" table of a dry run, rule -> count."""
+    table = dry_run_output.split("Job stats:", 1)[1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
+
+
+def test_fresh_clone_plans_the_whole_paper_chain(clone: Path) -> None:
+    out = run(["snakemake", "-n", "--configfile", "config/paper.yaml"], clone)
+    jobs = job_counts(out.stdout + out.stderr)
+    assert jobs["fetch_release"] == 1 and jobs["dataset"] == 1
+    for stage in ("infer", "merge_generations"):
+        assert jobs[stage] >= 50, jobs  # 10 targets x 5 turn lengths at least
+    assert jobs["judge"] >= 10  # one job per judge and target: a local judge model loads once per job
+    assert jobs["metrics"] >= 1 and jobs["figures"] == 1
+    assert jobs["total"] > 100
+
+
+def test_paper_plans_its_own_dataset_after_the_default_ran(clone: Path) -> None:
+    """The default's results/ (stood in for by its dataset files) is no input of the paper profile."""
+    (clone / "results/dataset/images").mkdir(parents=True, exist_ok=True)
+    (clone / "results/dataset/dialogues.jsonl").write_text("", encoding="utf-8")
+    out = run(["snakemake", "-n", "--configfile", "config/paper.yaml"], clone)
+    assert job_counts(out.stdout + out.stderr)["dataset"] == 1
+    assert "results-paper/dataset/dialogues.jsonl" in out.stdout
+
+
+def test_offline_fetch_stops_with_one_line_saying_what_to_download(clone: Path) -> None:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(["snakemake", "--cores", "1", "--configfile", "config/paper.yaml", "--", "fetch_release"],
+                          cwd=clone, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("safemt: error:")]
+    assert len(lines) == 1, proc.stderr[-2000:]
+    assert "offline" in lines[0] and "hf download HappyCorpse/SafeMT" in lines[0] and "resources/release" in lines[0]
+    assert not (clone / "resources/release/safemt_fetch.json").exists()
