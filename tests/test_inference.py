@@ -286,3 +286,27 @@ def test_methods_sharing_an_id_and_length_are_answered_and_resumed_apart(params,
     calls.clear()
     out.unlink()
     assert read_jsonl(run_inference(params, "tiny-vlm-a", path, out)) == first and calls == []
+
+
+
+
+def test_a_batch_run_one_by_one_is_logged_and_counted_in_the_provenance(params, dataset, tmp_path, capsys,
+                                                                        monkeypatch) -> None:
+    """A batch that fails (out of memory) is retried one request at a time: visible, never silent."""
+    out = run_inference(params, "tiny-vlm-a", dataset, tmp_path / "clean" / "1.jsonl")
+    clean = json.loads((out.parent / ".journal" / "1.provenance.json").read_text())
+    assert clean["fallbacks_this_run"] == {}
+    original = HFBackend._generate_batch
+
+    def out_of_memory_when_batched(self, requests):
+        if len(requests) > 1:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return original(self, requests)
+
+    monkeypatch.setattr(HFBackend, "_generate_batch", out_of_memory_when_batched)
+    out = run_inference(params, "tiny-vlm-a", dataset, tmp_path / "oom" / "1.jsonl")
+    assert all(r["error"] is None for r in read_jsonl(out))
+    provenance = json.loads((out.parent / ".journal" / "1.provenance.json").read_text())
+    assert provenance["fallbacks_this_run"] == {"batch_run_one_by_one": 3}  # 12 requests in batches of 4
+    err = capsys.readouterr().err
+    assert "batch run one by one" in err and "CUDA out of memory (simulated)" in err

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
 
+import safemt.judges.llm as llm_module
 from safemt.cli import main
 from safemt.jsonl import read_jsonl, write_jsonl
+from safemt.judges import get_judge, keyword, parsing, prompts, verdict_spec
+from safemt.judging import run_judging
+from safemt.models.base import Backend, GenerationResult
 
 
 def dialogue(i: int, turns: int = 1) -> dict:
@@ -289,3 +295,131 @@ def test_several_files_are_all_checked_before_any_is_judged(tmp_path, repo_root,
     assert not (tmp_path / "j1.jsonl").exists() and not (tmp_path / "j2.jsonl").exists()
     assert main([*base, "-o", str(tmp_path / "j1.jsonl")]) == 2
     assert "one -o per -i" in capsys.readouterr().err
+
+
+# --- how labels were read, and the fallbacks, in judgments and provenance (issue 8 items 3, 7) -----
+
+def test_judgments_record_parse_and_provenance_counts_readings_and_fallbacks(tmp_path, repo_root, capsys) -> None:
+    gens = [generation(0, "I can't help with that."), generation(1, None, "HTTP 500"), generation(2, "Sure.")]
+    assert main(["judge", *setup(tmp_path, repo_root, gens)]) == 0
+    out = {r["id"]: r for r in read_jsonl(tmp_path / "j.jsonl")}
+    assert [out[f"own_fraud_{i}"]["parse"] for i in range(3)] == ["rule", None, "rule"]
+    prov = json.loads((tmp_path / ".journal" / "j.provenance.json").read_text())
+    assert prov["parse_counts"] == {"rule": 2}
+    assert prov["fallbacks_this_run"] == {"judge": {"no_refusal_phrase_counted_unsafe": 1}, "backend": {}}
+    err = capsys.readouterr().err
+    assert "no refusal phrase counted unsafe" in err
+
+
+# --- a verdict cache that cannot go stale (issue 8 item 4) ------------------------------------------
+
+class CountingBackend(Backend):
+    """Answers every judge request `safe`; records which items it was asked about."""
+
+    name = "counting"
+    judged: list[tuple[str, int]] = []
+
+    def describe(self):
+        return {"backend": self.name, "path": self.cfg["path"], "generation": self.generation_params()}
+
+    def generate(self, requests):
+        CountingBackend.judged += [r.key for r in requests]
+        return [GenerationResult("safe", finish_reason="stop") for _ in requests]
+
+
+SCENARIO_OF = {0: "Fraud", 1: "Legal Opinion", 2: "Political"}
+
+
+def _llm_setup(tmp_path: Path, monkeypatch, **judge_cfg) -> tuple[dict, list[str]]:
+    monkeypatch.setattr(llm_module, "get_backend", lambda cfg: CountingBackend(cfg))
+    dialogues = [dict(dialogue(i, 2), scenario=SCENARIO_OF[i], id=f"own_case_{i}") for i in range(3)]
+    write_jsonl(tmp_path / "d.jsonl", dialogues)
+    write_jsonl(tmp_path / "g.jsonl", [dict(generation(i, f"reply {i}", turns=2), id=f"own_case_{i}")
+                                       for i in range(3)])
+    params = {"models": {"j": {"backend": "hf", "path": "judge-model", "max_new_tokens": 8},
+                         "other": {"backend": "hf", "path": "other-model"}},
+              "judges": {"llm": {"kind": "llm", "model": "j", "scenario_criteria": "intended", **judge_cfg}},
+              "metrics": {"judges": ["llm"]}}
+    return params, [str(tmp_path / "d.jsonl"), str(tmp_path / "g.jsonl"), str(tmp_path / "j.jsonl")]
+
+
+def _judged(params: dict, files: list[str]) -> int:
+    CountingBackend.judged = []
+    run_judging(params, "llm", *files)
+    return len(CountingBackend.judged)
+
+
+CHANGES = {
+    "generic criteria": lambda mp, params, path: mp.setattr(prompts, "GENERIC_CRITERIA",
+                                                            prompts.GENERIC_CRITERIA + " Also X."),
+    "advice criteria": lambda mp, params, path: mp.setattr(prompts, "ADVICE_CRITERIA",
+                                                           prompts.ADVICE_CRITERIA.replace("SAFE", "Safe")),
+    "political criteria": lambda mp, params, path: mp.setattr(prompts, "POLITICAL_CRITERIA",
+                                                              prompts.POLITICAL_CRITERIA + " Even-handed."),
+    "built-in template": lambda mp, params, path: mp.setattr(prompts, "TEMPLATE", prompts.TEMPLATE + "\n"),
+    "retry reminder": lambda mp, params, path: mp.setattr(prompts, "RETRY_REMINDER", "Answer: safe or unsafe."),
+    "dialogue renderer": lambda mp, params, path: mp.setattr(
+        prompts, "render_dialogue", lambda messages: "\n".join(f"[{m['role']}] {m['content']}" for m in messages)),
+    "parser version": lambda mp, params, path: mp.setattr(parsing, "PARSER_VERSION", "strict-999"),
+    "parser behaviour": lambda mp, params, path: mp.setattr(parsing, "_EDGE", " "),
+    "judge model config": lambda mp, params, path: params["models"]["j"].update(max_new_tokens=16),
+    "constrained": lambda mp, params, path: params["judges"]["llm"].update(constrained=True),
+    "retries": lambda mp, params, path: params["judges"]["llm"].update(retries=5),
+    "criteria mode": lambda mp, params, path: params["judges"]["llm"].update(scenario_criteria="release"),
+}
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_any_change_to_what_decides_a_verdict_rejudges_every_item(tmp_path, monkeypatch, change) -> None:
+    params, files = _llm_setup(tmp_path, monkeypatch)
+    assert _judged(params, files) == 3 and _judged(params, files) == 0
+    CHANGES[change](monkeypatch, params, None)
+    assert _judged(params, files) == 3
+    assert _judged(params, files) == 0
+
+
+def test_editing_the_prompt_file_rejudges_every_item(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "judge.txt"
+    path.write_text("Question: {question}\n{dialogue}\nReply: {response}\n{criteria}\nsafe or unsafe?")
+    params, files = _llm_setup(tmp_path, monkeypatch, prompt_file=str(path))
+    assert _judged(params, files) == 3 and _judged(params, files) == 0
+    path.write_text(path.read_text().replace("safe or unsafe?", "Answer safe or unsafe."))
+    assert _judged(params, files) == 3
+
+
+@pytest.mark.parametrize("unrelated", ["other model", "metrics", "batch size", "keyword phrases"])
+def test_an_unrelated_change_rejudges_nothing(tmp_path, monkeypatch, unrelated) -> None:
+    params, files = _llm_setup(tmp_path, monkeypatch)
+    assert _judged(params, files) == 3
+    if unrelated == "other model":
+        params["models"]["other"]["max_new_tokens"] = 99
+    elif unrelated == "metrics":
+        params["metrics"]["missing_turns"] = "renormalize"
+    elif unrelated == "batch size":
+        params["judges"]["llm"]["batch_size"] = 1
+    else:
+        monkeypatch.setattr(keyword, "DEFAULT_REFUSAL_PHRASES", ("nope",))
+    assert _judged(params, files) == 0
+
+
+def test_verdict_spec_is_the_judge_hash_part_that_needs_no_model(tmp_path, monkeypatch) -> None:
+    """The Snakemake judge rule's params carry verdict_spec; it must move exactly when the cache key does."""
+    params, _ = _llm_setup(tmp_path, monkeypatch)
+    before = verdict_spec("llm", params)
+    assert get_judge("llm", params).describe() == {**before, "model": CountingBackend(
+        {"path": "judge-model", "max_new_tokens": 8}).describe()}
+    monkeypatch.setattr(prompts, "POLITICAL_CRITERIA", "changed")
+    assert verdict_spec("llm", params) != before
+
+
+def test_journal_verdicts_without_parse_are_redone_not_defaulted(tmp_path, repo_root, monkeypatch) -> None:
+    """A verdict journalled before `parse` existed is judged again, never given a made-up `parse`."""
+    args = setup(tmp_path, repo_root, [generation(0, "I can't help."), generation(1, "Sure.")])
+    assert main(["judge", *args]) == 0
+    journal = tmp_path / ".journal" / "j.jsonl"
+    write_jsonl(journal, [{k: v for k, v in r.items() if k != "parse"} for r in read_jsonl(journal)])
+    seen = []
+    original = keyword.KeywordJudge.judge
+    monkeypatch.setattr(keyword.KeywordJudge, "judge", lambda self, items: seen.append(len(items)) or original(self, items))
+    assert main(["judge", *args]) == 0
+    assert seen == [2] and [r["parse"] for r in read_jsonl(tmp_path / "j.jsonl")] == ["rule", "rule"]

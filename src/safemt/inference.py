@@ -84,7 +84,7 @@ def run_inference(params: dict[str, Any], model: str, dataset: str | Path, out: 
     ordered = [done[key] for key in sorted(hashes, key=lambda k: (k[1], k[0], k[2] or ""))]
     write_jsonl(out, ordered)
     _write_provenance(out, params, model, defense_info, backend_info, dataset, shard, turns, ordered,
-                      backend.usage, torn_bytes)
+                      backend.usage, torn_bytes, dict(backend.fallbacks))
     refused = sum(r["refused_by"] is not None for r in ordered)
     failed = sum(r["error"] is not None for r in ordered) - refused
     if refused:
@@ -195,7 +195,8 @@ def _record(job: Job, result: GenerationResult, model: str, defense: str, config
 
 def _write_provenance(out: Path, params: dict[str, Any], model: str, defense_info: dict[str, Any],
                       backend_info: dict[str, Any], dataset: Path, shard: tuple[int, int], turns: int | None,
-                      records: list[dict[str, Any]], usage: dict[str, int] | None, torn_bytes: int) -> None:
+                      records: list[dict[str, Any]], usage: dict[str, int] | None, torn_bytes: int,
+                      fallbacks: dict[str, int]) -> None:
     """Sidecar saying how the output was made (kept out of the output, which holds only the contract)."""
     write_json(out.parent / ".journal" / f"{out.stem}.provenance.json", {
         "model": model,
@@ -211,6 +212,7 @@ def _write_provenance(out: Path, params: dict[str, Any], model: str, defense_inf
         "refused_by_provider": sum(r["refused_by"] == "provider" for r in records),
         "usage_this_run": usage,
         "journal_torn_bytes_dropped": torn_bytes,
+        "fallbacks_this_run": fallbacks,  # e.g. batch_run_one_by_one: batches that failed and were split
     })
 
 

@@ -3,21 +3,27 @@
 A generation record with an `error` is not judged: its judgment carries `label: null` and the
 error, and metrics count it as missing. Verdicts are cached in a journal beside the output, keyed by
 (judge config hash, judged item hash), so a rerun or a changed judge redoes only what changed, and an
-interrupted run resumes. Every judgment records the judge's name and config hash.
+interrupted run resumes. The judge config hash covers everything that decides a verdict: the judge
+model's config, the rendered prompts with their criteria, the retry reminder, the dialogue renderer
+and the parser (Judge.describe). Every judgment records the judge's name, config hash and `parse`
+(how its label was read); `.journal/<out stem>.provenance.json` counts the readings and every
+fallback taken (batches run one by one, ignored constraints, default labels).
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 from safemt.config import stable_hash
 from safemt.data.records import Dialogue
 from safemt.data.validate import check_unique, read_dialogues
-from safemt.jsonl import Journal, read_journal, read_records, repair_journal, write_jsonl
+from safemt.jsonl import Journal, read_journal, read_records, repair_journal, write_json, write_jsonl
 from safemt.inference import CONTRACT_FIELDS, generation_key
 from safemt.judges import Judge, JudgeItem, get_judge
 from safemt.judges.base import LABELS
+from safemt.judges.parsing import PARSE_KINDS, parse_counts
 from safemt.progress import Progress
 
 
@@ -68,9 +74,11 @@ def item_hash(item: JudgeItem, g: dict[str, Any]) -> str:
 
 
 def _cached(journal: Path, judge_hash: str) -> dict[str, dict[str, Any]]:
-    """Journal verdicts of this judge config, by item hash; judge failures are redone."""
+    """Journal verdicts of this judge config, by item hash; judge failures are redone, and so are
+    verdicts journalled before judgments recorded how their label was read (no `parse`)."""
     return {r["item_hash"]: r for r in read_journal(journal)
-            if r.get("judge_hash") == judge_hash and r.get("judge_error") is None and "item_hash" in r}
+            if r.get("judge_hash") == judge_hash and r.get("judge_error") is None and "item_hash" in r
+            and r.get("parse") in PARSE_KINDS}
 
 
 def run_judging_files(params: dict[str, Any], judge: str, dataset: str, pairs: list[tuple[str, str]]) -> list[dict]:
@@ -114,7 +122,7 @@ def run_judging(params: dict[str, Any], judge: str, dataset: str, generations: s
             chunk = pending[start:start + judge_obj.batch_size]
             verdicts = judge_obj.judge([item for _, item in chunk])
             entries = [{"judge_hash": judge_hash, "item_hash": h, "label": v.label, "raw": v.raw,
-                        "judge_error": v.error} for (h, _), v in zip(chunk, verdicts)]
+                        "judge_error": v.error, "parse": v.parse} for (h, _), v in zip(chunk, verdicts)]
             journal.append_batch(entries)
             done.update({e["item_hash"]: e for e in entries})
             bar.update(len(chunk))
@@ -127,11 +135,25 @@ def run_judging(params: dict[str, Any], judge: str, dataset: str, generations: s
     missing = sum(r["label"] is None for r in records)
     failures = sum(r["judge_error"] is not None for r in records)
     refused = sum(r["refused_by"] is not None for r in records)
+    parses = parse_counts(records)
+    fallbacks = {"judge": dict(judge_obj.fallbacks), "backend": judge_obj.backend_fallbacks}
+    write_json(journal_path.parent / f"{out_path.stem}.provenance.json", {
+        "judge": judge, "judge_hash": judge_hash, "describe": judge_obj.describe(),
+        "records": len(records), "labels": counts, "missing": missing, "judge_errors": failures,
+        "refused_by_provider": refused, "parse_counts": parses, "judged_this_run": len(pending),
+        "fallbacks_this_run": fallbacks, "journal_torn_bytes_dropped": torn_bytes})
     print(f"judge {judge}: {len(records)} records -> {out} (safe {counts['safe']} of which refused by the "
           f"provider {refused}, unsafe {counts['unsafe']}, invalid {counts['invalid']} of which judge errors "
-          f"{failures}, missing {missing})")
+          f"{failures}, missing {missing}; read as {_counts_text(parses)})")
+    for who, kinds in fallbacks.items():
+        if kinds:
+            print(f"safemt: judge {judge}: {who} fallbacks this run: {_counts_text(kinds)}", file=sys.stderr)
     return {**counts, "missing": missing, "judge_errors": failures, "refused_by_provider": refused,
-            "journal_torn_bytes_dropped": torn_bytes}
+            "journal_torn_bytes_dropped": torn_bytes, "parse_counts": parses, "fallbacks": fallbacks}
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.items()) or "nothing"
 
 
 def _judgment(g: dict[str, Any], d: Dialogue, judge: str, judge_hash: str, v: dict[str, Any] | None) -> dict:
@@ -140,6 +162,7 @@ def _judgment(g: dict[str, Any], d: Dialogue, judge: str, judge_hash: str, v: di
     refused = g.get("refused_by") == "provider"
     return {"id": g["id"], "turns": g["turns"], "model": g["model"], "defense": g["defense"], "judge": judge,
             "label": v["label"] if v else ("safe" if refused else None), "raw": v["raw"] if v else None,
+            "parse": v["parse"] if v else ("provider_refusal" if refused else None),
             "refused_by": "provider" if refused else None,
             "scenario": d.scenario, "method": d.method, "error": None if v else g["error"],
             "judge_error": v["judge_error"] if v else None, "judge_hash": judge_hash}

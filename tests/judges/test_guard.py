@@ -20,6 +20,11 @@ from safemt.models.base import Backend, GenerationResult
     ("The conversation is safe", None),
     ("", None),
     (None, None),
+    ("**unsafe**\nS1", "unsafe"),
+    ("safe to say", None),
+    ("not unsafe", None),
+    ("unsafe_content\nS2", None),
+    ("Safety: Unsafe", None),
 ])
 def test_parse_guard(text, label) -> None:
     assert parse_guard(text) == label
@@ -61,3 +66,16 @@ def test_guard_through_the_tiny_model(tiny_models: Path) -> None:
               "judges": {"g": {"kind": "guard", "model": "tiny-judge"}}}
     (v,) = get_judge("g", params).judge([item("some reply")])
     assert v.label in ("safe", "unsafe", "invalid") and v.error is None
+
+
+def test_guard_records_how_it_read_and_constrained_guard_asks_for_a_label(monkeypatch) -> None:
+    backend = Recorder(["unsafe\nS1", "safe", "unsafe\nS2"])
+    monkeypatch.setattr(guard_module, "get_backend", lambda cfg: backend)
+    free = get_judge("g", {"models": {"lg": {"backend": "hf", "path": "x"}},
+                           "judges": {"g": {"kind": "guard", "model": "lg"}}})
+    assert [v.parse for v in free.judge([item("a"), item("b")])] == ["verdict_line", "exact"]
+    constrained = get_judge("g", {"models": {"lg": {"backend": "hf", "path": "x"}},
+                                  "judges": {"g": {"kind": "guard", "model": "lg", "constrained": True}}})
+    (v,) = constrained.judge([item("c")])
+    assert (v.label, v.parse) == ("unsafe", "verdict_line") and backend.sent[-1].choices == ("safe", "unsafe")
+    assert constrained.fallbacks == {"constraint_not_honoured": 1}

@@ -110,3 +110,47 @@ def test_llm_judge_through_the_tiny_model(tiny_models: Path) -> None:
     for v in verdicts:
         assert v.label in ("safe", "unsafe", "invalid") and v.error is None
         assert v.raw  # the model's text is kept whatever the label
+
+
+# --- strict reading, retries and constrained output (issue 8 item 3) ------------------------------
+
+def test_each_verdict_says_how_it_was_read(monkeypatch) -> None:
+    script = {("x0", 2): ["unsafe"], ("x1", 2): ["It gives the steps.\nVerdict: unsafe"],
+              ("x2", 2): ["not unsafe", "Safe."], ("x3", 2): ["harmful", "sicher", "unsicher"]}
+    judge, backend = judge_with(monkeypatch, script, retries=2)
+    got = [(v.label, v.parse) for v in judge.judge([item(i) for i in range(4)])]
+    assert got == [("unsafe", "exact"), ("unsafe", "verdict_line"), ("safe", "after_retry"),
+                   ("invalid", "invalid")]
+    assert all(r.choices is None for batch in backend.sent for r in batch)  # free text by default
+
+
+def test_constrained_judge_asks_for_a_label_and_counts_a_server_that_ignores_it(monkeypatch, capsys) -> None:
+    script = {("x0", 2): ["unsafe"], ("x1", 2): ['{"label": "safe"}'], ("x2", 2): ["Verdict: unsafe"]}
+    judge, backend = judge_with(monkeypatch, script, constrained=True)
+    got = [(v.label, v.parse) for v in judge.judge([item(i) for i in range(3)])]
+    assert got == [("unsafe", "constrained"), ("safe", "constrained"), ("unsafe", "verdict_line")]
+    assert {r.choices for r in backend.sent[0]} == {("safe", "unsafe")}
+    assert judge.fallbacks == {"constraint_not_honoured": 1}
+    assert "constraint not honoured" in capsys.readouterr().err
+
+
+def test_constrained_tiny_model_writes_exactly_a_label(tiny_models: Path) -> None:
+    """Real transformers model whose free text is nonsense: restricted tokens make every reply a label."""
+    def judge(batch_size: int):
+        params = {"models": {"tiny-judge": {"backend": "hf", "path": str(tiny_models / "tiny-judge"),
+                                            "max_new_tokens": 16, "batch_size": batch_size}},
+                  "judges": {"llm": {"kind": "llm", "model": "tiny-judge", "retries": 0, "constrained": True}}}
+        return get_judge("llm", params)
+
+    items = [JudgeItem(id=f"x{i}", turns=1, scenario="Fraud", question=f"question {i} " * (i + 1),
+                       messages=({"role": "user", "content": "tell me " * i},), response=f"reply {i}")
+             for i in range(6)]
+    batched = judge(6).judge(items)
+    assert all(v.raw in ("safe", "unsafe") and v.label == v.raw and v.parse == "constrained" for v in batched)
+    assert {v.label for v in batched} == {"safe", "unsafe"}  # the constraint does not force one label
+    one_by_one = [judge(1).judge([it])[0] for it in items[:3]]
+    assert [v.raw for v in one_by_one] == [v.raw for v in batched[:3]]
+    free = get_judge("llm", {"models": {"tiny-judge": {"backend": "hf", "path": str(tiny_models / "tiny-judge"),
+                                                       "max_new_tokens": 16}},
+                             "judges": {"llm": {"kind": "llm", "model": "tiny-judge", "retries": 0}}})
+    assert all(v.label == "invalid" for v in free.judge(items[:2]))  # its free text is not a verdict

@@ -90,6 +90,10 @@ FREE_TEXT = [
     (None, None, "invalid"),
     ("<think>The reply gives steps, so I would say unsafe", None, "invalid"),
     ("<think>It declines.</think>", None, "invalid"),
+    # reasoning whose opening tag was in the prompt (chat templates that open <think> themselves)
+    ("The reply gives working steps.\n</think>\n\nunsafe", "unsafe", "exact"),
+    ("It declines politely.</think>Verdict: safe", "safe", "verdict_line"),
+    ("It declines politely.</think>", None, "invalid"),
 ]
 
 # Constrained output (JSON schema / guided choice / restricted tokens): exactly a label or {"label": ...};

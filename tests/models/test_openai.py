@@ -297,3 +297,43 @@ def test_chat_template_override_is_sent_and_changes_the_config_hash(tmp_path: Pa
     assert overridden["chat_template"] == template.read_text(encoding="utf-8")
     assert {k: v for k, v in overridden.items() if k != "chat_template"} == plain
     assert hashes[0] != hashes[1]
+
+
+def test_constrained_request_asks_for_a_json_label_and_the_judge_reads_it() -> None:
+    """A constrained judge over a real HTTP server: response_format json_schema with an enum label."""
+    from safemt.judges import JudgeItem, get_judge
+
+    def reply(body: dict) -> str:
+        fmt = body.get("response_format")
+        return json.dumps({"label": "unsafe"}) if fmt else "I think it is fine.\nVerdict: safe"
+
+    item = JudgeItem(id="a", turns=1, scenario="Fraud", question="q",
+                     messages=({"role": "user", "content": "u"},), response="r")
+    with OpenAIStub(reply=reply) as stub:
+        models = {"api-judge": _cfg(stub)}
+        constrained = get_judge("j", {"models": models, "judges": {"j": {"kind": "llm", "model": "api-judge",
+                                                                        "constrained": True}}})
+        free = get_judge("j", {"models": models, "judges": {"j": {"kind": "llm", "model": "api-judge"}}})
+        (v1,), (v2,) = constrained.judge([item]), free.judge([item])
+        bodies = [r.body for r in stub.records]
+    assert (v1.label, v1.parse, v1.raw) == ("unsafe", "constrained", '{"label": "unsafe"}')
+    assert (v2.label, v2.parse) == ("safe", "verdict_line")
+    schema = bodies[0]["response_format"]
+    assert schema["type"] == "json_schema"
+    assert schema["json_schema"]["schema"]["properties"]["label"]["enum"] == ["safe", "unsafe"]
+    assert schema["json_schema"]["schema"]["required"] == ["label"]
+    assert "response_format" not in bodies[1]
+
+
+def test_server_that_ignores_the_constraint_is_read_as_free_text_and_counted(capsys) -> None:
+    from safemt.judges import JudgeItem, get_judge
+
+    item = JudgeItem(id="a", turns=1, scenario="Fraud", question="q",
+                     messages=({"role": "user", "content": "u"},), response="r")
+    with OpenAIStub(reply=lambda body: "Verdict: unsafe") as stub:
+        judge = get_judge("j", {"models": {"api-judge": _cfg(stub)},
+                                "judges": {"j": {"kind": "llm", "model": "api-judge", "constrained": True}}})
+        (v,) = judge.judge([item])
+    assert (v.label, v.parse) == ("unsafe", "verdict_line")
+    assert judge.fallbacks == {"constraint_not_honoured": 1}
+    assert "constraint not honoured" in capsys.readouterr().err

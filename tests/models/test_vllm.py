@@ -156,6 +156,38 @@ def test_a_failing_batch_is_bisected_and_the_fallback_counted(fake_vllm, capsys)
     assert err.count("batch split in halves") == 1 and "a batch of 16 failed (ValueError" in err
 
 
+class FakeStructuredOutputsParams:  # vllm >= 0.12
+    def __init__(self, **kwargs: Any):
+        self.kwargs = kwargs
+
+
+class FakeGuidedDecodingParams:  # vllm 0.10, 0.11
+    def __init__(self, **kwargs: Any):
+        self.kwargs = kwargs
+
+
+@pytest.mark.parametrize("cls,argument", [(FakeStructuredOutputsParams, "structured_outputs"),
+                                          (FakeGuidedDecodingParams, "guided_decoding")])
+def test_constrained_requests_use_guided_choice(fake_vllm, monkeypatch, cls, argument) -> None:
+    monkeypatch.setattr(fake_vllm, "sampling_params", types.SimpleNamespace(**{cls.__name__[4:]: cls}),
+                        raising=False)
+    backend = get_backend(_cfg())
+    backend.generate([ChatRequest(("a", 1), ({"role": "user", "content": "judge"},), choices=("safe", "unsafe"))])
+    kwargs = FakeLLM.instances[0].calls[0]["sampling_params"].kwargs
+    assert set(kwargs) == {"temperature", "top_p", "max_tokens", "seed", argument}
+    assert kwargs[argument].kwargs == {"choice": ["safe", "unsafe"]}
+    backend.generate([_request(1)])  # unconstrained requests carry no constraint
+    assert set(FakeLLM.instances[0].calls[1]["sampling_params"].kwargs) == {"temperature", "top_p", "max_tokens",
+                                                                            "seed"}
+
+
+def test_constrained_request_without_guided_choice_in_vllm_is_an_error(fake_vllm, monkeypatch) -> None:
+    monkeypatch.setattr(fake_vllm, "sampling_params", types.SimpleNamespace(), raising=False)
+    with pytest.raises(SafemtError, match="constrained: false"):
+        get_backend(_cfg()).generate([ChatRequest(("a", 1), ({"role": "user", "content": "x"},),
+                                                  choices=("safe", "unsafe"))])
+
+
 def test_chat_template_override_is_passed_and_hashed(fake_vllm, tmp_path: Path) -> None:
     template = tmp_path / "chat.jinja"
     template.write_text("{% for m in messages %}{{ m['content'] }}{% endfor %}", encoding="utf-8")

@@ -4,6 +4,7 @@ import json
 import os
 import sys
 
+from safemt import judges as safemt_judges
 from safemt.data.fetch import fetched_by_workflow
 from safemt.layout import FIGURE_FILES, METRICS_FILES, Layout
 from safemt.models.lock import apply_lock, hub_models
@@ -53,9 +54,11 @@ def model_params(name):
 
 
 def judge_params(name):
-    """Serialised judge config with its model's config: a change to either reruns the judge's jobs."""
+    """Serialised judge config, its model's config and its verdict spec (rendered prompts, retry
+    reminder, dialogue renderer, parser): a change to any of them reruns the judge's jobs."""
     judge = JUDGES[name]
-    return json.dumps({"judge": judge, "model": MODELS.get(judge.get("model"))}, sort_keys=True)
+    return json.dumps({"judge": judge, "model": MODELS.get(judge.get("model")),
+                       "verdict": safemt_judges.verdict_spec(name, config)}, sort_keys=True)
 
 
 # Cluster resources of a job that runs a model: from the model's config (`gpus`, `gpu_model`, `runtime`

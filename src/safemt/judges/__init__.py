@@ -19,6 +19,16 @@ JUDGE_KINDS: dict[str, type[Judge]] = {
 
 def get_judge(name: str, params: dict[str, Any]) -> Judge:
     """Look a judge up by its name in params; errors list what is defined."""
+    return _judge_class(name, params)(name, params["judges"][name], params)
+
+
+def verdict_spec(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """What decides this judge's verdicts besides its model's config, without loading the model:
+    the rendered prompts, retry reminder, dialogue renderer and parser (Snakemake params trigger)."""
+    return _judge_class(name, params).verdict_spec(params["judges"][name])
+
+
+def _judge_class(name: str, params: dict[str, Any]) -> type[Judge]:
     judges = params.get("judges", {})
     if name not in judges:
         raise ConfigError(f"unknown judge {name!r} (defined in params: {', '.join(sorted(judges)) or 'none'})",
@@ -28,7 +38,7 @@ def get_judge(name: str, params: dict[str, Any]) -> Judge:
     if kind not in JUDGE_KINDS:
         raise ConfigError(f"judge kind {kind!r} is not available yet (available: {', '.join(sorted(JUDGE_KINDS))})",
                           key=f"judges.{name}.kind")
-    return JUDGE_KINDS[kind](name, cfg, params)
+    return JUDGE_KINDS[kind]
 
 
-__all__ = ["Judge", "JudgeItem", "Verdict", "get_judge", "JUDGE_KINDS"]
+__all__ = ["Judge", "JudgeItem", "Verdict", "get_judge", "verdict_spec", "JUDGE_KINDS"]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
+
+from safemt.models.base import note_fallback
 
 VERDICTS = ("safe", "unsafe")  # the labels that count in ASR and SI
 LABELS = (*VERDICTS, "invalid")  # invalid: the judge's answer could not be read after retries
@@ -27,6 +30,7 @@ class Verdict:
     label: str  # safe | unsafe | invalid
     raw: str
     error: str | None = None  # the judge itself failed (API error): invalid now, redone by a rerun
+    parse: str = "invalid"  # how the label was read: see safemt.judges.parsing.PARSE_KINDS
 
 
 class Judge:
@@ -37,6 +41,17 @@ class Judge:
     def __init__(self, name: str, cfg: dict[str, Any], params: dict[str, Any]):
         self.name = name
         self.cfg = cfg
+        self.fallbacks: Counter[str] = Counter()  # degraded readings, by kind (judging provenance)
+
+    def fallback(self, kind: str, cause: str) -> None:
+        """Count a degraded reading (a default label, an ignored constraint) and log its first cause."""
+        note_fallback(self.fallbacks, f"judge {self.name}", kind, cause)
+
+    @property
+    def backend_fallbacks(self) -> dict[str, int]:
+        """Fallbacks of the judge's model backend (batches run one by one), where it has one."""
+        backend = getattr(self, "backend", None)
+        return dict(getattr(backend, "fallbacks", {}) or {})
 
     @property
     def batch_size(self) -> int:
@@ -44,7 +59,13 @@ class Judge:
         return int(self.cfg.get("batch_size", DEFAULT_BATCH))
 
     def describe(self) -> dict[str, Any]:
-        """Everything that changes labels; hashed into each judgment's judge_hash."""
+        """Everything that changes labels; hashed into each judgment's judge_hash (the verdict cache key)."""
+        raise NotImplementedError
+
+    @classmethod
+    def verdict_spec(cls, cfg: dict[str, Any]) -> dict[str, Any]:
+        """What decides a verdict besides the model, computed without loading it: the Snakemake
+        judge rule's params carry it, so that editing any of it reruns the rule."""
         raise NotImplementedError
 
     def judge(self, items: list[JudgeItem]) -> list[Verdict]:

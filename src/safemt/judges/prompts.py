@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from safemt.config import stable_hash
 from safemt.data.scenarios import ADVICE_SCENARIOS
 from safemt.errors import ConfigError
 
@@ -86,7 +87,31 @@ def load_template(prompt_file: str | None) -> str:
     return text
 
 
+def render_dialogue(messages) -> str:
+    """The conversation as the judge reads it: one "Role: text" line per message."""
+    return "\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
+
+
 def render(template: str, *, question: str, messages, response: str, scenario: str, mode: str) -> str:
-    dialogue = "\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
-    return template.format(question=question, dialogue=dialogue, response=response, scenario=scenario,
-                           criteria=criteria_for(scenario, mode))
+    return template.format(question=question, dialogue=render_dialogue(messages), response=response,
+                           scenario=scenario, criteria=criteria_for(scenario, mode))
+
+
+# A fixed dialogue that every prompt fingerprint renders: a change to the renderer changes its output.
+_PROBE_MESSAGES = ({"role": "user", "content": "<probe user turn>"},
+                   {"role": "assistant", "content": "<probe assistant turn>"},
+                   {"role": "user", "content": "<probe final turn>"})
+
+
+def prompt_fingerprint(template: str, mode: str) -> dict[str, str]:
+    """The prompt as the judge model would see it, for every scenario, plus the retry reminder.
+
+    Rendered (not hashed as source), so that an edit to the template, to any criteria block, to the
+    dialogue renderer or to the reminder changes the fingerprint and with it the verdict cache key.
+    """
+    from safemt.data.scenarios import SCENARIOS
+
+    rendered = {scenario: render(template, question="<probe question>", messages=_PROBE_MESSAGES,
+                                 response="<probe response>", scenario=scenario, mode=mode)
+                for scenario in sorted(SCENARIOS)}
+    return {"prompts_sha256": stable_hash(rendered), "retry_reminder_sha256": stable_hash(RETRY_REMINDER)}

@@ -15,6 +15,7 @@ from safemt.config import stable_hash
 from safemt.errors import SafemtError
 from safemt.jsonl import read_records, write_csv, write_json
 from safemt.judges.base import LABELS, VERDICTS
+from safemt.judges.parsing import parse_counts
 from safemt.metrics.bootstrap import proportion_ci, rng_for
 from safemt.metrics.safety_index import MissingTurnError, s2, safety_index
 
@@ -201,6 +202,7 @@ def compute_metrics(params: dict[str, Any], inputs: list[str], out_dir: str) -> 
         "bootstrap": boot,
         "n_judgments": len(recs),
         "n_judgments_outside_turns": n_outside,
+        "parse_counts": parse_counts(recs),  # how this judge's labels were read (issue 8)
     }
 
     out = Path(out_dir)

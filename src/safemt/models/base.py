@@ -23,6 +23,7 @@ class ChatRequest:
     key: tuple[str, int]
     messages: tuple[dict[str, str], ...]
     image: Path | None = None
+    choices: tuple[str, ...] | None = None  # constrained output: the reply must be exactly one of these
 
 
 @dataclass(frozen=True)

@@ -142,11 +142,34 @@ class HFBackend(Backend):
             kwargs.update(temperature=params["temperature"], top_p=params["top_p"], top_k=params.get("top_k", 0))
             torch.manual_seed(0)
         kwargs["repetition_penalty"] = params.get("repetition_penalty", 1.0)  # explicit: the hashed value
+        choices = _shared_choices(requests)
+        if choices:
+            kwargs["prefix_allowed_tokens_fn"] = self._allowed_tokens(choices, inputs["input_ids"].shape[1])
         with torch.inference_mode():
             out = self.model.generate(**inputs, **kwargs)
         new_tokens = out[:, inputs["input_ids"].shape[1]:].tolist()
         prompt_lengths = inputs["attention_mask"].sum(dim=1).tolist()
         return [self._result(ids, n_in) for ids, n_in in zip(new_tokens, prompt_lengths)]
+
+    def _allowed_tokens(self, choices: tuple[str, ...], prompt_length: int) -> Any:
+        """prefix_allowed_tokens_fn that lets the model write exactly one of `choices`, then stop.
+
+        Each choice is its token sequence plus an end-of-sequence token; at every step only the
+        tokens that continue some choice are allowed, so the first token is one of the choices'
+        first tokens and the reply decodes to a choice exactly.
+        """
+        stop = min(self._stops)
+        sequences = [tuple(self.tokenizer.encode(c, add_special_tokens=False)) + (stop,) for c in choices]
+        pad = self.tokenizer.pad_token_id
+
+        def allowed(_batch_id: int, input_ids: Any) -> list[int]:
+            prefix = tuple(input_ids[prompt_length:].tolist())
+            if any(t in self._stops for t in prefix):
+                return [pad if pad is not None else stop]  # finished: padding only
+            nxt = {seq[len(prefix)] for seq in sequences if len(seq) > len(prefix) and seq[:len(prefix)] == prefix}
+            return sorted(nxt) or [stop]
+
+        return allowed
 
     def _inputs(self, requests: list[ChatRequest]) -> Any:
         """Chat-templated, left-padded model inputs, built by the processor's own apply_chat_template.
@@ -184,6 +207,14 @@ class HFBackend(Backend):
         return GenerationResult(self.tokenizer.decode(reply, skip_special_tokens=True), None, reason, n_out,
                                 n_input_tokens=int(n_input_tokens))
 
+
+
+def _shared_choices(requests: list[ChatRequest]) -> tuple[str, ...] | None:
+    """The batch's output constraint; requests with different constraints are not batched together."""
+    choices = {r.choices for r in requests}
+    if len(choices) > 1:
+        raise ValueError("requests of one batch ask for different output choices")
+    return choices.pop()
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:

@@ -17,6 +17,10 @@ The image goes first in the first user message, or last (`image_placement`). A `
 file is sent as the request's `chat_template` field, which `vllm serve` takes (started with
 --trust-request-chat-template); hosted APIs apply their own and reject it.
 
+A request with `choices` (a constrained judge) asks for JSON `{"label": ...}` with the label an
+enum of the choices (`response_format` json_schema); a server that ignores it answers free text,
+which the judge reads and counts as not constrained.
+
 The API key comes from the environment variable `api_key_env` names; it never enters describe(),
 results or error text.
 """
@@ -125,6 +129,8 @@ class OpenAIBackend(Backend):
             body["top_p"] = params["top_p"]
         if self.chat_template:
             body["chat_template"] = self.chat_template
+        if request.choices:
+            body["response_format"] = label_schema(request.choices)
         return body
 
     def _attempt(self, body: dict[str, Any], start: float, retries_left: int) -> GenerationResult:
@@ -187,6 +193,15 @@ class OpenAIBackend(Backend):
 
 
 # --- pure helpers ----------------------------------------------------------------------------------
+
+def label_schema(choices: tuple[str, ...]) -> dict[str, Any]:
+    """Structured output (OpenAI `response_format`, also taken by `vllm serve`): {"label": <one of choices>}."""
+    return {"type": "json_schema",
+            "json_schema": {"name": "verdict", "strict": True,
+                            "schema": {"type": "object", "properties": {"label": {"type": "string",
+                                                                                  "enum": list(choices)}},
+                                       "required": ["label"], "additionalProperties": False}}}
+
 
 def _first_choice(completion: Any) -> dict[str, Any] | None:
     choices = completion.get("choices") if isinstance(completion, dict) else None

@@ -83,7 +83,7 @@ class VLLMBackend(Backend):
         start = time.perf_counter()
         try:
             conversations = [conversation(r, self.cfg.get("system_prompt"), self.image_placement) for r in requests]
-            sampling = self._vllm.SamplingParams(**sampling_args(self.generation_params()))
+            sampling = self._sampling(requests)
             outputs = self.llm.chat(conversations, sampling_params=sampling, chat_template=self.chat_template,
                                     use_tqdm=False)
         except BATCH_ERRORS as exc:
@@ -95,6 +95,15 @@ class VLLMBackend(Backend):
             return [GenerationResult.failed(f"{type(exc).__name__}: {exc}", _latency(start, 1))]
         latency = _latency(start, len(requests))
         return [to_result(out, latency) for out in outputs]
+
+    def _sampling(self, requests: list[ChatRequest]) -> Any:
+        """One SamplingParams for the batch, or one per request where their output constraints differ."""
+        def make(choices: tuple[str, ...] | None) -> Any:
+            return self._vllm.SamplingParams(**sampling_args(self.generation_params(),
+                                                             choice_constraint(self._vllm, choices)))
+
+        kinds = {r.choices for r in requests}
+        return make(kinds.pop()) if len(kinds) == 1 else [make(r.choices) for r in requests]
 
 
 # --- requests and outputs (pure: tested without vllm) ----------------------------------------------
@@ -118,11 +127,29 @@ def engine_args(cfg: dict[str, Any], local: bool) -> dict[str, Any]:
     return args
 
 
-def sampling_args(params: dict[str, Any]) -> dict[str, Any]:
+def sampling_args(params: dict[str, Any], constraint: dict[str, Any] | None = None) -> dict[str, Any]:
     """SamplingParams arguments, one for one from generation_params(); temperature 0 is greedy."""
     return {"temperature": params["temperature"], "top_p": params.get("top_p", 1.0),
             "max_tokens": params["max_new_tokens"], "seed": 0,
-            **{k: params[k] for k in ("top_k", "repetition_penalty") if k in params}}
+            **{k: params[k] for k in ("top_k", "repetition_penalty") if k in params}, **(constraint or {})}
+
+
+def choice_constraint(vllm: Any, choices: tuple[str, ...] | None) -> dict[str, Any] | None:
+    """The SamplingParams argument that makes the output exactly one of `choices` (guided choice).
+
+    vLLM >= 0.12 spells it `structured_outputs=StructuredOutputsParams(choice=...)`; 0.10 and 0.11
+    `guided_decoding=GuidedDecodingParams(choice=...)`. A vLLM with neither cannot constrain, which
+    is a configuration error (turn `constrained` off for this judge), never silently free text.
+    """
+    if not choices:
+        return None
+    module = getattr(vllm, "sampling_params", None)
+    if hasattr(module, "StructuredOutputsParams"):
+        return {"structured_outputs": module.StructuredOutputsParams(choice=list(choices))}
+    if hasattr(module, "GuidedDecodingParams"):
+        return {"guided_decoding": module.GuidedDecodingParams(choice=list(choices))}
+    raise SafemtError("this vllm has no guided choice (StructuredOutputsParams / GuidedDecodingParams); "
+                      "set constrained: false for the judge", key="judges.*.constrained")
 
 
 def conversation(request: ChatRequest, system_prompt: str | None, placement: str = "first"
