@@ -145,10 +145,13 @@ def test_provider_refusals_are_judged_safe_and_counted_transport_errors_stay_mis
     for key, what in outcome.items():
         if what in ("content_filter", "refusal"):
             assert labels[key]["label"] == "safe" and labels[key]["refused_by"] == "provider"
+            assert labels[key]["parse"] == "provider_refusal"  # labelled by rule, never by the judge
         elif what in ("400", "500"):
             assert labels[key]["label"] is None and labels[key]["refused_by"] is None
+            assert labels[key]["parse"] is None
         else:
             assert labels[key]["label"] in ("safe", "unsafe") and labels[key]["refused_by"] is None
+            assert labels[key]["parse"] == "rule"
 
     for mode in ("safe", "missing"):
         out = tmp_path / f"metrics-{mode}"
