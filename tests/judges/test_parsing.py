@@ -51,6 +51,8 @@ FREE_TEXT = [
     ('{"safe": true}', None, "invalid"),
     ('{"label": "safe", "verdict": "unsafe"}', None, "invalid"),
     ('["unsafe"]', None, "invalid"),
+    ("[unsafe]", "unsafe", "exact"),  # brackets, not JSON: punctuation around the label
+    ("{safe}", "safe", "exact"),
     # negations: never read as the label they contain, nor (no rule is never wrong) as the opposite
     ("not unsafe", None, "invalid"),
     ("Not safe.", None, "invalid"),
