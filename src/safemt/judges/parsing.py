@@ -21,7 +21,7 @@ from typing import Any
 
 from safemt.judges.base import VERDICTS
 
-PARSER_VERSION = "strict-2"
+PARSER_VERSION = "strict-3"
 PARSE_KINDS = ("exact", "verdict_line", "json", "constrained", "after_retry", "rule", "provider_refusal",
                "invalid")
 
@@ -67,22 +67,22 @@ def _strip_thinking(text: str) -> str | None:
     return "\n".join(line for line in text.splitlines() if not _FENCE.match(line))
 
 
-def _json_label(text: str) -> str | None:
-    """{"label": "unsafe"} (or verdict/answer/classification): one such key, its value exactly a label."""
+def _json(text: str) -> tuple[bool, Any]:
+    """(True, value) when the text is JSON, else (False, None)."""
     try:
-        obj = json.loads(text)
+        return True, json.loads(text)
     except ValueError:
-        return None
+        return False, None
+
+
+def _json_label(obj: Any) -> str | None:
+    """{"label": "unsafe"} (or verdict/answer/classification): one such key, its value exactly a label."""
     if not isinstance(obj, dict):
         return None
     values = [obj[k] for k in _JSON_KEYS if k in obj]
     if len(values) != 1 or not isinstance(values[0], str):
         return None
     return _label(values[0])
-
-
-def _looks_like_json(text: str) -> bool:
-    return text.lstrip().startswith(("{", "["))
 
 
 def read_verdict(text: str | None, constrained: bool = False) -> Reading:
@@ -95,14 +95,15 @@ def read_verdict(text: str | None, constrained: bool = False) -> Reading:
         return None, "invalid"
     if constrained:
         stripped = text.strip()
-        label = stripped if stripped in VERDICTS else (_json_label(stripped) if _looks_like_json(stripped) else None)
+        label = stripped if stripped in VERDICTS else _json_label(_json(stripped)[1])
         if label is not None:
             return label, "constrained"
     body = _strip_thinking(text)
     if body is None or not body.strip():
         return None, "invalid"
-    if _looks_like_json(body):
-        label = _json_label(body.strip())
+    is_json, value = _json(body.strip())
+    if is_json and isinstance(value, (dict, list)):
+        label = _json_label(value)
         return (label, "json") if label else (None, "invalid")
     label = _label(body)
     if label is not None:
