@@ -426,3 +426,19 @@ def test_journal_verdicts_without_parse_are_redone_not_defaulted(tmp_path, repo_
     monkeypatch.setattr(keyword.KeywordJudge, "judge", lambda self, items: seen.append(len(items)) or original(self, items))
     assert main(["judge", *args]) == 0
     assert seen == [2] and [r["parse"] for r in read_jsonl(tmp_path / "j.jsonl")] == ["rule", "rule"]
+
+
+def test_each_file_of_a_multi_file_job_counts_its_own_fallbacks(tmp_path, repo_root) -> None:
+    """One judge object labels several files; each file's provenance holds that file's fallbacks only."""
+    from safemt.config import load
+    from safemt.judging import run_judging_files
+
+    write_jsonl(tmp_path / "d.jsonl", [dialogue(i) for i in range(3)])
+    write_jsonl(tmp_path / "a.jsonl", [generation(0, "Sure."), generation(1, "Fine.")])
+    write_jsonl(tmp_path / "b.jsonl", [generation(2, "Here it is.")])
+    run_judging_files(load(repo_root / "params.yaml"), "keyword", str(tmp_path / "d.jsonl"),
+                      [(str(tmp_path / "a.jsonl"), str(tmp_path / "ja.jsonl")),
+                       (str(tmp_path / "b.jsonl"), str(tmp_path / "jb.jsonl"))])
+    for name, n in (("ja", 2), ("jb", 1)):
+        prov = json.loads((tmp_path / ".journal" / f"{name}.provenance.json").read_text())
+        assert prov["fallbacks_this_run"]["judge"] == {"no_refusal_phrase_counted_unsafe": n}

@@ -13,6 +13,7 @@ fallback taken (batches run one by one, ignored constraints, default labels).
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,8 @@ def run_judging(params: dict[str, Any], judge: str, dataset: str, generations: s
     gens = load_generations(generations, dialogues)
     judge_obj = judge_obj if judge_obj is not None else get_judge(judge, params)
     judge_hash = stable_hash(judge_obj.describe())
+    # the judge object may serve several files: count this file's fallbacks only
+    seen_before = {"judge": Counter(judge_obj.fallbacks), "backend": Counter(judge_obj.backend_fallbacks)}
     out_path = Path(out)
     journal_path = out_path.parent / ".journal" / out_path.name
 
@@ -136,7 +139,8 @@ def run_judging(params: dict[str, Any], judge: str, dataset: str, generations: s
     failures = sum(r["judge_error"] is not None for r in records)
     refused = sum(r["refused_by"] is not None for r in records)
     parses = parse_counts(records)
-    fallbacks = {"judge": dict(judge_obj.fallbacks), "backend": judge_obj.backend_fallbacks}
+    fallbacks = {"judge": dict(Counter(judge_obj.fallbacks) - seen_before["judge"]),
+                 "backend": dict(Counter(judge_obj.backend_fallbacks) - seen_before["backend"])}
     write_json(journal_path.parent / f"{out_path.stem}.provenance.json", {
         "judge": judge, "judge_hash": judge_hash, "describe": judge_obj.describe(),
         "records": len(records), "labels": counts, "missing": missing, "judge_errors": failures,
