@@ -138,7 +138,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
 def cmd_metrics(args: argparse.Namespace) -> int:
     from safemt.metrics.summary import compute_metrics
 
-    compute_metrics(_params(args), inputs=args.input, out_dir=args.output)
+    compute_metrics(_params(args), inputs=args.input, out_dir=args.output, scores_dir=args.scores)
     return 0
 
 
@@ -294,9 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_judge)
 
     s = sub.add_parser("metrics", parents=[common], help="ASR, Safety Index and CIs from judgments",
-                       description="Read judgment files and write DIR/summary.json plus tidy CSVs.")
+                       description="Read judgment files and write DIR/summary.json plus tidy CSVs (ASR with "
+                       "CIs, SI with CIs from a bootstrap over dialogue ids, breakdowns, dataset composition).")
     s.add_argument("-i", "--input", required=True, nargs="+", metavar="JUDGMENTS.jsonl")
     s.add_argument("-o", "--output", required=True, metavar="DIR")
+    s.add_argument("--scores", metavar="SCORES_DIR",
+                   help="also write SCORES_DIR/<model>/<defense>.json: SI, S1, S2, ASR per length (DVC metrics)")
     s.set_defaults(func=cmd_metrics)
 
     s = sub.add_parser("agreement", parents=[common], help="Cohen's kappa between judges",

@@ -50,7 +50,8 @@ class Layout:
 
     @property
     def dataset_figure(self) -> str:
-        return self.path("figures/dataset.png")
+        # Inside the dataset folder, so that deleting figures/ reruns only the figures stage.
+        return self.path("dataset/card.png")
 
     # inference
     @property
@@ -79,6 +80,11 @@ class Layout:
     def judge_agreement(self) -> str:
         return self.path("metrics/judge_agreement.csv")
 
+    @property
+    def scores_dir(self) -> str:
+        """Flat per model x defense scores of one judge, declared as DVC metrics (one row per file)."""
+        return self.path("scores/{judge}")
+
     # figures
     @property
     def figures_dir(self) -> str:
@@ -86,6 +92,34 @@ class Layout:
 
     def figure(self, name: str) -> str:
         return f"{self.figures_dir}/{name}"
+
+    # tables, paper numbers, report, provenance
+    @property
+    def tables_dir(self) -> str:
+        return self.path("tables")
+
+    def table(self, name: str) -> str:
+        return f"{self.tables_dir}/{name}"
+
+    @property
+    def paper_dir(self) -> str:
+        return self.path("paper")
+
+    @property
+    def numbers_tex(self) -> str:
+        return self.path("paper/numbers.tex")
+
+    @property
+    def numbers_json(self) -> str:
+        return self.path("paper/numbers.json")
+
+    @property
+    def report(self) -> str:
+        return self.path("report/index.html")
+
+    @property
+    def provenance(self) -> str:
+        return self.path("provenance.json")
 
     # logs
     def log(self, rel: str) -> str:
@@ -99,7 +133,31 @@ METRICS_FILES = {
     "si": "si.csv",
     "by_scenario": "asr_by_scenario.csv",
     "by_method": "asr_by_method.csv",
+    "si_ci": "si_ci.csv",
+    "composition": "composition.csv",
 }
+# Written into a judge's metrics folder by the moderation stage (issue 10), when it ran.
+MODERATION_FILE = "moderation.csv"
 
-# Figures `safemt figures` draws from a judge's metrics folder.
-FIGURE_FILES = ["asr_vs_turns.png", "si_per_model.png"]
+# Figures `safemt figures` draws from a judge's metrics folder, each as PNG and PDF.
+FIGURE_NAMES = ["asr_vs_turns", "si_per_model", "asr_by_scenario", "asr_by_method", "dataset_composition"]
+# Drawn only when their data exist: moderation.csv, and judge_agreement.csv (two or more judges).
+OPTIONAL_FIGURES = ["moderation", "judge_agreement"]
+FIGURE_FORMATS = ("png", "pdf")
+FIGURE_FILES = [f"{n}.{ext}" for n in FIGURE_NAMES for ext in FIGURE_FORMATS]
+
+# Tables `safemt tables` writes, each as CSV, Markdown and LaTeX (booktabs).
+TABLE_NAMES = ["si_asr", "dataset"]
+OPTIONAL_TABLES = ["moderation", "judge_agreement"]
+TABLE_FORMATS = ("csv", "md", "tex")
+
+
+def figure_files(moderation: bool = False, agreement: bool = False) -> list[str]:
+    """Every figure file a run draws, given whether moderation and several judges ran."""
+    names = FIGURE_NAMES + (["moderation"] if moderation else []) + (["judge_agreement"] if agreement else [])
+    return [f"{n}.{ext}" for n in names for ext in FIGURE_FORMATS]
+
+
+def table_files(moderation: bool = False, agreement: bool = False) -> list[str]:
+    names = TABLE_NAMES + (["moderation"] if moderation else []) + (["judge_agreement"] if agreement else [])
+    return [f"{n}.{ext}" for n in names for ext in TABLE_FORMATS]

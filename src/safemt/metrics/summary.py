@@ -13,6 +13,7 @@ import numpy as np
 from safemt import __version__
 from safemt.config import stable_hash
 from safemt.errors import SafemtError
+from safemt.layout import METRICS_FILES
 from safemt.jsonl import read_records, write_csv, write_json
 from safemt.judges.base import LABELS, VERDICTS
 from safemt.judges.parsing import parse_counts
@@ -163,7 +164,21 @@ def breakdown_rows(judge: str, recs: list[dict[str, Any]], field: str) -> list[d
     return rows
 
 
-def compute_metrics(params: dict[str, Any], inputs: list[str], out_dir: str) -> dict[str, Any]:
+def write_extras(out: Path, scores_dir: str | None, judge: str, recs: list[dict[str, Any]],
+                 summary: dict[str, Any], params: dict[str, Any], boot: dict[str, int]) -> None:
+    """SI bootstrap CIs, dataset composition and (if asked) the flat per-cell scores for DVC."""
+    from safemt.metrics import extras
+
+    write_csv(out / METRICS_FILES["si_ci"], extras.si_ci_rows(judge, _group(recs, "model", "defense"), params, boot),
+              extras.SI_CI_COLUMNS)
+    counted = [r for r in recs if r["turns"] in params["turns"]]
+    write_csv(out / METRICS_FILES["composition"], extras.composition_rows(counted), extras.COMPOSITION_COLUMNS)
+    if scores_dir is not None:
+        extras.write_scores(summary, scores_dir)
+
+
+def compute_metrics(params: dict[str, Any], inputs: list[str], out_dir: str,
+                    scores_dir: str | None = None) -> dict[str, Any]:
     recs = load_judgments(inputs)
     if not recs:
         raise SafemtError("no judgments in the input files", file=", ".join(inputs))
@@ -215,6 +230,7 @@ def compute_metrics(params: dict[str, Any], inputs: list[str], out_dir: str) -> 
         write_csv(out / f"asr_by_{field}.csv", rows,
                   ["judge", "model", "defense", "turns", field, "n", "unsafe", "invalid", "missing",
                    "refused_by_provider", "asr"])
+    write_extras(out, scores_dir, judge, recs, summary, params, boot)
     for row in si_rows:
         print(f"metrics {judge}: {row['model']} [{row['defense']}] SI {row['si']:.4f} "
               f"(S1 {row['s1']:.4f}, S2 {row['s2']:.4f})")
