@@ -98,20 +98,21 @@ def test_remote_code_only_when_configured_and_said(tiny_models: Path, capsys: py
     assert on.describe()["trust_remote_code"] is True
 
 
-def test_names_with_tex_are_drawn_literally(repo_root: Path, tmp_path: Path) -> None:
+def test_names_with_tex_are_drawn_literally(results_tree: dict, tmp_path: Path) -> None:
     """Model names come from the config and scenario text from data: `$...$` is text, not TeX
     (an unbalanced formula stops matplotlib with a parse error when TeX parsing is on)."""
+    import shutil
+
     import matplotlib
-    import pandas as pd
 
     from safemt.figures import plots
 
     name = r"vlm$\frac{$x"
-    pd.DataFrame({"judge": "keyword", "model": name, "defense": "none", "turns": [1, 2], "asr": [0.2, 0.4],
-                  "ci_low": [0.1, 0.3], "ci_high": [0.3, 0.5]}).to_csv(tmp_path / "asr.csv", index=False)
-    pd.DataFrame({"judge": ["keyword"], "model": [name], "defense": ["none"], "si": [0.5]}).to_csv(
-        tmp_path / "si.csv", index=False)
+    metrics = tmp_path / "metrics" / "keyword"
+    shutil.copytree(results_tree["metrics"], metrics)
+    for csv_file in metrics.glob("*.csv"):
+        csv_file.write_text(csv_file.read_text().replace("vlm-safe", name).replace("Fraud", name))
     matplotlib.rcParams["text.parse_math"] = True  # matplotlib's default
-    paths = plots.draw_figures(_params(repo_root), str(tmp_path), str(tmp_path / "out"))
-    assert all(p.stat().st_size > 0 for p in paths)
+    paths = plots.draw_figures(_params(results_tree["params"].parent), str(metrics), str(tmp_path / "out"))
+    assert len(paths) == 12 and all(p.stat().st_size > 0 for p in paths)
     assert matplotlib.rcParams["text.parse_math"] is False

@@ -78,7 +78,7 @@ class Layout:
 
     @property
     def judge_agreement(self) -> str:
-        return self.path("metrics/judge_agreement.csv")
+        return self.path(f"metrics/{AGREEMENT_FILE}")
 
     @property
     def scores_dir(self) -> str:
@@ -136,6 +136,8 @@ METRICS_FILES = {
     "si_ci": "si_ci.csv",
     "composition": "composition.csv",
 }
+# Beside the judge folders when two or more judges ran (`safemt agreement`).
+AGREEMENT_FILE = "judge_agreement.csv"
 # Written into a judge's metrics folder by the moderation stage (issue 10), when it ran.
 MODERATION_FILE = "moderation.csv"
 

@@ -1,33 +1,55 @@
+"""`safemt figures`: every figure from the tidy metrics CSVs, PNG and PDF, byte-stable, sized for a column."""
+
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 
 from PIL import Image
 
 from safemt.cli import main
-from safemt.jsonl import atomic_write_text
+from safemt.figures.plots import CAPTIONS, WIDTH_COLUMNS
+from safemt.figures.style import COLUMN_WIDTH_IN, DPI
+from safemt.layout import FIGURE_NAMES, OPTIONAL_FIGURES, figure_files
 
 
-def test_figures_from_metrics(tmp_path, repo_root) -> None:
-    m = tmp_path / "metrics"
-    rows = ["judge,model,defense,turns,n,invalid,missing,asr,ci_low,ci_high"]
-    for model, base in (("m-a", 0.1), ("m-b", 0.3)):
-        for k in (1, 2, 4, 6, 8):
-            a = min(1.0, base + 0.05 * k)
-            rows.append(f"keyword,{model},none,{k},20,0,0,{a},{a - 0.1},{a + 0.1}")
-    atomic_write_text(m / "asr.csv", "\n".join(rows) + "\n")
-    atomic_write_text(m / "si.csv", "judge,model,defense,s1,s2,si\nkeyword,m-a,none,0.8,0.9,0.72\n"
-                                    "keyword,m-b,none,0.6,0.9,0.54\n")
+def _draw(tree: dict, metrics: Path, out: Path) -> int:
+    return main(["figures", "--params", str(tree["params"]), "-i", str(metrics), "-o", str(out)])
+
+
+def test_all_seven_figures_png_and_pdf_byte_stable(results_tree: dict, tmp_path: Path) -> None:
     out = tmp_path / "fig"
-    assert main(["figures", "-i", str(m), "-o", str(out), "--params", str(repo_root / "params.yaml")]) == 0
-    for name in ("asr_vs_turns.png", "si_per_model.png"):
-        with Image.open(out / name) as im:
-            assert im.format == "PNG" and im.size[0] > 200
-    first = (out / "asr_vs_turns.png").read_bytes()
-    assert main(["figures", "-i", str(m), "-o", str(out), "--params", str(repo_root / "params.yaml")]) == 0
-    assert (out / "asr_vs_turns.png").read_bytes() == first
+    assert _draw(results_tree, results_tree["metrics"], out) == 0
+    expected = figure_files(moderation=True, agreement=True)
+    assert sorted(p.name for p in out.iterdir()) == sorted(expected)
+    assert len(expected) == 14 and set(CAPTIONS) == set(FIGURE_NAMES + OPTIONAL_FIGURES) == set(WIDTH_COLUMNS)
+    first = {name: (out / name).read_bytes() for name in expected}
+    for name in FIGURE_NAMES + OPTIONAL_FIGURES:
+        assert first[f"{name}.pdf"].startswith(b"%PDF") and b"CreationDate" not in first[f"{name}.pdf"]
+        with Image.open(out / f"{name}.png") as im:
+            assert im.format == "PNG"
+            width_in = im.size[0] / DPI
+        # readable at the width it is drawn for: at most that many columns (plus tick-label overhang)
+        assert width_in <= WIDTH_COLUMNS[name] * COLUMN_WIDTH_IN * 1.25, (name, width_in)
+    assert _draw(results_tree, results_tree["metrics"], out) == 0
+    assert {name: (out / name).read_bytes() for name in expected} == first
 
 
-def test_missing_metrics_is_one_line(tmp_path, repo_root, capsys) -> None:
-    assert main(["figures", "-i", str(tmp_path), "-o", str(tmp_path / "f"),
-                 "--params", str(repo_root / "params.yaml")]) == 2
-    assert "asr.csv" in capsys.readouterr().err
+def test_optional_figures_skipped_without_their_data(results_tree: dict, tmp_path: Path) -> None:
+    metrics = tmp_path / "metrics" / "keyword"
+    shutil.copytree(results_tree["metrics"], metrics)
+    (metrics / "moderation.csv").unlink()
+    out = tmp_path / "fig"
+    assert _draw(results_tree, metrics, out) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(figure_files())
+
+
+def test_missing_metrics_is_one_line_and_writes_nothing(results_tree: dict, tmp_path: Path, capsys) -> None:
+    metrics = tmp_path / "metrics" / "keyword"
+    shutil.copytree(results_tree["metrics"], metrics)
+    (metrics / "composition.csv").unlink()
+    out = tmp_path / "fig"
+    assert _draw(results_tree, metrics, out) == 2
+    err = capsys.readouterr().err.strip()
+    assert "composition.csv" in err and len(err.splitlines()) == 1
+    assert not out.exists()

@@ -18,7 +18,7 @@ from safemt.data.classify import accuracy
 from safemt.data.records import Dialogue
 from safemt.data.validate import read_dialogues
 from safemt.errors import ConfigError, SafemtError, first_line
-from safemt.figures.plots import save_png
+from safemt.figures.style import save_png
 from safemt.jsonl import read_jsonl, write_json
 
 WORDS = "whitespace-separated words (str.split) summed over all messages of a dialogue"

@@ -1,84 +1,254 @@
-"""Figures from a metrics folder: ASR versus turns per model, and SI per model."""
+"""The paper's figures, each drawn from tidy CSVs of a metrics folder (nothing upstream reruns).
+
+Always: ASR vs turns, SI per model, ASR by scenario, ASR by method x turns, dataset composition.
+When their data exist: moderator vs guards (moderation.csv) and judge agreement (judge_agreement.csv
+beside the judge folders, two or more judges). Every figure is written as PNG and PDF.
+"""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from safemt.errors import SafemtError
-from safemt.jsonl import atomic_write_bytes
+from safemt.figures import style
+from safemt.figures.style import COLUMN_WIDTH_IN
+from safemt.layout import AGREEMENT_FILE, METRICS_FILES, MODERATION_FILE
 
-PNG_METADATA = {"Software": None}  # no version strings in the PNG: same data, same bytes
+# Width each figure is drawn for: one column, or both columns of a two-column paper.
+WIDTH_COLUMNS = {"asr_vs_turns": 1, "si_per_model": 1, "asr_by_scenario": 1, "asr_by_method": 1,
+                 "moderation": 2, "dataset_composition": 2, "judge_agreement": 1}
+# One sentence per figure: the Snakemake report, the HTML report and the README use these.
+CAPTIONS = {
+    "asr_vs_turns": "Attack success rate (ASR) against the number of dialogue turns, one line per target "
+                    "model (no defense), with 95% bootstrap confidence bands over dialogues.",
+    "si_per_model": "Safety Index (SI = S1 x S2, higher is safer) per model, sorted, with 95% bootstrap "
+                    "intervals over dialogue ids.",
+    "asr_by_scenario": "ASR per target model and scenario, pooled over turn lengths (no defense); "
+                       "darker cells are less safe.",
+    "asr_by_method": "ASR by jailbreak method and turn length, pooled over target models (no defense); "
+                     "1-turn dialogues ask the question directly.",
+    "moderation": "Moderator versus guards: ASR (left) and over-refusal on benign dialogues (right) per "
+                  "target and defense, pooled over turn lengths, with 95% intervals.",
+    "dataset_composition": "Dialogues judged, by scenario and jailbreak method (left) and by turn length "
+                           "and method (right).",
+    "judge_agreement": "Cohen's kappa between every pair of judges over the items both labelled safe or "
+                       "unsafe.",
+}
 
 
-def _read_csv(path: Path):
+def read_csv(path: Path):
     import pandas as pd
 
     if not path.exists():
         raise SafemtError("metrics file not found (run `safemt metrics` first)", file=str(path))
-    return pd.read_csv(path)
+    df = pd.read_csv(path, keep_default_na=True)
+    if df.empty:
+        raise SafemtError("metrics file holds no rows", file=str(path))
+    return df
 
 
-def save_png(fig, path: Path, dpi: int = 120) -> None:
-    """PNG without version metadata (same data, same bytes), written atomically."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, metadata=PNG_METADATA, bbox_inches="tight")
-    atomic_write_bytes(path, buf.getvalue())
+def _label(model: str, defense: str) -> str:
+    return model if defense == "none" else f"{model} ({defense})"
 
 
-def asr_vs_turns(asr, out: Path) -> None:
-    """The headline figure: ASR rises with the number of turns."""
+def _headline(df):
+    """Rows without a defense when there are any (the figures that compare models use those)."""
+    plain = df[df["defense"] == "none"]
+    return plain if not plain.empty else df
+
+
+def _pooled(df, by: list[str]):
+    """ASR pooled over the rows of each group: sum of unsafe over sum of valid labels."""
+    g = df.groupby(by, sort=True)[["unsafe", "n"]].sum().reset_index()
+    g["asr"] = g["unsafe"] / g["n"].where(g["n"] > 0)
+    return g
+
+
+def asr_vs_turns(asr, judge: str):
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    for (model, defense), g in asr.groupby(["model", "defense"], sort=True):
+    asr = _headline(asr)
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.3))
+    groups = list(asr.groupby(["model", "defense"], sort=True))
+    for color, ((model, defense), g) in zip(style.colors(len(groups)), groups):
         g = g.sort_values("turns")
-        label = model if defense == "none" else f"{model} ({defense})"
-        line, = ax.plot(g["turns"], g["asr"], marker="o", label=label)
+        ax.plot(g["turns"], g["asr"], marker="o", ms=3, lw=1.2, color=color, label=_label(model, defense))
         if g["ci_low"].notna().any():
-            ax.fill_between(g["turns"], g["ci_low"], g["ci_high"], alpha=0.15, color=line.get_color())
+            ax.fill_between(g["turns"], g["ci_low"], g["ci_high"], alpha=0.18, color=color, lw=0)
     ax.set_xlabel("dialogue turns")
     ax.set_ylabel("attack success rate")
     ax.set_xticks(sorted(asr["turns"].unique()))
     ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, frameon=False)
-    ax.set_title(f"ASR vs turns (judge: {asr['judge'].iloc[0]})", fontsize=10)
-    save_png(fig, out)
-    plt.close(fig)
+    ax.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3)
+    ax.set_title(f"ASR vs turns (judge: {judge})")
+    return fig
 
 
-def si_per_model(si, out: Path) -> None:
+def si_per_model(si, judge: str):
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    si = si.sort_values(["si", "model", "defense"], ascending=[False, True, True]).reset_index(drop=True)
+    labels = [_label(m, d) for m, d in zip(si["model"], si["defense"])]
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 0.28 * len(si) + 0.9))
+    color = style.colors(1)[0]
+    y = np.arange(len(si))
+    has_ci = si["si_lo"].notna()
+    err = np.array([(si["si"] - si["si_lo"]).where(has_ci, 0), (si["si_hi"] - si["si"]).where(has_ci, 0)])
+    ax.barh(y, si["si"], color=color, xerr=err, error_kw={"lw": 0.8, "capsize": 2})
+    for yi, v in zip(y, si["si"]):
+        ax.text(0.01, yi, f"{v:.3f}", va="center", ha="left", fontsize=6, color="white" if v > 0.15 else "black")
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.05)
+    ax.set_xlabel("Safety Index (higher is safer)")
+    ax.set_title(f"Safety Index per model (judge: {judge})")
+    return fig
+
+
+def asr_by_scenario(by_scenario, judge: str):
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    df = _headline(by_scenario).copy()
+    df["target"] = [_label(m, d) for m, d in zip(df["model"], df["defense"])]
+    table = _pooled(df, ["scenario", "target"]).pivot(index="scenario", columns="target", values="asr")
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN * 0.9, 0.17 * len(table) + 1.0))
+    sns.heatmap(table, ax=ax, vmin=0, vmax=1, cmap=style.SEQUENTIAL, annot=table.shape[1] <= 6, fmt=".2f",
+                annot_kws={"fontsize": 5}, cbar_kws={"label": "ASR", "shrink": 0.8}, linewidths=0.3)
+    ax.set_xlabel("target model")
+    ax.set_ylabel("")
+    ax.tick_params(axis="x", rotation=30, labelsize=6)
+    ax.tick_params(axis="y", labelsize=6)
+    ax.grid(False)
+    ax.set_title(f"ASR by scenario (judge: {judge})")
+    return fig
+
+
+def asr_by_method(by_method, judge: str):
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    df = _headline(by_method).copy()
+    df["method"] = df["method"].fillna("none").replace({"none": "direct"})
+    table = _pooled(df, ["method", "turns"]).pivot(index="method", columns="turns", values="asr")
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 0.3 * len(table) + 0.9))
+    sns.heatmap(table, ax=ax, vmin=0, vmax=1, cmap=style.SEQUENTIAL, annot=True, fmt=".2f",
+                annot_kws={"fontsize": 6}, cbar_kws={"label": "ASR"}, linewidths=0.3)
+    ax.set_xlabel("dialogue turns")
+    ax.set_ylabel("jailbreak method")
+    ax.tick_params(axis="y", rotation=0)
+    ax.grid(False)
+    ax.set_title(f"ASR by method and turns (judge: {judge})")
+    return fig
+
+
+def moderation(mod, judge: str):
+    """Pooled rows (turns == 'all') when present, else every row pooled by n."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    mod = mod.copy()
+    mod["turns"] = mod["turns"].astype(str)
+    pooled = mod[mod["turns"] == "all"]
+    if pooled.empty:
+        raise SafemtError(f"{MODERATION_FILE} has no pooled rows (turns: all)")
+    targets = sorted(pooled["target"].unique())
+    defenses = list(dict.fromkeys(["none", *sorted(pooled["defense"].unique())]))
+    defenses = [d for d in defenses if d in set(pooled["defense"])]
+    fig, axes = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH_IN, 0.35 * len(targets) * len(defenses) / 2 + 1.4),
+                             sharey=True)
+    width = 0.8 / len(defenses)
+    y = np.arange(len(targets))
+    for ax, (col, title) in zip(axes, (("asr", "attack success rate"), ("over_refusal", "over-refusal (benign)"))):
+        for j, (defense, color) in enumerate(zip(defenses, style.colors(len(defenses)))):
+            rows = pooled[pooled["defense"] == defense].set_index("target").reindex(targets)
+            v, lo, hi = rows[col], rows[f"{col}_lo"], rows[f"{col}_hi"]
+            err = np.array([(v - lo).fillna(0).clip(lower=0), (hi - v).fillna(0).clip(lower=0)])
+            ax.barh(y + j * width - 0.4 + width / 2, v.fillna(0), height=width, color=color, label=defense,
+                    xerr=err, error_kw={"lw": 0.6, "capsize": 1.5})
+        ax.set_xlim(0, 1.05)
+        ax.set_xlabel(title)
+    axes[0].set_yticks(y, targets)
+    axes[0].invert_yaxis()
+    axes[1].legend(frameon=False, title="defense", loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle(f"Moderator vs guards (judge: {judge})", fontsize=8)
+    return fig
+
+
+def dataset_composition(comp, judge: str):
     import matplotlib.pyplot as plt
 
-    si = si.sort_values(["si", "model", "defense"], ascending=[False, True, True])
-    labels = [m if d == "none" else f"{m} ({d})" for m, d in zip(si["model"], si["defense"])]
-    fig, ax = plt.subplots(figsize=(5.5, 0.45 * len(si) + 1.2))
-    ax.barh(labels, si["si"], color="#4c72b0")
-    for y, v in enumerate(si["si"]):
-        ax.text(v + 0.01, y, f"{v:.3f}", va="center", fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlim(0, 1.1)
-    ax.set_xlabel("Safety Index (higher is safer)")
-    ax.set_title(f"Safety Index per model (judge: {si['judge'].iloc[0]})", fontsize=10)
-    save_png(fig, out)
-    plt.close(fig)
+    comp = comp.copy()
+    comp["method"] = comp["method"].fillna("none").replace({"none": "direct"})
+    methods = sorted(comp["method"].unique(), key=lambda m: (m != "direct", m))
+    by_scenario = comp.pivot_table(index="scenario", columns="method", values="dialogues", aggfunc="sum",
+                                   fill_value=0).reindex(columns=methods, fill_value=0)
+    by_turns = comp.pivot_table(index="turns", columns="method", values="dialogues", aggfunc="sum",
+                                fill_value=0).reindex(columns=methods, fill_value=0)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH_IN, 0.14 * len(by_scenario) + 1.2),
+                             gridspec_kw={"width_ratios": [1.4, 1]})
+    palette = dict(zip(methods, style.colors(len(methods))))
+    by_scenario.plot.barh(stacked=True, ax=axes[0], color=[palette[m] for m in methods], legend=False, width=0.8)
+    axes[0].invert_yaxis()
+    axes[0].set_xlabel("dialogues")
+    axes[0].set_ylabel("")
+    axes[0].tick_params(axis="y", labelsize=6)
+    by_turns.plot.bar(stacked=True, ax=axes[1], color=[palette[m] for m in methods], width=0.7)
+    axes[1].set_xlabel("dialogue turns")
+    axes[1].set_ylabel("dialogues")
+    axes[1].tick_params(axis="x", rotation=0)
+    axes[1].legend(frameon=False, title="method", loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle(f"Dataset: {int(comp['dialogues'].sum())} dialogues", fontsize=8)
+    return fig
+
+
+def judge_agreement(agree, judge: str):
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    overall = agree[agree["scenario"] == "(all)"]
+    judges = sorted(set(overall["judge_a"]) | set(overall["judge_b"]))
+    table = pd.DataFrame(1.0, index=judges, columns=judges)
+    for _, r in overall.iterrows():
+        table.loc[r["judge_a"], r["judge_b"]] = table.loc[r["judge_b"], r["judge_a"]] = r["kappa"]
+    fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 0.35 * len(judges) + 1.2))
+    sns.heatmap(table.astype(float), ax=ax, vmin=-1, vmax=1, cmap="vlag_r", annot=True, fmt=".2f",
+                annot_kws={"fontsize": 7}, square=True, cbar_kws={"label": "Cohen's kappa"}, linewidths=0.3)
+    ax.tick_params(axis="x", rotation=30)
+    ax.tick_params(axis="y", rotation=0)
+    ax.grid(False)
+    ax.set_title("Judge agreement (Cohen's kappa)")
+    return fig
+
+
+def sources(mdir: Path) -> dict[str, tuple[Path, Callable[..., Any], bool]]:
+    """Figure name -> (CSV it reads, drawing function, whether the CSV is required)."""
+    return {
+        "asr_vs_turns": (mdir / METRICS_FILES["asr"], asr_vs_turns, True),
+        "si_per_model": (mdir / METRICS_FILES["si_ci"], si_per_model, True),
+        "asr_by_scenario": (mdir / METRICS_FILES["by_scenario"], asr_by_scenario, True),
+        "asr_by_method": (mdir / METRICS_FILES["by_method"], asr_by_method, True),
+        "moderation": (mdir / MODERATION_FILE, moderation, False),
+        "dataset_composition": (mdir / METRICS_FILES["composition"], dataset_composition, True),
+        "judge_agreement": (mdir.parent / AGREEMENT_FILE, judge_agreement, False),
+    }
 
 
 def draw_figures(params: dict[str, Any], metrics_dir: str, out_dir: str) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    matplotlib.rcParams["text.parse_math"] = False  # names are drawn as written, never as TeX
+    """Every figure whose data exist; required CSVs are read before anything is written."""
+    style.apply()
     mdir, out = Path(metrics_dir), Path(out_dir)
-    asr = _read_csv(mdir / "asr.csv")
-    si = _read_csv(mdir / "si.csv")
-    if asr.empty or si.empty:
-        raise SafemtError("metrics files hold no rows", file=str(mdir))
-    paths = [out / "asr_vs_turns.png", out / "si_per_model.png"]
-    asr_vs_turns(asr, paths[0])
-    si_per_model(si, paths[1])
-    for p in paths:
-        print(f"figure: {p}")
+    plan = sources(mdir)
+    frames = {name: read_csv(path) for name, (path, _, required) in plan.items() if required or path.exists()}
+    judge = str(frames["asr_vs_turns"]["judge"].iloc[0])
+    paths: list[Path] = []
+    for name, (_, draw, _) in plan.items():
+        if name not in frames:
+            print(f"figure {name}: skipped ({plan[name][0].name} not present)")
+            continue
+        paths += style.save(draw(frames[name], judge), out, name)
+        print(f"figure: {out / name}.png, .pdf")
     return paths
