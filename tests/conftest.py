@@ -36,3 +36,11 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build_tiny_models(out)
     return out
 
+
+
+@pytest.fixture(scope="session")
+def results_tree(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Metrics of three targets x 17 scenarios from two judges, plus a synthetic moderation.csv."""
+    from tests.results_tree import build_results
+
+    return build_results(tmp_path_factory.mktemp("tree"), REPO)

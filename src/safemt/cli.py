@@ -157,6 +157,43 @@ def cmd_figures(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tables(args: argparse.Namespace) -> int:
+    from safemt.report.tables import write_tables
+
+    _params(args)
+    write_tables(args.input, args.output)
+    return 0
+
+
+def cmd_numbers(args: argparse.Namespace) -> int:
+    from safemt.report.numbers import write_numbers
+
+    _params(args)
+    write_numbers(args.input, args.output, args.json)
+    return 0
+
+
+def cmd_provenance(args: argparse.Namespace) -> int:
+    from safemt.report.provenance import write_provenance
+
+    write_provenance(_params(args), args.params, args.output)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from safemt.report.html import write_report
+
+    write_report(_params(args), args.output)
+    return 0
+
+
+def cmd_dvc_profile(args: argparse.Namespace) -> int:
+    from safemt.dvc_profile import write_profile
+
+    write_profile(_params(args), args.params, args.output)
+    return 0
+
+
 # --- parser -----------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -313,6 +350,41 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-i", "--input", required=True, metavar="METRICS_DIR")
     s.add_argument("-o", "--output", required=True, metavar="DIR")
     s.set_defaults(func=cmd_figures)
+
+    s = sub.add_parser("tables", parents=[common], help="write the paper's tables from a metrics folder",
+                       description="Read METRICS_DIR's CSVs (and moderation.csv, ../judge_agreement.csv when "
+                       "present) and write DIR/<table>.csv, .md and .tex (LaTeX booktabs).")
+    s.add_argument("-i", "--input", required=True, metavar="METRICS_DIR")
+    s.add_argument("-o", "--output", required=True, metavar="DIR")
+    s.set_defaults(func=cmd_tables)
+
+    s = sub.add_parser("numbers", parents=[common], help="LaTeX macros for every number the paper quotes",
+                       description="Read METRICS_DIR's CSVs and write OUT.tex (one \\newcommand per number, "
+                       "named from quantity and model) and --json OUT.json with the same values and their sources.")
+    s.add_argument("-i", "--input", required=True, metavar="METRICS_DIR")
+    s.add_argument("-o", "--output", required=True, metavar="numbers.tex")
+    s.add_argument("--json", required=True, metavar="numbers.json")
+    s.set_defaults(func=cmd_numbers)
+
+    s = sub.add_parser("provenance", parents=[common], help="record what produced this run's results",
+                       description="Write OUT (JSON): git commit and dirty flag, params hash, package versions, "
+                       "each model's and judge's id and resolved revision, dataset source, revision and content "
+                       "hash, the run's start and end times, and the machine.")
+    s.add_argument("-o", "--output", required=True, metavar="provenance.json")
+    s.set_defaults(func=cmd_provenance)
+
+    s = sub.add_parser("report", parents=[common], help="one self-contained HTML page of the results",
+                       description="Write OUT: figures (embedded), tables, provenance and a sample of dialogues "
+                       "with responses and verdicts per model (report.samples_per_model), all from the results "
+                       "root of the params; no network needed to view it.")
+    s.add_argument("-o", "--output", required=True, metavar="index.html")
+    s.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("dvc-profile", parents=[common], help="point dvc.yaml at a profile",
+                       description="Write OUT (default dvc-profile.yaml), the variables dvc.yaml reads: the params "
+                       "file and its results root, so that `dvc repro` runs that profile.")
+    s.add_argument("-o", "--output", default="dvc-profile.yaml", metavar="OUT")
+    s.set_defaults(func=cmd_dvc_profile)
     return p
 
 

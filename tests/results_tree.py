@@ -8,7 +8,6 @@ import csv
 import random
 from pathlib import Path
 
-import pytest
 import yaml
 
 from safemt.cli import main
@@ -91,8 +90,3 @@ def build_results(root: Path, repo_root: Path, moderation: bool = True, judges=(
     if moderation:
         write_moderation(res / "metrics" / judges[0] / "moderation.csv", judges[0])
     return {"params": cfg, "results": res, "metrics": res / "metrics" / judges[0]}
-
-
-@pytest.fixture(scope="session")
-def results_tree(tmp_path_factory: pytest.TempPathFactory, repo_root: Path) -> dict:
-    return build_results(tmp_path_factory.mktemp("tree"), repo_root)

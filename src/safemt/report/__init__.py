@@ -1,0 +1,1 @@
+"""safemt.report: tables, paper numbers, provenance and the HTML report."""

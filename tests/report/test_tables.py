@@ -1,0 +1,62 @@
+"""`safemt tables`: CSV, Markdown and LaTeX booktabs; best per column marked; optional tables."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+from safemt.cli import main
+from safemt.layout import table_files
+from safemt.report.tables import Table, latex_escape, to_latex, to_markdown
+
+
+def _tables(tree: dict, metrics: Path, out: Path) -> int:
+    return main(["tables", "--params", str(tree["params"]), "-i", str(metrics), "-o", str(out)])
+
+
+def test_tables_from_metrics(results_tree: dict, tmp_path: Path) -> None:
+    out = tmp_path / "tables"
+    assert _tables(results_tree, results_tree["metrics"], out) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(table_files(moderation=True, agreement=True))
+    summary = json.loads((results_tree["metrics"] / "summary.json").read_text())
+    with open(out / "si_asr.csv") as fh:
+        rows = {r["model"]: r for r in csv.DictReader(fh)}
+    models = summary["models"]
+    assert set(rows) == set(models)
+    for model, row in rows.items():
+        assert float(row["SI"]) == models[model]["none"]["si"]
+        assert float(row["ASR@8"]) == models[model]["none"]["asr"]["8"]
+    best_si = max(models, key=lambda m: models[m]["none"]["si"])
+    lowest_asr1 = min(models, key=lambda m: models[m]["none"]["asr"]["1"])
+    assert "SI" in rows[best_si]["best"].split(";") and "ASR@1" in rows[lowest_asr1]["best"].split(";")
+    tex = (out / "si_asr.tex").read_text()
+    for cmd in (r"\toprule", r"\midrule", r"\bottomrule", r"\begin{tabular}"):
+        assert cmd in tex
+    assert f"\\textbf{{{models[best_si]['none']['si']:.3f}}}" in tex
+    md = (out / "si_asr.md").read_text()
+    assert f"**{models[best_si]['none']['si']:.3f}**" in md
+    dataset = (out / "dataset.csv").read_text().splitlines()
+    assert dataset[-1].startswith("total,") and dataset[-1].endswith(",255")  # 17 x 3 ids x 5 lengths
+    assert "moderator" in (out / "moderation.md").read_text()
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert _tables(results_tree, results_tree["metrics"], out) == 0
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == first
+
+
+def test_optional_tables_absent_without_data(results_tree: dict, tmp_path: Path) -> None:
+    metrics = tmp_path / "metrics" / "keyword"
+    shutil.copytree(results_tree["metrics"], metrics)
+    (metrics / "moderation.csv").unlink()
+    out = tmp_path / "tables"
+    assert _tables(results_tree, metrics, out) == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(table_files())
+
+
+def test_escaping_in_markdown_and_latex() -> None:
+    t = Table("x", "50% of a_b & c", ["name", "v"], [["a_b|c&d%", 0.5]], {(0, 1)})
+    tex = to_latex(t)
+    assert r"a\_b|c\&d\%" in tex and r"\textbf{0.500}" in tex and r"50\% of a\_b \& c" in tex
+    assert r"a_b\|c&d%" in to_markdown(t)
+    assert latex_escape("{~}") == r"\{\textasciitilde{}\}"
