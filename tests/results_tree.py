@@ -43,6 +43,27 @@ def synthetic_judgments(judge: str, model: str, base: float, seed: int, ids_per_
     return recs
 
 
+HOSTILE = '<script>document.body.setAttribute("data-pwned", "1")</script><img src=x onerror="alert(1)">'
+
+
+def write_generations(res: Path, model: str, recs: list[dict]) -> None:
+    """Dialogues (one carrying markup that must show as text) and responses at the layout's paths."""
+    dialogues = []
+    for r in recs:
+        if model == next(iter(TARGETS)):
+            msgs = [{"role": "user" if i % 2 == 0 else "assistant", "content": f"turn {i} of {r['id']}"}
+                    for i in range(2 * r["turns"] - 1)]
+            msgs[-1]["content"] = f"final question {HOSTILE}"
+            dialogues.append({"id": r["id"], "turns": r["turns"], "scenario": r["scenario"], "method": r["method"],
+                              "question": f"q {HOSTILE}", "messages": msgs})
+    if dialogues:
+        write_jsonl(res / "dataset" / "dialogues.jsonl", dialogues)
+    for k in K:
+        write_jsonl(res / "generations" / model / "none" / f"{k}.jsonl",
+                    [{"id": r["id"], "turns": k, "model": model, "defense": "none", "error": None,
+                      "response": f"reply {HOSTILE}"} for r in recs if r["turns"] == k])
+
+
 def write_moderation(path: Path, judge: str) -> None:
     rows = []
     for target, base in TARGETS.items():
@@ -78,9 +99,13 @@ def build_results(root: Path, repo_root: Path, moderation: bool = True, judges=(
     for j_i, judge in enumerate(judges):
         files = []
         for m_i, (model, base) in enumerate(TARGETS.items()):
-            f = res / "judgments" / judge / model / "none" / "all.jsonl"
-            write_jsonl(f, synthetic_judgments(judge, model, base, m_i, flip=0.1 * j_i))
-            files.append(str(f))
+            recs = synthetic_judgments(judge, model, base, m_i, flip=0.1 * j_i)
+            for k in K:
+                f = res / "judgments" / judge / model / "none" / f"{k}.jsonl"
+                write_jsonl(f, [r for r in recs if r["turns"] == k])
+                files.append(str(f))
+            if j_i == 0:
+                write_generations(res, model, recs)
         all_files += files
         assert main(["metrics", "--params", str(cfg), "-i", *files, "-o", str(res / "metrics" / judge),
                      "--scores", str(res / "scores" / judge)]) == 0
