@@ -24,6 +24,9 @@ except ConfigError as exc:
     sys.exit(f"safemt: config error: {exc.line()}")
 validate(config, "workflow/schemas/params.schema.yaml")
 
+# `snakemake --report report.html`: the figures with their captions (workflow/report/*.rst).
+report: "workflow/report/workflow.rst"
+
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/models.smk"
@@ -35,8 +38,9 @@ include: "workflow/rules/figures.smk"
 
 
 # Cheap bookkeeping steps run where Snakemake runs, not as cluster jobs.
-localrules: all, merge_generations, metrics, judge_agreement, figures, dataset_card, stage_models,
-    stage_dataset, stage_inference, stage_judging, stage_metrics, stage_figures
+localrules: all, merge_generations, metrics, judge_agreement, figures, tables, numbers, provenance, html_report,
+    dataset_card, stage_models, stage_dataset, stage_inference, stage_judging, stage_metrics, stage_figures,
+    stage_paper, stage_report
 
 
 rule all:
@@ -44,6 +48,9 @@ rule all:
     input:
         metrics_summaries(),
         FIGURES,
+        TABLES,
+        PAPER,
+        LAYOUT.report,
         DATASET_CARD,
         DATASET_FIGURE,
         [LAYOUT.judge_agreement] if len(METRIC_JUDGES) > 1 else [],
@@ -82,3 +89,17 @@ rule stage_metrics:
 rule stage_figures:
     input:
         FIGURES,
+
+
+rule stage_paper:
+    input:
+        TABLES,
+        PAPER,
+
+
+# provenance.json and the report change with every run (times, commit): DVC runs this step but
+# does not hash its files (see dvc.yaml).
+rule stage_report:
+    input:
+        LAYOUT.provenance,
+        LAYOUT.report,

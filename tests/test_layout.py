@@ -51,6 +51,9 @@ def test_dry_run_plans_everything_under_the_profile_root(repo_root: Path, tmp_pa
     assert outs, "the dry run planned nothing"
     outside = sorted(o for o in outs if not (o.startswith("results-layout-test/") or o.startswith("resources/")))
     assert not outside, outside
+    lay = Layout("results-layout-test")
     for name in FIGURE_FILES:
-        assert f"results-layout-test/figures/{name}" in outs
+        assert lay.figure(name) in outs
+    for path in (lay.numbers_tex, lay.numbers_json, lay.report, lay.provenance, lay.table("si_asr.tex")):
+        assert path in outs, path
     assert not (repo_root / "results-layout-test").exists(), "a dry run wrote files"

@@ -1,40 +1,136 @@
-"""End to end: the embedded default under Snakemake and DVC, in a copy of the working tree."""
+"""End to end: the embedded default under Snakemake and DVC, in a copy of the working tree.
+
+One module-scoped run (Snakemake, then a clean `dvc repro`) is shared by every assertion; the tests
+after it change the checkout in file order (delete figures, push/pull, experiments), each leaving it
+reproduced again.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from safemt.layout import Layout, figure_files, table_files
 from tests.support import copy_checkout, run
 
 pytestmark = pytest.mark.slow
+LAY = Layout()
+# What a run writes but DVC does not hash: they record when and where the run happened.
+UNHASHED = ("results/provenance.json", "results/report/", "results/logs/")
+
+
+def _stages(proc: subprocess.CompletedProcess) -> list[str]:
+    return re.findall(r"Running stage '([^']+)'", proc.stdout + proc.stderr)
+
+
+def _digests(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted((root / "results").rglob("*")) if p.is_file()
+            and not str(p.relative_to(root)).startswith(UNHASHED)}
 
 
 @pytest.fixture(scope="module")
-def checkout(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return copy_checkout(repo_root, tmp_path_factory.mktemp("checkout"))
-
-
-def test_snakemake_then_dvc_from_clean(checkout: Path) -> None:
+def pipeline(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    checkout = copy_checkout(repo_root, tmp_path_factory.mktemp("checkout"))
+    out = {"checkout": checkout}
     run(["snakemake", "--cores", "2"], checkout)
     summary = checkout / "results/metrics/keyword/summary.json"
-    first = summary.read_bytes()
-    s = json.loads(first)
+    out["snakemake_summary"] = summary.read_bytes()
+    out["again"] = run(["snakemake", "--cores", "2"], checkout)
+    out["report"] = run(["snakemake", "--report", "report.html"], checkout)
+    for path in ("results", "resources/models", ".snakemake", "report.html"):
+        target = checkout / path
+        shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+    out["repro"] = run(["dvc", "repro"], checkout)
+    out["lock_diff"] = subprocess.run(["git", "diff", "--stat", "--", "dvc.lock"], cwd=checkout,
+                                      capture_output=True, text=True).stdout
+    out["second"] = run(["dvc", "repro"], checkout)
+    out["digests"] = _digests(checkout)
+    return out
+
+
+def test_snakemake_then_dvc_from_clean(pipeline: dict) -> None:
+    checkout = pipeline["checkout"]
+    s = json.loads(pipeline["snakemake_summary"])
     assert set(s["models"]) == {"tiny-vlm-a", "tiny-vlm-b"}
     for cell in (s["models"][m]["none"] for m in s["models"]):
         assert {"si", "s1", "s2", "asr"} <= set(cell) and set(cell["asr"]) == {"1", "2", "4", "6", "8"}
-    assert (checkout / "results/figures/asr_vs_turns.png").stat().st_size > 1000
-
-    again = run(["snakemake", "--cores", "2"], checkout)
+    again = pipeline["again"]
     assert "Nothing to be done" in again.stdout + again.stderr
+    summary = checkout / "results/metrics/keyword/summary.json"
+    assert summary.read_bytes() == pipeline["snakemake_summary"], "a clean rerun must give a byte-identical summary"
+    assert _stages(pipeline["second"]) == [], pipeline["second"].stdout
 
-    for path in ("results", "resources/models", ".snakemake"):
-        shutil.rmtree(checkout / path, ignore_errors=True)
-    run(["dvc", "repro"], checkout)
-    assert summary.read_bytes() == first, "a clean rerun must give a byte-identical summary.json"
-    second = run(["dvc", "repro"], checkout)
-    out = second.stdout + second.stderr
-    assert "Running stage" not in out, out
+
+def test_committed_dvc_lock_is_what_a_clean_repro_writes(pipeline: dict) -> None:
+    """Every commit that changes code or params must commit the matching dvc.lock."""
+    assert pipeline["lock_diff"] == "", f"dvc.lock changed on a clean `dvc repro`:\n{pipeline['lock_diff']}"
+
+
+def test_every_paper_output_is_regenerated(pipeline: dict) -> None:
+    checkout = pipeline["checkout"]
+    for name in figure_files():
+        assert (checkout / LAY.figure(name)).stat().st_size > 1000, name
+    for name in table_files():
+        assert (checkout / LAY.table(name)).is_file(), name
+    tex = (checkout / LAY.numbers_tex).read_text()
+    assert "\\newcommand{\\siTinyVlmA}" in tex and "\\newcommand{\\asrEightTinyVlmB}" in tex
+    html = (checkout / LAY.report).read_text()
+    assert html.count("data:image/png;base64,") == len(figure_files()) // 2
+    prov = json.loads((checkout / LAY.provenance).read_text())
+    assert len(prov["git"]["commit"]) == 40 and prov["targets"]["tiny-vlm-a"]["resolved"].startswith("folder-sha256:")
+
+
+def test_snakemake_report_has_a_caption_per_figure(pipeline: dict) -> None:
+    assert pipeline["report"].returncode == 0
+
+
+def test_dvc_metrics_show_prints_one_row_per_model(pipeline: dict) -> None:
+    shown = run(["dvc", "metrics", "show", "--md"], pipeline["checkout"]).stdout
+    rows = [line for line in shown.splitlines() if line.startswith("| results/scores/")]
+    assert [r.split("|")[1].strip() for r in rows] == ["results/scores/keyword/tiny-vlm-a/none.json",
+                                                       "results/scores/keyword/tiny-vlm-b/none.json"]
+    header = shown.splitlines()[0]
+    for col in ("si", "s1", "s2", "asr_1", "asr_8"):
+        assert f" {col} " in header, header
+    plots = json.loads(run(["dvc", "plots", "show", "--json"], pipeline["checkout"]).stdout)
+    assert not plots.get("errors"), plots.get("errors")
+    assert sum(1 for v in plots["data"].values() for p in v if p["type"] == "image") == len(figure_files()) // 2
+
+
+def test_deleting_figures_reruns_only_the_figures(pipeline: dict) -> None:
+    checkout = pipeline["checkout"]
+    shutil.rmtree(checkout / LAY.figures_dir)
+    proc = run(["dvc", "repro"], checkout)
+    assert _stages(proc) == ["figures"], proc.stdout
+    assert _digests(checkout) == pipeline["digests"]
+
+
+def test_push_then_pull_from_a_directory_remote(pipeline: dict, tmp_path: Path) -> None:
+    checkout = pipeline["checkout"]
+    run(["dvc", "remote", "add", "-d", "--local", "store", str(tmp_path / "remote")], checkout)
+    run(["dvc", "push"], checkout)
+    shutil.rmtree(checkout / "results")
+    run(["dvc", "pull"], checkout)
+    assert _digests(checkout) == pipeline["digests"]
+    assert _stages(run(["dvc", "repro"], checkout)) == []
+
+
+def test_experiments_rerun_only_what_their_param_touches(pipeline: dict) -> None:
+    checkout = pipeline["checkout"]
+    seed = run(["dvc", "exp", "run", "-n", "seed1", "-S", "metrics.bootstrap.seed=1"], checkout)
+    ran = _stages(seed)
+    assert {"metrics", "figures"} <= set(ran), ran
+    assert not {"models", "dataset", "inference", "judging"} & set(ran), ran
+    judge = run(["dvc", "exp", "run", "-n", "phrases", "-S", 'judges.keyword.phrases=["as an ai"]'], checkout)
+    ran = _stages(judge)
+    assert {"judging", "metrics", "figures"} <= set(ran), ran
+    assert not {"models", "dataset", "inference"} & set(ran), ran
+    shown = run(["dvc", "exp", "show", "--md", "--no-pager"], checkout).stdout
+    assert "seed1" in shown and "phrases" in shown

@@ -153,7 +153,7 @@ def cmd_agreement(args: argparse.Namespace) -> int:
 def cmd_figures(args: argparse.Namespace) -> int:
     from safemt.figures.plots import draw_figures
 
-    draw_figures(_params(args), metrics_dir=args.input, out_dir=args.output)
+    draw_figures(_params(args), metrics_dir=args.input, out_dir=args.output, pdf_dir=args.pdf_dir)
     return 0
 
 
@@ -346,9 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, metavar="OUT.csv")
     s.set_defaults(func=cmd_agreement)
 
-    s = sub.add_parser("figures", parents=[common], help="draw the figures from a metrics folder")
+    s = sub.add_parser("figures", parents=[common], help="draw the figures from a metrics folder",
+                       description="Read METRICS_DIR's tidy CSVs (and moderation.csv, ../judge_agreement.csv when "
+                       "present) and draw every figure as DIR/<name>.png and <name>.pdf (in --pdf-dir if given).")
     s.add_argument("-i", "--input", required=True, metavar="METRICS_DIR")
     s.add_argument("-o", "--output", required=True, metavar="DIR")
+    s.add_argument("--pdf-dir", metavar="DIR", help="where the PDFs go (default: DIR)")
     s.set_defaults(func=cmd_figures)
 
     s = sub.add_parser("tables", parents=[common], help="write the paper's tables from a metrics folder",

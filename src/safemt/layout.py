@@ -91,7 +91,12 @@ class Layout:
         return self.path("figures")
 
     def figure(self, name: str) -> str:
-        return f"{self.figures_dir}/{name}"
+        """A figure file: PNGs in figures/ (viewed, DVC plots), PDFs in paper/figures/ (for LaTeX)."""
+        return f"{self.figure_pdf_dir}/{name}" if name.endswith(".pdf") else f"{self.figures_dir}/{name}"
+
+    @property
+    def figure_pdf_dir(self) -> str:
+        return self.path("paper/figures")
 
     # tables, paper numbers, report, provenance
     @property

@@ -6,7 +6,7 @@ import sys
 
 from safemt import judges as safemt_judges
 from safemt.data.fetch import fetched_by_workflow
-from safemt.layout import FIGURE_FILES, METRICS_FILES, Layout
+from safemt.layout import FIGURE_FORMATS, METRICS_FILES, MODERATION_FILE, Layout, figure_files, table_files
 from safemt.models.lock import apply_lock, hub_models
 
 # Hub revisions resolved to commit SHAs by `safemt models lock` (model_params below carries them,
@@ -30,7 +30,13 @@ LAYOUT = Layout.of(config)
 RESULTS = LAYOUT.root
 DATASET = LAYOUT.dataset
 TINY_MODELS = "resources/models"
-FIGURES = [LAYOUT.figure(name) for name in FIGURE_FILES]
+# Moderation figures and tables when a defense other than `none` ran (issue 10 writes moderation.csv);
+# the judge-agreement figure and table when two or more judges ran.
+MODERATION = any(d != "none" for d in DEFENSES)
+AGREEMENT = len(METRIC_JUDGES) > 1
+FIGURES = [LAYOUT.figure(name) for name in figure_files(MODERATION, AGREEMENT)]
+TABLES = [LAYOUT.table(name) for name in table_files(MODERATION, AGREEMENT)]
+PAPER = [LAYOUT.numbers_tex, LAYOUT.numbers_json]
 
 
 wildcard_constraints:
@@ -92,6 +98,14 @@ def generations(model, defense):
 
 def judgments(judge, model, defense):
     return expand(LAYOUT.judgments, judge=judge, model=model, defense=defense, turns=TURNS)
+
+
+def figure_metrics(judge):
+    """The CSVs `safemt figures` (and tables, numbers) read from one judge's metrics folder."""
+    names = [METRICS_FILES[k] for k in ("asr", "si", "si_ci", "by_scenario", "by_method", "composition")]
+    names += [MODERATION_FILE] if MODERATION else []
+    files = [LAYOUT.metrics_file(n).format(judge=judge) for n in names]
+    return files + ([LAYOUT.judge_agreement] if AGREEMENT else [])
 
 
 def metrics_summaries():

@@ -4,6 +4,7 @@ rule metrics:
         lambda wc: expand(LAYOUT.judgments, judge=wc.judge, model=TARGETS, defense=DEFENSES, turns=TURNS),
     output:
         **{key: LAYOUT.metrics_file(name) for key, name in METRICS_FILES.items()},
+        scores=directory(LAYOUT.scores_dir),
     params:
         config_file=PARAMS,
         out_dir=lambda wc, output: os.path.dirname(output.summary),
@@ -13,7 +14,8 @@ rule metrics:
     conda:
         ENV
     shell:
-        "safemt metrics --params {params.config_file} -i {input} -o {params.out_dir} > {log} 2>&1"
+        "safemt metrics --params {params.config_file} -i {input} -o {params.out_dir} --scores {output.scores}"
+        " > {log} 2>&1"
 
 
 rule judge_agreement:

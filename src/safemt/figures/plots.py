@@ -237,10 +237,12 @@ def sources(mdir: Path) -> dict[str, tuple[Path, Callable[..., Any], bool]]:
     }
 
 
-def draw_figures(params: dict[str, Any], metrics_dir: str, out_dir: str) -> list[Path]:
-    """Every figure whose data exist; required CSVs are read before anything is written."""
+def draw_figures(params: dict[str, Any], metrics_dir: str, out_dir: str, pdf_dir: str | None = None) -> list[Path]:
+    """Every figure whose data exist (PNG in OUT_DIR, PDF in PDF_DIR, default OUT_DIR); required CSVs
+    are read before anything is written."""
     style.apply()
     mdir, out = Path(metrics_dir), Path(out_dir)
+    pdf = Path(pdf_dir) if pdf_dir else out
     plan = sources(mdir)
     frames = {name: read_csv(path) for name, (path, _, required) in plan.items() if required or path.exists()}
     judge = str(frames["asr_vs_turns"]["judge"].iloc[0])
@@ -249,6 +251,6 @@ def draw_figures(params: dict[str, Any], metrics_dir: str, out_dir: str) -> list
         if name not in frames:
             print(f"figure {name}: skipped ({plan[name][0].name} not present)")
             continue
-        paths += style.save(draw(frames[name], judge), out, name)
-        print(f"figure: {out / name}.png, .pdf")
+        paths += style.save(draw(frames[name], judge), out, name, pdf)
+        print(f"figure: {out / name}.png, {pdf / name}.pdf")
     return paths

@@ -44,11 +44,11 @@ def save_png(fig: Any, path: Path, dpi: int = 120) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def save(fig: Any, out_dir: Path, name: str) -> list[Path]:
-    """NAME.png (300 dpi) and NAME.pdf (vector, fonts embedded), both byte-stable."""
+def save(fig: Any, out_dir: Path, name: str, pdf_dir: Path | None = None) -> list[Path]:
+    """NAME.png (300 dpi) in OUT_DIR and NAME.pdf (vector, fonts embedded) in PDF_DIR, both byte-stable."""
     import matplotlib.pyplot as plt
 
-    png, pdf = out_dir / f"{name}.png", out_dir / f"{name}.pdf"
+    png, pdf = out_dir / f"{name}.png", (pdf_dir or out_dir) / f"{name}.pdf"
     save_png(fig, png, dpi=DPI)
     buf = io.BytesIO()
     fig.savefig(buf, format="pdf", metadata=PDF_METADATA, bbox_inches="tight")
