@@ -4,6 +4,7 @@
 # A --configfile replaces params.yaml as a whole (it is not merged), and the `safemt` commands
 # read the same file, so what Snakemake plans and what the commands do cannot drift apart.
 
+import os
 import sys
 
 from snakemake.utils import min_version, validate
@@ -16,7 +17,11 @@ min_version("8.20")
 if not workflow.overwrite_configfiles:
     configfile: "params.yaml"
 
-PARAMS = str(workflow.overwrite_configfiles[-1]) if workflow.overwrite_configfiles else "params.yaml"
+# Relative when inside the working directory: `--configfile params.yaml` (as dvc.yaml passes it) and no
+# --configfile then give the same rule params, so neither makes Snakemake rerun jobs.
+PARAMS = (os.path.relpath(workflow.overwrite_configfiles[-1]) if workflow.overwrite_configfiles else "params.yaml")
+if PARAMS.startswith(".."):
+    PARAMS = str(workflow.overwrite_configfiles[-1])
 
 try:
     safemt_config.validate(config, PARAMS)  # one line naming the key

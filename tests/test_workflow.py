@@ -37,35 +37,38 @@ def _digests(root: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def pipeline(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A clean clone reproduced by DVC (which runs Snakemake per stage), then Snakemake on top of it."""
     checkout = copy_checkout(repo_root, tmp_path_factory.mktemp("checkout"))
     out = {"checkout": checkout}
-    run(["snakemake", "--cores", "2"], checkout)
-    summary = checkout / "results/metrics/keyword/summary.json"
-    out["snakemake_summary"] = summary.read_bytes()
-    out["again"] = run(["snakemake", "--cores", "2"], checkout)
-    out["report"] = run(["snakemake", "--report", "report.html"], checkout)
-    for path in ("results", "resources/models", ".snakemake", "report.html"):
-        target = checkout / path
-        shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
     out["repro"] = run(["dvc", "repro"], checkout)
     out["lock_diff"] = subprocess.run(["git", "diff", "--stat", "--", "dvc.lock"], cwd=checkout,
                                       capture_output=True, text=True).stdout
     out["second"] = run(["dvc", "repro"], checkout)
+    out["snakemake"] = run(["snakemake", "--cores", "2"], checkout)
+    summary = checkout / "results/metrics/keyword/summary.json"
+    out["summary"] = summary.read_bytes()
+    shutil.rmtree(checkout / "results/metrics")
+    shutil.rmtree(checkout / "results/scores")
+    out["metrics_again"] = run(["snakemake", "--cores", "2", "stage_metrics"], checkout)
+    run(["snakemake", "--report", "report.html"], checkout)
+    out["report"] = (checkout / "report.html").read_text(encoding="utf-8")
+    out["status"] = run(["dvc", "status"], checkout).stdout
     out["digests"] = _digests(checkout)
     return out
 
 
-def test_snakemake_then_dvc_from_clean(pipeline: dict) -> None:
+def test_dvc_then_snakemake_from_clean(pipeline: dict) -> None:
     checkout = pipeline["checkout"]
-    s = json.loads(pipeline["snakemake_summary"])
+    s = json.loads(pipeline["summary"])
     assert set(s["models"]) == {"tiny-vlm-a", "tiny-vlm-b"}
     for cell in (s["models"][m]["none"] for m in s["models"]):
         assert {"si", "s1", "s2", "asr"} <= set(cell) and set(cell["asr"]) == {"1", "2", "4", "6", "8"}
-    again = pipeline["again"]
-    assert "Nothing to be done" in again.stdout + again.stderr
-    summary = checkout / "results/metrics/keyword/summary.json"
-    assert summary.read_bytes() == pipeline["snakemake_summary"], "a clean rerun must give a byte-identical summary"
     assert _stages(pipeline["second"]) == [], pipeline["second"].stdout
+    snake = pipeline["snakemake"]
+    assert "Nothing to be done" in snake.stdout + snake.stderr, "Snakemake agrees with what DVC built"
+    summary = checkout / "results/metrics/keyword/summary.json"
+    assert summary.read_bytes() == pipeline["summary"], "a rerun must give a byte-identical summary"
+    assert "Data and pipelines are up to date" in pipeline["status"], pipeline["status"]
 
 
 def test_committed_dvc_lock_is_what_a_clean_repro_writes(pipeline: dict) -> None:
@@ -88,7 +91,12 @@ def test_every_paper_output_is_regenerated(pipeline: dict) -> None:
 
 
 def test_snakemake_report_has_a_caption_per_figure(pipeline: dict) -> None:
-    assert pipeline["report"].returncode == 0
+    from safemt.figures.plots import CAPTIONS
+
+    for name in figure_files():
+        if name.endswith(".png"):
+            assert name in pipeline["report"]
+            assert CAPTIONS[name[:-4]].split(",")[0] in pipeline["report"], name
 
 
 def test_dvc_metrics_show_prints_one_row_per_model(pipeline: dict) -> None:
@@ -112,25 +120,31 @@ def test_deleting_figures_reruns_only_the_figures(pipeline: dict) -> None:
     assert _digests(checkout) == pipeline["digests"]
 
 
-def test_push_then_pull_from_a_directory_remote(pipeline: dict, tmp_path: Path) -> None:
-    checkout = pipeline["checkout"]
-    run(["dvc", "remote", "add", "-d", "--local", "store", str(tmp_path / "remote")], checkout)
-    run(["dvc", "push"], checkout)
-    shutil.rmtree(checkout / "results")
-    run(["dvc", "pull"], checkout)
-    assert _digests(checkout) == pipeline["digests"]
-    assert _stages(run(["dvc", "repro"], checkout)) == []
-
-
 def test_experiments_rerun_only_what_their_param_touches(pipeline: dict) -> None:
     checkout = pipeline["checkout"]
     seed = run(["dvc", "exp", "run", "-n", "seed1", "-S", "metrics.bootstrap.seed=1"], checkout)
     ran = _stages(seed)
     assert {"metrics", "figures"} <= set(ran), ran
     assert not {"models", "dataset", "inference", "judging"} & set(ran), ran
+    assert "rule infer:" not in seed.stdout + seed.stderr and "rule judge:" not in seed.stdout + seed.stderr
     judge = run(["dvc", "exp", "run", "-n", "phrases", "-S", 'judges.keyword.phrases=["as an ai"]'], checkout)
     ran = _stages(judge)
     assert {"judging", "metrics", "figures"} <= set(ran), ran
     assert not {"models", "dataset", "inference"} & set(ran), ran
+    assert "rule infer:" not in judge.stdout + judge.stderr and "rule judge:" in judge.stdout + judge.stderr
     shown = run(["dvc", "exp", "show", "--md", "--no-pager"], checkout).stdout
     assert "seed1" in shown and "phrases" in shown
+
+
+def test_push_then_pull_from_a_directory_remote(pipeline: dict, tmp_path: Path) -> None:
+    """After the experiments: back to the committed params, reproduce, push, delete, pull."""
+    checkout = pipeline["checkout"]
+    subprocess.run(["git", "checkout", "--", "params.yaml", "dvc.lock"], cwd=checkout, check=True)
+    run(["dvc", "checkout", "--force"], checkout)
+    assert _stages(run(["dvc", "repro"], checkout)) == []
+    run(["dvc", "remote", "add", "-d", "--local", "store", str(tmp_path / "remote")], checkout)
+    run(["dvc", "push"], checkout)
+    shutil.rmtree(checkout / "results")
+    run(["dvc", "pull"], checkout)
+    assert _digests(checkout) == pipeline["digests"]
+    assert _stages(run(["dvc", "repro"], checkout)) == []

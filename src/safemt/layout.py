@@ -85,6 +85,10 @@ class Layout:
         """Flat per model x defense scores of one judge, declared as DVC metrics (one row per file)."""
         return self.path("scores/{judge}")
 
+    @property
+    def score_file(self) -> str:
+        return f"{self.scores_dir}/{{model}}/{{defense}}.json"
+
     # figures
     @property
     def figures_dir(self) -> str:

@@ -4,17 +4,18 @@ rule metrics:
         lambda wc: expand(LAYOUT.judgments, judge=wc.judge, model=TARGETS, defense=DEFENSES, turns=TURNS),
     output:
         **{key: LAYOUT.metrics_file(name) for key, name in METRICS_FILES.items()},
-        scores=directory(LAYOUT.scores_dir),
+        scores=expand(LAYOUT.score_file, model=TARGETS, defense=DEFENSES, allow_missing=True),
     params:
         config_file=PARAMS,
         out_dir=lambda wc, output: os.path.dirname(output.summary),
+        scores_dir=lambda wc: LAYOUT.scores_dir.format(judge=wc.judge),
         cfg=json.dumps({"metrics": config.get("metrics", {}), "turns": TURNS}, sort_keys=True),
     log:
         LAYOUT.log("metrics/{judge}.log"),
     conda:
         ENV
     shell:
-        "safemt metrics --params {params.config_file} -i {input} -o {params.out_dir} --scores {output.scores}"
+        "safemt metrics --params {params.config_file} -i {input} -o {params.out_dir} --scores {params.scores_dir}"
         " > {log} 2>&1"
 
 

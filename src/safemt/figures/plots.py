@@ -71,9 +71,11 @@ def asr_vs_turns(asr, judge: str):
     asr = _headline(asr)
     fig, ax = plt.subplots(figsize=(COLUMN_WIDTH_IN, 2.3))
     groups = list(asr.groupby(["model", "defense"], sort=True))
-    for color, ((model, defense), g) in zip(style.colors(len(groups)), groups):
+    for i, (color, ((model, defense), g)) in enumerate(zip(style.colors(len(groups)), groups)):
         g = g.sort_values("turns")
-        ax.plot(g["turns"], g["asr"], marker="o", ms=3, lw=1.2, color=color, label=_label(model, defense))
+        # a marker shape and dash per model as well as a colour: lines that coincide stay distinguishable
+        ax.plot(g["turns"], g["asr"], marker=style.MARKERS[i % len(style.MARKERS)], ms=4, mfc="none",
+                lw=1.2, ls=style.DASHES[i % len(style.DASHES)], color=color, label=_label(model, defense))
         if g["ci_low"].notna().any():
             ax.fill_between(g["turns"], g["ci_low"], g["ci_high"], alpha=0.18, color=color, lw=0)
     ax.set_xlabel("dialogue turns")

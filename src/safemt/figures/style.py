@@ -13,6 +13,8 @@ COLUMN_WIDTH_IN = 3.3  # one column of an ACL / two-column paper (about 8.4 cm)
 PALETTE = "colorblind"  # seaborn's colour-blind-safe qualitative palette (Okabe-Ito-like)
 SEQUENTIAL = "viridis"  # perceptually uniform, readable in grey and by colour-blind readers
 DPI = 300
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
+DASHES = ["-", "--", "-.", ":"]
 PNG_METADATA = {"Software": None}  # no version strings: same data, same bytes
 PDF_METADATA = {"Creator": None, "Producer": None, "CreationDate": None}
 
