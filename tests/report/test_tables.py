@@ -7,6 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from safemt.cli import main
 from safemt.layout import table_files
 from safemt.report.tables import Table, latex_escape, to_latex, to_markdown
@@ -60,3 +62,24 @@ def test_escaping_in_markdown_and_latex() -> None:
     assert r"a\_b|c\&d\%" in tex and r"\textbf{0.500}" in tex and r"50\% of a\_b \& c" in tex
     assert r"a_b\|c&d%" in to_markdown(t)
     assert latex_escape("{~}") == r"\{\textasciitilde{}\}"
+
+
+def test_moderation_without_pooled_rows_is_pooled_by_n(results_tree: dict, tmp_path: Path, capsys) -> None:
+    """The contract lets moderation.csv omit the `all` rows: they are pooled by n, and that is said."""
+    metrics = tmp_path / "metrics" / "keyword"
+    shutil.copytree(results_tree["metrics"], metrics)
+    lines = (metrics / "moderation.csv").read_text().splitlines()
+    kept = [lines[0]] + [ln for ln in lines[1:] if ln.split(",")[3] != "all"]
+    (metrics / "moderation.csv").write_text("\n".join(kept) + "\n")
+    out = tmp_path / "tables"
+    assert _tables(results_tree, metrics, out) == 0
+    assert "no pooled rows" in capsys.readouterr().out
+    with open(out / "moderation.csv") as fh:
+        rows = {(r["target"], r["defense"]): r for r in csv.DictReader(fh)}
+    # synthetic rows have the same ASR at every length, so pooling gives it back exactly
+    assert float(rows[("vlm-weak", "moderator")]["ASR"]) == pytest.approx(0.245)
+    assert float(rows[("vlm-weak", "moderator")]["ASR reduction"]) == pytest.approx(0.65)
+    assert rows[("vlm-weak", "none")]["ASR reduction"] == ""
+    fig = tmp_path / "fig"
+    assert main(["figures", "--params", str(results_tree["params"]), "-i", str(metrics), "-o", str(fig)]) == 0
+    assert (fig / "moderation.png").is_file()

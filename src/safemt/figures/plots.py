@@ -147,15 +147,20 @@ def asr_by_method(by_method, judge: str):
 
 
 def moderation(mod, judge: str):
-    """Pooled rows (turns == 'all') when present, else every row pooled by n."""
+    """Pooled rows (turns: all) when present, else the per-length rows pooled by n (no intervals)."""
     import matplotlib.pyplot as plt
     import numpy as np
 
-    mod = mod.copy()
-    mod["turns"] = mod["turns"].astype(str)
-    pooled = mod[mod["turns"] == "all"]
+    import pandas as pd
+
+    from safemt.report.tables import pooled_moderation
+
+    rows = mod.astype(object).where(mod.notna(), "").astype(str).to_dict("records")
+    pooled = pd.DataFrame(pooled_moderation(rows))
     if pooled.empty:
-        raise SafemtError(f"{MODERATION_FILE} has no pooled rows (turns: all)")
+        raise SafemtError(f"{MODERATION_FILE} holds no rows")
+    for col in ("asr", "asr_lo", "asr_hi", "over_refusal", "over_refusal_lo", "over_refusal_hi"):
+        pooled[col] = pd.to_numeric(pooled[col], errors="coerce")
     targets = sorted(pooled["target"].unique())
     defenses = list(dict.fromkeys(["none", *sorted(pooled["defense"].unique())]))
     defenses = [d for d in defenses if d in set(pooled["defense"])]

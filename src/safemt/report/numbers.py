@@ -17,7 +17,7 @@ from typing import Any
 from safemt.errors import SafemtError
 from safemt.jsonl import atomic_write_text
 from safemt.layout import AGREEMENT_FILE, METRICS_FILES, MODERATION_FILE
-from safemt.report.tables import num, read_rows
+from safemt.report.tables import num, pooled_moderation, read_rows
 
 DIGITS = ["Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine"]
 DECIMALS = 3
@@ -94,7 +94,7 @@ def dataset(n: Numbers, comp: list[dict[str, str]]) -> None:
 
 
 def moderation(n: Numbers, mod: list[dict[str, str]]) -> None:
-    pooled = [r for r in mod if r["turns"] == "all"]
+    pooled = pooled_moderation(mod)
     reductions: dict[str, list[float]] = {}
     for r in pooled:
         who = camel(r["target"]) + camel(r["defense"])
