@@ -60,7 +60,7 @@ def write_generations(res: Path, model: str, recs: list[dict]) -> None:
         write_jsonl(res / "dataset" / "dialogues.jsonl", dialogues)
     for k in K:
         write_jsonl(res / "generations" / model / "none" / f"{k}.jsonl",
-                    [{"id": r["id"], "turns": k, "model": model, "defense": "none", "error": None,
+                    [{"id": r["id"], "turns": k, "method": r["method"], "model": model, "defense": "none", "error": None,
                       "response": f"reply {HOSTILE}"} for r in recs if r["turns"] == k])
 
 

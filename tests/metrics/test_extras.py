@@ -86,3 +86,27 @@ def test_metrics_writes_si_ci_composition_and_scores(tmp_path: Path, repo_root: 
     first = (out / "si_ci.csv").read_bytes()
     assert main(["metrics", "--params", params, "-i", *files, "-o", str(out)]) == 0
     assert (out / "si_ci.csv").read_bytes() == first
+
+
+def test_si_ci_follows_the_metrics_when_methods_share_a_length(tmp_path: Path, repo_root: Path) -> None:
+    """method_assignment: all: two methods per (id, turns); S2 runs per (id, method) chain and the
+    bootstrap still resamples dialogue ids, so its point SI is the summary's."""
+    rng = random.Random(4)
+    recs = []
+    for n in range(25):
+        for k in K:
+            for method in ([None] if k == 1 else ["escalation", "roleplay"]):
+                recs.append({"id": f"own_fraud_{n}", "turns": k, "model": "m", "defense": "none",
+                             "judge": "keyword", "label": rng.choice(["safe", "unsafe"]), "raw": "x",
+                             "scenario": "Fraud", "method": method})
+    p = tmp_path / "j.jsonl"
+    write_jsonl(p, recs)
+    out = tmp_path / "metrics"
+    assert main(["metrics", "--params", params_file(tmp_path, repo_root), "-i", str(p), "-o", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())["models"]["m"]["none"]
+    assert summary["s2_per"] == "id, method"
+    with open(out / "si_ci.csv") as fh:
+        row = next(csv.DictReader(fh))
+    assert float(row["si"]) == pytest.approx(summary["si"], abs=1e-12)
+    assert float(row["s2"]) == pytest.approx(summary["s2"], abs=1e-12)
+    assert int(row["ids"]) == 25 and float(row["si_lo"]) <= float(row["si"]) <= float(row["si_hi"])

@@ -44,7 +44,7 @@ def test_report_is_self_contained_and_escaped(report: dict) -> None:
     for table in ("si_asr", "dataset", "moderation", "judge_agreement"):
         assert f'id="table-{table}"' in html
     # five samples per model (report.samples_per_model), with responses and verdicts
-    assert html.count("<details>") == 15 and html.count("<b>response</b>") == 15
+    assert html.count("<details>") == 15 and html.count("<b>response</b>: reply &lt;script&gt;") == 15
     assert report["provenance"]["git"]["commit"] is None or len(report["provenance"]["git"]["commit"]) == 40
 
 

@@ -49,28 +49,53 @@ def _s2_presence(own: dict[tuple[str, int], str | None], single: float, lengths:
     return abs(s2({**own, **ref}, **kwargs) - (0.25 + single / 2)) < 1e-12
 
 
+def _base_id(key: str) -> str:
+    """The dialogue id of a label key (summary.method_chains joins id and method with SEP)."""
+    from safemt.metrics.summary import SEP
+
+    return key.split(SEP, 1)[0]
+
+
+def _by_key(labels: dict[tuple[str, int], str | None], turns: list[int]) -> dict[str, dict[int, str | None]]:
+    out: dict[str, dict[int, str | None]] = defaultdict(dict)
+    for (key, k), lab in labels.items():
+        if k in turns:
+            out[key][k] = lab
+    return out
+
+
 def si_bootstrap(labels: dict[tuple[str, int], str | None], turns: list[int], mcfg: dict[str, Any],
-                 boot: dict[str, int], cell: tuple) -> dict[str, Any]:
+                 boot: dict[str, int], cell: tuple,
+                 chains: dict[tuple[str, int], str | None] | None = None) -> dict[str, Any]:
     """Point SI/S1/S2 and percentile 95% CIs from `boot['n']` resamples of dialogue ids.
 
-    A resample that lacks valid labels at a length the full data has is skipped and counted
-    (its S1 would need other weights); with every id at every length none is skipped.
+    `labels` are keyed as the metrics key them for S1, `chains` (when several methods share a length)
+    as they key them for S2; either way a resample draws dialogue ids with all their keys. A resample
+    that lacks valid labels at a length the full data has is skipped and counted (its S1 would need
+    other weights); with every id at every length none is skipped.
     """
     full = safety_index(labels, turns, **si_options(mcfg))
+    kwargs = _s2_kwargs(mcfg)
+    full_s2 = full["s2"] if chains is None else s2({k: v for k, v in chains.items() if k[1] in turns}, **kwargs)
+    full = {**full, "s2": full_s2, "si": full["s1"] * full_s2}
     weights = {int(k): w for k, w in full["weights"].items()}
     lengths = sorted(weights)
-    ids = sorted({i for i, k in labels if k in turns})
-    by_id: dict[str, dict[int, str | None]] = defaultdict(dict)
-    for (i, k), lab in labels.items():
-        if k in turns:
-            by_id[i][k] = lab
-    unsafe = np.array([[by_id[i].get(k) == "unsafe" for k in lengths] for i in ids], dtype=float)
-    valid = np.array([[by_id[i].get(k) in VERDICTS for k in lengths] for i in ids], dtype=float)
-    kwargs = _s2_kwargs(mcfg)
-    own = [{(i, k): lab for k, lab in by_id[i].items()} for i in ids]
-    one_minus_sigma = np.array([s2(o, **kwargs) for o in own])
-    present = np.array([_s2_presence(o, v, sorted(turns), kwargs) for o, v in zip(own, one_minus_sigma)], dtype=float)
-    check = float((present * one_minus_sigma).sum() / present.sum()) if present.sum() else 1.0
+    s1_keys, s2_keys = _by_key(labels, turns), _by_key(labels if chains is None else chains, turns)
+    ids = sorted({_base_id(key) for key in s1_keys} | {_base_id(key) for key in s2_keys})
+    index = {i: n for n, i in enumerate(ids)}
+    unsafe, valid = np.zeros((len(ids), len(lengths))), np.zeros((len(ids), len(lengths)))
+    for key, per_turn in s1_keys.items():
+        for j, k in enumerate(lengths):
+            unsafe[index[_base_id(key)], j] += per_turn.get(k) == "unsafe"
+            valid[index[_base_id(key)], j] += per_turn.get(k) in VERDICTS
+    one_minus_sigma, present = np.zeros(len(ids)), np.zeros(len(ids))
+    for key, per_turn in s2_keys.items():
+        own = {(key, k): lab for k, lab in per_turn.items()}
+        v = s2(own, **kwargs)
+        if _s2_presence(own, v, sorted(turns), kwargs):
+            one_minus_sigma[index[_base_id(key)]] += v
+            present[index[_base_id(key)]] += 1
+    check = float(one_minus_sigma.sum() / present.sum()) if present.sum() else 1.0
     if abs(check - full["s2"]) > 1e-9:
         raise SafemtError(f"SI bootstrap: per-id S2 decomposition gives {check}, safety_index {full['s2']} "
                           f"for {cell}; the S2 presence rule changed")
@@ -84,8 +109,7 @@ def si_bootstrap(labels: dict[tuple[str, int], str | None], turns: list[int], mc
     counts = np.stack([np.bincount(row, minlength=len(ids)) for row in draws]).astype(float)
     n_valid, n_unsafe = counts @ valid, counts @ unsafe
     n_present = counts @ present
-    s2_b = np.divide(counts @ (present * one_minus_sigma), n_present, out=np.ones(len(counts)),
-                     where=n_present > 0)
+    s2_b = np.divide(counts @ one_minus_sigma, n_present, out=np.ones(len(counts)), where=n_present > 0)
     values = []
     for b in range(len(counts)):
         if (n_valid[b] == 0).any():
@@ -110,9 +134,11 @@ def si_ci_rows(judge: str, groups: dict[tuple, list[dict[str, Any]]], params: di
                boot: dict[str, int]) -> list[dict[str, Any]]:
     mcfg = params.get("metrics", {})
     rows = []
+    from safemt.metrics.summary import method_chains
+
     for (model, defense), recs in groups.items():
-        labels = {(r["id"], r["turns"]): r["label"] for r in recs}
-        row = si_bootstrap(labels, list(params["turns"]), mcfg, boot, (judge, model, defense))
+        labels, chains = method_chains(recs)
+        row = si_bootstrap(labels, list(params["turns"]), mcfg, boot, (judge, model, defense), chains)
         rows.append({"judge": judge, "model": model, "defense": defense, **row})
     return rows
 

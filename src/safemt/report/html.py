@@ -55,6 +55,11 @@ def _rank(seed: int, *parts: Any) -> str:
     return hashlib.sha256("|".join(map(str, (seed, *parts))).encode()).hexdigest()
 
 
+def _key(rec: dict[str, Any]) -> tuple:
+    """(id, turns, method): several methods may share an id and length (method_assignment: all)."""
+    return rec["id"], rec["turns"], rec.get("method")
+
+
 def sample_items(params: dict[str, Any], layout: Layout, judge: str) -> tuple[list[dict[str, Any]], list[str]]:
     """Up to `report.samples_per_model` judged dialogues per target x defense, chosen by a seeded hash."""
     cfg = params.get("report", {})
@@ -62,7 +67,7 @@ def sample_items(params: dict[str, Any], layout: Layout, judge: str) -> tuple[li
     notes: list[str] = []
     dialogues = {}
     if Path(layout.dataset).is_file():
-        dialogues = {(d["id"], d["turns"]): d for d in read_jsonl(layout.dataset)}
+        dialogues = {_key(d): d for d in read_jsonl(layout.dataset)}
     else:
         notes.append(f"dataset {layout.dataset} not found: dialogue text not shown")
     items = []
@@ -77,11 +82,10 @@ def sample_items(params: dict[str, Any], layout: Layout, judge: str) -> tuple[li
                     continue
                 judged += read_jsonl(jpath)
                 if gpath.is_file():
-                    responses.update({(g["id"], g["turns"]): g for g in read_jsonl(gpath)})
-            judged.sort(key=lambda r: _rank(seed, model, defense, r["id"], r["turns"]))
+                    responses.update({_key(g): g for g in read_jsonl(gpath)})
+            judged.sort(key=lambda r: _rank(seed, model, defense, *_key(r)))
             for r in judged[:per_model]:
-                items.append({"judgment": r, "generation": responses.get((r["id"], r["turns"])),
-                              "dialogue": dialogues.get((r["id"], r["turns"]))})
+                items.append({"judgment": r, "generation": responses.get(_key(r)), "dialogue": dialogues.get(_key(r))})
     return items, notes
 
 
