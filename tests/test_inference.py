@@ -175,7 +175,8 @@ def test_cli_infer_exit_codes(params, dataset, tmp_path, capsys) -> None:
     assert len(read_jsonl(out)) == 6
     assert cli.main(argv + ["--defense", "nope"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == "safemt: error: key defense: unknown defense 'nope' (known: none, system_prompt)"
+    assert err[-1] == ("safemt: error: key defense: unknown defense 'nope' (known: none, system_prompt, "
+                       "guard_input, guard_output, moderator; <kind>.<name> picks the guard or moderator)")
 
 
 def test_plain_progress_lines() -> None:

@@ -94,6 +94,9 @@ def check_references(params: dict[str, Any], source: str = "params") -> None:
     if ds.get("source") == "import" and not ds.get("release_dir") and not (ds.get("hub") or {}).get("local_dir"):
         raise ConfigError("dataset.source 'import' needs dataset.release_dir or dataset.hub.local_dir", file=source,
                           key="dataset.release_dir")
+    from safemt.moderation.checks import check_moderation  # late: moderation imports this module
+
+    check_moderation(params, source)
 
 
 def config_paths(params: dict[str, Any]) -> Iterator[tuple[str, Any]]:

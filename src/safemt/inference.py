@@ -21,15 +21,16 @@ from safemt.data.records import Dialogue
 from safemt.data.validate import check_hashes, check_unique, hash_images, read_dialogues
 from safemt.jsonl import Journal, read_journal, read_records, repair_journal, write_json, write_jsonl
 from safemt.models import ChatRequest, GenerationResult, get_backend
-from safemt.moderation.defenses import apply_defense, describe_defense
+from safemt.moderation.runner import DEFENSE_FIELDS, DefenseInput, DefenseRunner
 from safemt.progress import Progress
 
-FIELDS = ("id", "turns", "method", "model", "defense", "response", "error", "finish_reason", "refused_by",
-          "n_input_tokens", "n_output_tokens", "latency_s", "config_hash")
+BASE_FIELDS = ("id", "turns", "method", "model", "defense", "response", "error", "finish_reason", "refused_by",
+               "n_input_tokens", "n_output_tokens", "latency_s", "config_hash")
+FIELDS = (*BASE_FIELDS, *DEFENSE_FIELDS)  # defense fields: null when the defense has no model
 # DESIGN.md's Generation record; `refused_by` is optional on reading (files from before it existed).
 # `method` (the dialogue's; part of the key where several methods share an (id, turns)) is written
 # always but, like `refused_by`, optional on reading.
-CONTRACT_FIELDS = tuple(f for f in FIELDS if f not in ("n_input_tokens", "refused_by", "method"))
+CONTRACT_FIELDS = tuple(f for f in BASE_FIELDS if f not in ("n_input_tokens", "refused_by", "method"))
 # Provider refusals and content filters are final outcomes, not transient failures: kept on resume,
 # and recorded as `refused_by: provider` (the deployed system refused; judging counts it as safe).
 FINAL_ERRORS = ("content_filter", "refusal")
@@ -59,14 +60,15 @@ def run_inference(params: dict[str, Any], model: str, dataset: str | Path, out: 
                   image_root: str | Path | None = None) -> Path:
     """Answer the selected dialogues of `dataset` with `model`; write the Generation contract to `out`."""
     cfg = model_config(params, model)
-    defense_info = describe_defense(defense)
+    runner = DefenseRunner(defense, params)  # an unknown guard or moderator stops here, before any load
     dataset, out = Path(dataset), Path(out)
     root = Path(image_root) if image_root is not None else dataset.parent
-    jobs = _jobs(dataset, root, defense, turns, shard)
+    jobs = _jobs(dataset, root, runner, turns, shard)
     backend = get_backend(cfg)
     if not backend.sees_images and any(job.request.image for job in jobs):
         print(f"safemt: {model} is a text-only model: dialogues are given without their image", file=sys.stderr)
     backend_info = backend.describe()
+    defense_info = runner.describe()
     hashes = {job.key: _config_hash(job, backend_info, defense_info) for job in jobs}
     journal_path = out.parent / ".journal" / out.name
     torn_bytes = repair_journal(journal_path)  # before any read: a torn last line is dropped and redone
@@ -76,15 +78,17 @@ def run_inference(params: dict[str, Any], model: str, dataset: str | Path, out: 
     batch_size = backend.batch_size
     with Journal(journal_path) as journal, Progress(label, len(jobs), len(jobs) - len(todo)) as progress:
         for batch in _batches(todo, batch_size):
-            results = backend.generate([job.request for job in batch])
-            records = [_record(job, res, model, defense, hashes[job.key]) for job, res in zip(batch, results)]
+            outcomes = runner.run([DefenseInput(job.request, job.dialogue.extra.get("image_caption"))
+                                   for job in batch], backend)
+            records = [_record(job, o.result, model, defense, hashes[job.key], o.fields)
+                       for job, o in zip(batch, outcomes)]
             journal.append_batch(records)
             done.update({(r["id"], r["turns"], r["method"]): r for r in records})
             progress.update(len(batch))
     ordered = [done[key] for key in sorted(hashes, key=lambda k: (k[1], k[0], k[2] or ""))]
     write_jsonl(out, ordered)
     _write_provenance(out, params, model, defense_info, backend_info, dataset, shard, turns, ordered,
-                      backend.usage, torn_bytes, dict(backend.fallbacks))
+                      backend.usage, torn_bytes, dict(backend.fallbacks), runner.report())
     refused = sum(r["refused_by"] is not None for r in ordered)
     failed = sum(r["error"] is not None for r in ordered) - refused
     if refused:
@@ -98,19 +102,20 @@ def run_inference(params: dict[str, Any], model: str, dataset: str | Path, out: 
 
 # --- reading and selecting dialogues ---------------------------------------------------------------
 
-def _jobs(dataset: Path, root: Path, defense: str, turns: int | None, shard: tuple[int, int]) -> list[Job]:
+def _jobs(dataset: Path, root: Path, runner: DefenseRunner, turns: int | None, shard: tuple[int, int]
+          ) -> list[Job]:
     """The selected dialogues, every record and image checked before a model loads."""
     items = read_dialogues(dataset)
     check_unique(items)
     selected = [item for item in items if _selected(item.dialogue, turns, shard)]
     hashes = hash_images(selected, root, allow_missing=False)  # each distinct image read once
     check_hashes(selected, hashes)
-    return [_job(item.dialogue, root, hashes, defense) for item in selected]
+    return [_job(item.dialogue, root, hashes, runner) for item in selected]
 
 
-def _job(dialogue: Dialogue, root: Path, hashes: dict[str, str | None], defense: str) -> Job:
+def _job(dialogue: Dialogue, root: Path, hashes: dict[str, str | None], runner: DefenseRunner) -> Job:
     image = root / dialogue.image if dialogue.image is not None else None
-    messages = apply_defense(defense, [{"role": m.role, "content": m.content} for m in dialogue.messages])
+    messages = runner.prepare([{"role": m.role, "content": m.content} for m in dialogue.messages])
     return Job(dialogue, ChatRequest(dialogue.key, tuple(messages), image), hashes.get(dialogue.image))
 
 
@@ -173,8 +178,9 @@ def _batches(items: list[Job], size: int) -> Iterator[list[Job]]:
         yield items[start:start + size]
 
 
-def _record(job: Job, result: GenerationResult, model: str, defense: str, config_hash: str) -> dict[str, Any]:
-    """One line of the Generation contract; an error never comes with a response."""
+def _record(job: Job, result: GenerationResult, model: str, defense: str, config_hash: str,
+            defense_fields: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One line of the Generation contract plus the defense's fields; an error never comes with a response."""
     failed = result.error is not None
     return {
         "id": job.dialogue.id,
@@ -190,13 +196,14 @@ def _record(job: Job, result: GenerationResult, model: str, defense: str, config
         "n_output_tokens": None if failed else result.n_output_tokens,
         "latency_s": result.latency_s,
         "config_hash": config_hash,
+        **{f: (defense_fields or {}).get(f) for f in DEFENSE_FIELDS},
     }
 
 
 def _write_provenance(out: Path, params: dict[str, Any], model: str, defense_info: dict[str, Any],
                       backend_info: dict[str, Any], dataset: Path, shard: tuple[int, int], turns: int | None,
                       records: list[dict[str, Any]], usage: dict[str, int] | None, torn_bytes: int,
-                      fallbacks: dict[str, int]) -> None:
+                      fallbacks: dict[str, int], defense_counts: dict[str, Any] | None = None) -> None:
     """Sidecar saying how the output was made (kept out of the output, which holds only the contract)."""
     write_json(out.parent / ".journal" / f"{out.stem}.provenance.json", {
         "model": model,
@@ -213,6 +220,8 @@ def _write_provenance(out: Path, params: dict[str, Any], model: str, defense_inf
         "usage_this_run": usage,
         "journal_torn_bytes_dropped": torn_bytes,
         "fallbacks_this_run": fallbacks,  # e.g. batch_run_one_by_one: batches that failed and were split
+        "defense_this_run": defense_counts,
+        "blocked": sum(r.get("blocked_by") is not None for r in records),
     })
 
 

@@ -9,11 +9,13 @@ from safemt.judges.base import Judge, JudgeItem, Verdict
 from safemt.judges.guard import GuardJudge
 from safemt.judges.keyword import KeywordJudge
 from safemt.judges.llm import LLMJudge
+from safemt.judges.refusal import RefusalJudge
 
 JUDGE_KINDS: dict[str, type[Judge]] = {
     "keyword": KeywordJudge,
     "llm": LLMJudge,
     "guard": GuardJudge,
+    "refusal": RefusalJudge,
 }
 
 

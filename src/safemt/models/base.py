@@ -24,6 +24,7 @@ class ChatRequest:
     messages: tuple[dict[str, str], ...]
     image: Path | None = None
     choices: tuple[str, ...] | None = None  # constrained output: the reply must be exactly one of these
+    json_schema: dict[str, Any] | None = None  # structured output, where the backend offers it
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Backend:
 
     name = "base"
     sees_images = True  # False: text-only models get the dialogue without its image
+    structured_output = False  # True: a request's json_schema constrains the reply (else it is ignored)
     usage: dict[str, int] | None = None  # running totals (requests, tokens) where a backend counts them
 
     def __init__(self, cfg: dict[str, Any]):

@@ -54,6 +54,7 @@ class OpenAIBackend(Backend):
     """Chat completions through the `openai` client; one thread per in-flight request."""
 
     name = "openai"
+    structured_output = True  # response_format json_schema (servers that ignore it still get strict parsing)
 
     def __init__(self, cfg: dict[str, Any]):
         super().__init__(cfg)
@@ -131,6 +132,10 @@ class OpenAIBackend(Backend):
             body["chat_template"] = self.chat_template
         if request.choices:
             body["response_format"] = label_schema(request.choices)
+        elif request.json_schema is not None:
+            body["response_format"] = {"type": "json_schema",
+                                       "json_schema": {"name": "verdict", "schema": request.json_schema,
+                                                       "strict": True}}
         return body
 
     def _attempt(self, body: dict[str, Any], start: float, retries_left: int) -> GenerationResult:
