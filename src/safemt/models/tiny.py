@@ -169,3 +169,24 @@ def _save_judge(tokenizer, path: Path) -> Path:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def force_output(src: str | Path, dst: str | Path, text: str) -> Path:
+    """A copy of a tiny model whose greedy reply is always `text`, for tests that need a given verdict.
+
+    Nothing is patched: the copy's generation_config.json holds a `sequence_bias` whose entries are
+    every prefix of the reply (plus end-of-sequence), each biased more than the one before, so at each
+    step the longest matching prefix picks the next token. Works with any prompt on the tiny models.
+    """
+    import shutil
+
+    from transformers import AutoTokenizer, GenerationConfig
+
+    dst = Path(dst)
+    shutil.copytree(src, dst, dirs_exist_ok=True)
+    tokenizer = AutoTokenizer.from_pretrained(dst)
+    ids = tokenizer.encode(text, add_special_tokens=False) + [tokenizer.eos_token_id]
+    config = GenerationConfig.from_pretrained(dst)
+    config.sequence_bias = [[ids[: i + 1], 100.0 * (i + 1)] for i in range(len(ids))]
+    config.save_pretrained(dst)
+    return dst
