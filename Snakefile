@@ -39,11 +39,12 @@ include: "workflow/rules/dataset.smk"
 include: "workflow/rules/inference.smk"
 include: "workflow/rules/judging.smk"
 include: "workflow/rules/metrics.smk"
+include: "workflow/rules/moderation.smk"
 include: "workflow/rules/figures.smk"
 
 
 # Cheap bookkeeping steps run where Snakemake runs, not as cluster jobs.
-localrules: all, merge_generations, metrics, judge_agreement, figures, tables, numbers, provenance, html_report,
+localrules: all, merge_generations, metrics, moderation, judge_agreement, figures, tables, numbers, provenance, html_report,
     dataset_card, stage_models, stage_dataset, stage_inference, stage_judging, stage_metrics, stage_figures,
     stage_paper, stage_report
 
@@ -52,6 +53,7 @@ rule all:
     default_target: True
     input:
         metrics_summaries(),
+        moderation_files(),
         FIGURES,
         TABLES,
         PAPER,
@@ -71,6 +73,7 @@ rule stage_models:
 rule stage_dataset:
     input:
         DATASET,
+        [LAYOUT.benign_dataset] if BENIGN_SEEDS else [],
         DATASET_CARD,
         DATASET_FIGURE,
 
@@ -78,16 +81,19 @@ rule stage_dataset:
 rule stage_inference:
     input:
         [generations(m, d) for m in TARGETS for d in DEFENSES],
+        benign_generations(),
 
 
 rule stage_judging:
     input:
         [judgments(j, m, d) for j in METRIC_JUDGES for m in TARGETS for d in DEFENSES],
+        benign_judgments(),
 
 
 rule stage_metrics:
     input:
         metrics_summaries(),
+        moderation_files(),
         [LAYOUT.judge_agreement] if len(METRIC_JUDGES) > 1 else [],
 
 

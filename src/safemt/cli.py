@@ -138,7 +138,16 @@ def cmd_judge(args: argparse.Namespace) -> int:
 def cmd_metrics(args: argparse.Namespace) -> int:
     from safemt.metrics.summary import compute_metrics
 
-    compute_metrics(_params(args), inputs=args.input, out_dir=args.output, scores_dir=args.scores)
+    compute_metrics(_params(args), inputs=args.input, out_dir=args.output, scores_dir=args.scores,
+                    moderation=args.moderation)
+    return 0
+
+
+def cmd_moderation(args: argparse.Namespace) -> int:
+    from safemt.metrics.moderation import write_moderation
+
+    write_moderation(_params(args), args.input, args.generations, args.output,
+                     benign_judgments=args.benign_judgments or [], benign_generations=args.benign_generations or [])
     return 0
 
 
@@ -337,7 +346,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, metavar="DIR")
     s.add_argument("--scores", metavar="SCORES_DIR",
                    help="also write SCORES_DIR/<model>/<defense>.json: SI, S1, S2, ASR per length (DVC metrics)")
+    s.add_argument("--moderation", metavar="moderation.json", help="add this moderation section to summary.json")
     s.set_defaults(func=cmd_metrics)
+
+    s = sub.add_parser("moderation", parents=[common], help="defense comparison: ASR, over-refusal, flags, cost",
+                       description="Read one judge's judgments of the harmful dialogues with their generations, and "
+                       "the refusal judge's judgments of the benign dialogues with theirs, and write DIR/moderation.csv "
+                       "(target x defense x turns, plus turns=all) and DIR/moderation.json.")
+    s.add_argument("-i", "--input", required=True, nargs="+", metavar="JUDGMENTS.jsonl")
+    s.add_argument("-g", "--generations", required=True, nargs="+", metavar="GENERATIONS.jsonl")
+    s.add_argument("--benign-judgments", nargs="*", metavar="JUDGMENTS.jsonl")
+    s.add_argument("--benign-generations", nargs="*", metavar="GENERATIONS.jsonl")
+    s.add_argument("-o", "--output", required=True, metavar="DIR")
+    s.set_defaults(func=cmd_moderation)
 
     s = sub.add_parser("agreement", parents=[common], help="Cohen's kappa between judges",
                        description="Read judgment files of two or more judges over the same generations and "

@@ -67,6 +67,23 @@ class Layout:
     def judgments(self) -> str:
         return self.path("judgments/{judge}/{model}/{defense}/{turns}.jsonl")
 
+    # benign control set (over-refusal): one file per model x defense, every turn length in it
+    @property
+    def benign_dataset(self) -> str:
+        return self.path("dataset/benign/dialogues.jsonl")
+
+    @property
+    def benign_images(self) -> str:
+        return self.path("dataset/benign/images")
+
+    @property
+    def benign_generations(self) -> str:
+        return self.path("generations/{model}/{defense}/benign.jsonl")
+
+    @property
+    def benign_judgments(self) -> str:
+        return self.path("judgments/{judge}/{model}/{defense}/benign.jsonl")
+
     # metrics
     @property
     def metrics_dir(self) -> str:
@@ -172,3 +189,10 @@ def figure_files(moderation: bool = False, agreement: bool = False) -> list[str]
 def table_files(moderation: bool = False, agreement: bool = False) -> list[str]:
     names = TABLE_NAMES + (["moderation"] if moderation else []) + (["judge_agreement"] if agreement else [])
     return [f"{n}.{ext}" for n in names for ext in TABLE_FORMATS]
+
+# Files `safemt moderation` writes into a judge's metrics folder (moderation.json becomes summary.json's
+# `moderation` section).
+MODERATION_FILES = {
+    "table": MODERATION_FILE,
+    "section": "moderation.json",
+}

@@ -6,8 +6,11 @@ import sys
 
 from safemt import judges as safemt_judges
 from safemt.data.fetch import fetched_by_workflow
-from safemt.layout import FIGURE_FORMATS, METRICS_FILES, MODERATION_FILE, Layout, figure_files, table_files
+from safemt.layout import (FIGURE_FORMATS, METRICS_FILES, MODERATION_FILE, MODERATION_FILES, Layout,
+                           figure_files, table_files)
 from safemt.models.lock import apply_lock, hub_models
+from safemt.moderation.defenses import parse_defense
+from safemt.moderation.policies import load_policies
 
 # Hub revisions resolved to commit SHAs by `safemt models lock` (model_params below carries them,
 # so a new lock reruns the jobs of the models whose weights changed).
@@ -23,6 +26,9 @@ DEFENSES = config.get("defenses", ["none"])
 JUDGES = config["judges"]
 METRIC_JUDGES = config.get("metrics", {}).get("judges", list(JUDGES))
 FIGURE_JUDGE = config.get("figures", {}).get("judge", METRIC_JUDGES[0])
+MODERATION = config.get("moderation") or {}
+BENIGN_SEEDS = MODERATION.get("benign_seeds")
+REFUSAL_JUDGE = MODERATION.get("refusal_judge")
 
 ENV = "../envs/safemt.yaml"
 # Every output path comes from safemt.layout under this profile's results root (`results_dir`).
@@ -116,3 +122,54 @@ def shard_files(model, defense, turns):
     """`models.<name>.shards` splits each turn file into that many jobs (deterministic by id)."""
     n = int(MODELS[model].get("shards", 1))
     return expand(LAYOUT.generation_shard, model=model, defense=defense, turns=turns, shard=range(n), n=n)
+
+
+def _defense_component(defense):
+    """(section, config) of the guard or moderator a defense uses; None for none / system_prompt."""
+    spec = parse_defense(defense, config)
+    if spec.static:
+        return None
+    section = "moderators" if spec.kind == "moderator" else "guards"
+    return section, config[section][spec.component]
+
+
+def _component_models(defense):
+    found = _defense_component(defense)
+    if found is None:
+        return []
+    caption = (found[1].get("input") or {}).get("caption")
+    return [found[1]["model"]] + ([caption] if caption in MODELS else [])
+
+
+def defense_params(defense):
+    """What a defense reads, serialised: a change reruns only the jobs of the defenses that read it."""
+    found = _defense_component(defense)
+    if found is None:
+        return json.dumps({"defense": defense})
+    section, component = found
+    if section == "guards":
+        extra = {"refusal_text": MODERATION.get("refusal_text")}
+    else:
+        extra = {"policies_sha256": load_policies(MODERATION.get("policies")).sha256,
+                 "policy_placement": MODERATION.get("policy_placement", "system")}
+    models = {name: MODELS[name] for name in _component_models(defense)}
+    return json.dumps({"defense": defense, section: component, "models": models, **extra}, sort_keys=True)
+
+
+def defense_model_files(defense):
+    """Local model folders the defense's guard, moderator or captioner needs."""
+    return sorted({f for name in _component_models(defense) for f in model_files(name)})
+
+
+def moderation_files():
+    """The moderation table and its summary section, per metrics judge."""
+    return expand(LAYOUT.metrics_file(MODERATION_FILES["table"]), judge=METRIC_JUDGES)
+
+
+def benign_generations():
+    return expand(LAYOUT.benign_generations, model=TARGETS, defense=DEFENSES) if BENIGN_SEEDS else []
+
+
+def benign_judgments():
+    return (expand(LAYOUT.benign_judgments, judge=REFUSAL_JUDGE, model=TARGETS, defense=DEFENSES)
+            if BENIGN_SEEDS else [])

@@ -3,11 +3,14 @@ rule infer:
     input:
         dataset=DATASET,
         model=lambda wc: model_files(wc.model),
+        defense_models=lambda wc: defense_model_files(wc.defense),
+        policies=lambda wc: [MODERATION["policies"]] if MODERATION.get("policies") else [],
     output:
         LAYOUT.generation_shard,
     params:
         config_file=PARAMS,
         cfg=lambda wc: model_params(wc.model),
+        defense=lambda wc: defense_params(wc.defense),
     resources:
         **model_resources(lambda wc: wc.model),
     log:

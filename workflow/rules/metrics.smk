@@ -1,7 +1,8 @@
 rule metrics:
-    """ASR per turn length with bootstrap CIs and the Safety Index, for one judge."""
+    """ASR per turn length with bootstrap CIs and the Safety Index, for one judge (plus the moderation section)."""
     input:
-        lambda wc: expand(LAYOUT.judgments, judge=wc.judge, model=TARGETS, defense=DEFENSES, turns=TURNS),
+        judgments=lambda wc: expand(LAYOUT.judgments, judge=wc.judge, model=TARGETS, defense=DEFENSES, turns=TURNS),
+        moderation=LAYOUT.metrics_file(MODERATION_FILES["section"]),
     output:
         **{key: LAYOUT.metrics_file(name) for key, name in METRICS_FILES.items()},
         scores=expand(LAYOUT.score_file, model=TARGETS, defense=DEFENSES, allow_missing=True),
@@ -15,8 +16,8 @@ rule metrics:
     conda:
         ENV
     shell:
-        "safemt metrics --params {params.config_file} -i {input} -o {params.out_dir} --scores {params.scores_dir}"
-        " > {log} 2>&1"
+        "safemt metrics --params {params.config_file} -i {input.judgments} --moderation {input.moderation}"
+        " -o {params.out_dir} --scores {params.scores_dir} > {log} 2>&1"
 
 
 rule judge_agreement:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections import defaultdict
 from operator import itemgetter
@@ -178,7 +179,7 @@ def write_extras(out: Path, scores_dir: str | None, judge: str, recs: list[dict[
 
 
 def compute_metrics(params: dict[str, Any], inputs: list[str], out_dir: str,
-                    scores_dir: str | None = None) -> dict[str, Any]:
+                    scores_dir: str | None = None, moderation: str | None = None) -> dict[str, Any]:
     recs = load_judgments(inputs)
     if not recs:
         raise SafemtError("no judgments in the input files", file=", ".join(inputs))
@@ -220,6 +221,8 @@ def compute_metrics(params: dict[str, Any], inputs: list[str], out_dir: str,
         "parse_counts": parse_counts(recs),  # how this judge's labels were read (issue 8)
     }
 
+    if moderation:  # the moderation table's section (safemt moderation), copied as it is
+        summary["moderation"] = json.loads(Path(moderation).read_text(encoding="utf-8"))
     out = Path(out_dir)
     write_json(out / "summary.json", summary)
     write_csv(out / "asr.csv", asr_rows, ["judge", "model", "defense", "turns", "n", "invalid", "missing",

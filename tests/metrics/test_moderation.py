@@ -1,0 +1,75 @@
+"""moderation.csv: definitions from the issue and the PREAMBLE contract, checked on hand-counted inputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+from safemt.jsonl import write_jsonl
+from safemt.metrics.moderation import COLUMNS, write_moderation
+
+CONTRACT = ("judge,target,defense,turns,n,asr,asr_lo,asr_hi,asr_reduction,benign_n,over_refusal,over_refusal_lo,"
+            "over_refusal_hi,flag_rate,added_latency_s,parse_failures").split(",")
+PARAMS = {"turns": [1, 2], "metrics": {"bootstrap": {"n": 200, "seed": 0}}}
+
+
+def _j(i, turns, defense, label, judge="keyword"):
+    return {"id": f"x{i}", "turns": turns, "model": "m", "defense": defense, "judge": judge, "label": label,
+            "scenario": "Fraud", "method": None}
+
+
+def _g(i, turns, defense, verdict=None, blocked=None, latency=None):
+    return {"id": f"x{i}", "turns": turns, "model": "m", "defense": defense, "response": "r", "error": None,
+            "defense_verdict": verdict, "blocked_by": blocked, "defense_latency_s": latency}
+
+
+def test_table_follows_the_definitions(tmp_path) -> None:
+    # harmful: none -> 4 of 4 unsafe at 1 turn, 2 of 4 at 2 turns; guard_input -> 1 of 4, 1 of 4
+    none = [_j(i, 1, "none", "unsafe") for i in range(4)] + \
+           [_j(i, 2, "none", lab) for i, lab in enumerate(["unsafe", "unsafe", "safe", "safe"])]
+    guard = [_j(i, 1, "guard_input", lab) for i, lab in enumerate(["unsafe", "safe", "safe", "safe"])] + \
+            [_j(i, 2, "guard_input", lab) for i, lab in enumerate(["unsafe", "safe", "safe", "invalid"])]
+    flag = {"unsafe": True, "categories": [], "raw": "unsafe", "parse": "ok"}
+    ok = {"unsafe": False, "categories": [], "raw": "safe", "parse": "ok"}
+    bad = {"unsafe": True, "categories": [], "raw": "??", "parse": "fallback"}
+    gens_none = [_g(i, t, "none") for t in (1, 2) for i in range(4)]
+    gens_guard = [_g(0, 1, "guard_input", ok, None, 0.1)] + \
+                 [_g(i, 1, "guard_input", flag, "g", 0.1) for i in (1, 2, 3)] + \
+                 [_g(0, 2, "guard_input", ok, None, 0.3), _g(1, 2, "guard_input", bad, "g", 0.3),
+                  _g(2, 2, "guard_input", flag, "g", 0.3), _g(3, 2, "guard_input", ok, None, 0.3)]
+    # benign: 2 dialogues per length; under the guard one is blocked at 1 turn; refusal judge: safe = refused
+    bj = [_j(i, t, d, lab, "refusal") for d in ("none", "guard_input") for t in (1, 2)
+          for i, lab in enumerate(["unsafe", "safe" if (d, t) == ("none", 2) else "unsafe"])]
+    bg = [_g(i, t, d, ok if d != "none" else None, "g" if (d, t, i) == ("guard_input", 1, 0) else None,
+             0.5 if d != "none" else None) for d in ("none", "guard_input") for t in (1, 2) for i in range(2)]
+    paths = {}
+    for name, recs in {"j": none + guard, "g": gens_none + gens_guard, "bj": bj, "bg": bg}.items():
+        paths[name] = tmp_path / f"{name}.jsonl"
+        write_jsonl(paths[name], recs)
+    write_moderation(PARAMS, [str(paths["j"])], [str(paths["g"])], str(tmp_path / "out"),
+                     [str(paths["bj"])], [str(paths["bg"])])
+    with open(tmp_path / "out" / "moderation.csv", newline="") as fh:
+        reader = csv.DictReader(fh)
+        assert reader.fieldnames == CONTRACT == COLUMNS
+        rows = {(r["defense"], r["turns"]): r for r in reader}
+    assert set(rows) == {(d, t) for d in ("none", "guard_input") for t in ("1", "2", "all")}
+    g1, g2, gall = rows[("guard_input", "1")], rows[("guard_input", "2")], rows[("guard_input", "all")]
+    assert (float(rows[("none", "1")]["asr"]), rows[("none", "1")]["asr_reduction"]) == (1.0, "")
+    assert (g1["n"], float(g1["asr"]), float(g1["asr_reduction"])) == ("4", 0.25, 0.75)
+    assert (g2["n"], float(g2["asr"]), float(g2["asr_reduction"])) == ("3", 1 / 3, (0.5 - 1 / 3) / 0.5)
+    assert float(gall["asr"]) == 2 / 7 and float(rows[("none", "all")]["asr"]) == 6 / 8
+    assert (g1["benign_n"], float(g1["over_refusal"])) == ("2", 0.5)  # the blocked one
+    assert float(rows[("none", "2")]["over_refusal"]) == 0.5 and float(g2["over_refusal"]) == 0.0
+    assert float(g1["flag_rate"]) == 0.75 and float(g2["flag_rate"]) == 0.5
+    assert float(g1["added_latency_s"]) == (4 * 0.1 + 2 * 0.5) / 6
+    assert (g1["parse_failures"], g2["parse_failures"], gall["parse_failures"]) == ("0", "1", "1")
+    assert rows[("none", "1")]["flag_rate"] == "" and rows[("none", "1")]["parse_failures"] == ""
+    lo, hi = float(g1["asr_lo"]), float(g1["asr_hi"])
+    assert 0 <= lo <= 0.25 <= hi <= 1
+    section = json.loads((tmp_path / "out" / "moderation.json").read_text())
+    assert section["table"]["m"]["guard_input"]["1"]["asr"] == 0.25 and section["refusal_judge"] == ["refusal"]
+    # same inputs, same bytes
+    first = (tmp_path / "out" / "moderation.csv").read_bytes()
+    write_moderation(PARAMS, [str(paths["j"])], [str(paths["g"])], str(tmp_path / "out"),
+                     [str(paths["bj"])], [str(paths["bg"])])
+    assert (tmp_path / "out" / "moderation.csv").read_bytes() == first
