@@ -80,13 +80,13 @@ rule stage_dataset:
 
 rule stage_inference:
     input:
-        [generations(m, d) for m in TARGETS for d in DEFENSES],
+        run_generations(),
         benign_generations(),
 
 
 rule stage_judging:
     input:
-        [judgments(j, m, d) for j in METRIC_JUDGES for m in TARGETS for d in DEFENSES],
+        [run_judgments(j) for j in METRIC_JUDGES],
         benign_judgments(),
 
 

@@ -29,6 +29,9 @@ FIGURE_JUDGE = config.get("figures", {}).get("judge", METRIC_JUDGES[0])
 MODERATION = config.get("moderation") or {}
 BENIGN_SEEDS = MODERATION.get("benign_seeds")
 REFUSAL_JUDGE = MODERATION.get("refusal_judge")
+# Defenses other than `none` run on the comparison targets (moderation.targets; default: every target).
+COMPARISON_TARGETS = MODERATION.get("targets") or TARGETS
+RUNS = [(m, d) for m in TARGETS for d in DEFENSES if d == "none" or m in COMPARISON_TARGETS]
 
 ENV = "../envs/safemt.yaml"
 # Every output path comes from safemt.layout under this profile's results root (`results_dir`).
@@ -166,10 +169,19 @@ def moderation_files():
     return expand(LAYOUT.metrics_file(MODERATION_FILES["table"]), judge=METRIC_JUDGES)
 
 
+def run_generations():
+    """Every (target, defense) run's generation files, all turn lengths."""
+    return [f for m, d in RUNS for f in generations(m, d)]
+
+
+def run_judgments(judge):
+    return [f for m, d in RUNS for f in judgments(judge, m, d)]
+
+
 def benign_generations():
-    return expand(LAYOUT.benign_generations, model=TARGETS, defense=DEFENSES) if BENIGN_SEEDS else []
+    return [LAYOUT.benign_generations.format(model=m, defense=d) for m, d in RUNS] if BENIGN_SEEDS else []
 
 
 def benign_judgments():
-    return (expand(LAYOUT.benign_judgments, judge=REFUSAL_JUDGE, model=TARGETS, defense=DEFENSES)
+    return ([LAYOUT.benign_judgments.format(judge=REFUSAL_JUDGE, model=m, defense=d) for m, d in RUNS]
             if BENIGN_SEEDS else [])

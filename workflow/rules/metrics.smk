@@ -1,7 +1,7 @@
 rule metrics:
     """ASR per turn length with bootstrap CIs and the Safety Index, for one judge (plus the moderation section)."""
     input:
-        judgments=lambda wc: expand(LAYOUT.judgments, judge=wc.judge, model=TARGETS, defense=DEFENSES, turns=TURNS),
+        judgments=lambda wc: run_judgments(wc.judge),
         moderation=LAYOUT.metrics_file(MODERATION_FILES["section"]),
     output:
         **{key: LAYOUT.metrics_file(name) for key, name in METRICS_FILES.items()},
@@ -23,7 +23,7 @@ rule metrics:
 rule judge_agreement:
     """Cohen's kappa and raw agreement between every pair of judges (needs two or more judges)."""
     input:
-        expand(LAYOUT.judgments, judge=METRIC_JUDGES, model=TARGETS, defense=DEFENSES, turns=TURNS),
+        [f for j in METRIC_JUDGES for f in run_judgments(j)],
     output:
         LAYOUT.judge_agreement,
     params:

@@ -67,8 +67,8 @@ rule judge_benign:
 rule moderation:
     """Target x defense x turns: ASR with CI, reduction versus none, over-refusal, flag rate, added time."""
     input:
-        judgments=lambda wc: expand(LAYOUT.judgments, judge=wc.judge, model=TARGETS, defense=DEFENSES, turns=TURNS),
-        generations=expand(LAYOUT.generations, model=TARGETS, defense=DEFENSES, turns=TURNS),
+        judgments=lambda wc: run_judgments(wc.judge),
+        generations=run_generations(),
         benign_judgments=benign_judgments(),
         benign_generations=benign_generations(),
     output:
