@@ -177,3 +177,37 @@ def test_push_then_pull_from_a_directory_remote(pipeline: dict, tmp_path: Path) 
     run(["dvc", "pull"], checkout)
     assert _digests(checkout) == before
     assert _stages(run(["dvc", "repro"], checkout)) == []
+
+
+def test_moderation_table_is_complete_and_a_moderation_param_reruns_only_its_defense(pipeline: dict) -> None:
+    _moderation_table_is_complete(pipeline["checkout"])
+    _changing_a_moderation_param_reruns_only_its_defense(pipeline["checkout"])
+
+
+def _moderation_table_is_complete(checkout: Path) -> None:
+    """Every target x defense x turn length (and the pooled row) is in moderation.csv, with over-refusal."""
+    import csv
+
+    with open(checkout / "results/metrics/keyword/moderation.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    cells = {(r["target"], r["defense"], r["turns"]) for r in rows}
+    assert cells == {(m, d, t) for m in ("tiny-vlm-a", "tiny-vlm-b")
+                     for d in ("none", "system_prompt", "guard_input", "moderator")
+                     for t in ("1", "2", "4", "6", "8", "all")}
+    assert all(r["over_refusal"] != "" and int(r["benign_n"]) > 0 for r in rows)
+    s = json.loads((checkout / "results/metrics/keyword/summary.json").read_text())
+    assert set(s["moderation"]["table"]["tiny-vlm-a"]) == {"none", "system_prompt", "guard_input", "moderator"}
+
+
+def _changing_a_moderation_param_reruns_only_its_defense(checkout: Path) -> None:
+    params = checkout / "params.yaml"
+    original = params.read_text()
+    params.write_text(original.replace("policy_placement: system", "policy_placement: last_user"))
+    try:
+        plan = run(["snakemake", "-n"], checkout).stdout
+    finally:
+        params.write_text(original)
+    jobs = [line.split("wildcards: ", 1)[1] for line in plan.splitlines() if "wildcards: " in line]
+    assert jobs and all("defense=moderator" in j for j in jobs if "defense=" in j), jobs
+    assert not any(w in plan for w in ("rule dataset:", "rule tiny_models:", "rule benign_dataset:"))
+    assert any("defense=moderator" in j for j in jobs)

@@ -30,6 +30,8 @@ from safemt.metrics.bootstrap import proportion_ci, rng_for
 COLUMNS = ["judge", "target", "defense", "turns", "n", "asr", "asr_lo", "asr_hi", "asr_reduction", "benign_n",
            "over_refusal", "over_refusal_lo", "over_refusal_hi", "flag_rate", "added_latency_s", "parse_failures"]
 ALL = "all"
+# Measured times differ between two clean runs: they stay in moderation.csv, out of summary.json.
+TIMINGS = ("added_latency_s",)
 
 
 def _records(paths: Iterable[str]) -> list[dict[str, Any]]:
@@ -119,7 +121,7 @@ def write_moderation(params: dict[str, Any], judgments: list[str], generations: 
     table: dict[str, Any] = {}
     for r in rows:
         table.setdefault(r["target"], {}).setdefault(r["defense"], {})[str(r["turns"])] = {
-            c: r[c] for c in COLUMNS if c not in ("judge", "target", "defense", "turns")}
+            c: r[c] for c in COLUMNS if c not in ("judge", "target", "defense", "turns", *TIMINGS)}
     write_json(out / "moderation.json", {
         "judge": judges[0],
         "refusal_judge": sorted({r["judge"] for r in brecs}) or None,

@@ -83,19 +83,20 @@ class Guard:
 
     def views(self, item: GuardItem) -> list[GuardView]:
         """What the input policy lets the guard see, one view per dialogue (or per user turn)."""
-        msgs = self._captioned(item)
         image = item.image if self.policy.image else None
         if self.policy.turns == "none":
             return [GuardView((), image, item.response)]
         if self.policy.turns == "last":
-            return [GuardView((msgs[-1],), image, item.response)]
+            return [GuardView((self._captioned(item, only_last=True)[-1],), image, item.response)]
+        msgs = self._captioned(item)
         if self.policy.aggregate == "any_turn":
             ends = [i for i, m in enumerate(msgs) if m["role"] == "user"]
             last = ends[-1]
             return [GuardView(tuple(msgs[:i + 1]), image, item.response if i == last else None) for i in ends]
         return [GuardView(tuple(msgs), image, item.response)]
 
-    def _captioned(self, item: GuardItem) -> list[dict[str, str]]:
+    def _captioned(self, item: GuardItem, only_last: bool = False) -> list[dict[str, str]]:
+        """The user/assistant turns, the caption (if any) ahead of the first user turn the guard reads."""
         msgs = [dict(m) for m in item.messages if m["role"] in ("user", "assistant")]
         if self.policy.caption is None or item.image is None:
             return msgs
@@ -103,8 +104,9 @@ class Guard:
         if not caption:
             self.stats["captions_missing"] += 1
             return msgs
-        first = next(i for i, m in enumerate(msgs) if m["role"] == "user")
-        msgs[first]["content"] = f"[Image: {caption}]\n{msgs[first]['content']}"
+        users = [i for i, m in enumerate(msgs) if m["role"] == "user"]
+        at = users[-1] if only_last else users[0]
+        msgs[at]["content"] = f"[Image: {caption}]\n{msgs[at]['content']}"
         return msgs
 
     def _caption_images(self, items: list[GuardItem]) -> None:
