@@ -48,7 +48,7 @@ def _tiny_setup(tmp: Path) -> tuple[dict[str, Any], str, Path, list[str]]:
 
     params = {"dataset": {"source": "build", "seeds": str(REPO / "resources/seeds/seeds.jsonl")}, "turns": [2, 4],
               "models": {"tiny-vlm-a": hf("tiny-vlm-a", 24), "guard-safe": hf("guard-safe", 8),
-                         "mod-benign": hf("mod-benign", 32)},
+                         "mod-benign": hf("mod-benign", 64)},
               "targets": ["tiny-vlm-a"], "judges": {"keyword": {"kind": "keyword"}},
               "guards": {"guard": {"adapter": "llama_guard_4", "model": "guard-safe",
                                    "input": {"turns": "all", "image": False, "caption": None}}},
@@ -70,6 +70,7 @@ def measure(params: dict[str, Any], target: str, dataset: Path, defenses: list[s
         target_s = [r["latency_s"] for r in passed]
         results[defense] = {
             "dialogues": len(recs),
+            "parse_failures": sum((r["defense_verdict"] or {}).get("parse") == "fallback" for r in recs),
             "defense_s_per_dialogue": round(statistics.mean(extra), 5) if extra else None,
             "target_s_per_dialogue": round(statistics.mean(target_s), 5) if target_s else None,
             "ratio": round(statistics.mean(extra) / statistics.mean(target_s), 3) if extra and target_s else None,
