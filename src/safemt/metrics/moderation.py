@@ -105,9 +105,10 @@ def moderation_rows(judge: str, judgments: list[dict[str, Any]], generations: li
 def write_moderation(params: dict[str, Any], judgments: list[str], generations: list[str], out_dir: str,
                      benign_judgments: list[str] = (), benign_generations: list[str] = ()) -> list[dict[str, Any]]:
     """Write OUT_DIR/moderation.csv and moderation.json (the section `safemt metrics` copies into summary.json)."""
-    from safemt.metrics.summary import bootstrap_settings, load_judgments
+    from safemt.metrics.summary import OPTION_DEFAULTS, bootstrap_settings, effective_labels, load_judgments
 
-    recs = load_judgments(judgments)
+    provider = (params.get("metrics") or {}).get("provider_refusals", OPTION_DEFAULTS["provider_refusals"])
+    recs = effective_labels(load_judgments(judgments), provider)  # provider refusals as the metrics count them
     judges = sorted({r["judge"] for r in recs})
     if len(judges) != 1:
         raise SafemtError(f"moderation needs the judgments of exactly one judge, got {judges or 'none'}",
