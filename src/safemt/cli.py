@@ -315,7 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", required=True, metavar="NAME")
     s.add_argument("--dataset", required=True, metavar="FILE")
     s.add_argument("-o", "--output", required=True, metavar="OUT.jsonl")
-    s.add_argument("--defense", default="none", metavar="NAME")
+    s.add_argument("--defense", default="none", metavar="NAME",
+                   help="none, system_prompt, guard_input[.GUARD], guard_output[.GUARD] or moderator[.MODERATOR] "
+                   "(guards:, moderators: and moderation: in params); a blocked dialogue never reaches the model")
     s.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N")
     s.add_argument("--turns", type=int, default=None, metavar="N", help="only dialogues of N turns")
     s.add_argument("--image-root", metavar="DIR", help="image root (default: the dataset's folder)")
