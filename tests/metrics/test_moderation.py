@@ -73,3 +73,20 @@ def test_table_follows_the_definitions(tmp_path) -> None:
     write_moderation(PARAMS, [str(paths["j"])], [str(paths["g"])], str(tmp_path / "out"),
                      [str(paths["bj"])], [str(paths["bg"])])
     assert (tmp_path / "out" / "moderation.csv").read_bytes() == first
+
+
+def test_benign_dialogues_sharing_id_and_length_are_told_apart_by_method(tmp_path) -> None:
+    """`method_assignment: all` gives several dialogues per (id, turns); a block hits only its own."""
+    harm = [_j(0, 1, "guard_input", "safe"), _j(0, 1, "none", "unsafe")]
+    bj = [{**_j(0, 1, d, "unsafe", "refusal"), "method": m} for d in ("none", "guard_input")
+          for m in ("roleplay", "escalation")]
+    bg = [{**_g(0, 1, d, None, "g" if (d, m) == ("guard_input", "roleplay") else None), "method": m}
+          for d in ("none", "guard_input") for m in ("roleplay", "escalation")]
+    paths = {}
+    for name, recs in {"j": harm, "g": [_g(0, 1, "none"), _g(0, 1, "guard_input")], "bj": bj, "bg": bg}.items():
+        paths[name] = tmp_path / f"{name}.jsonl"
+        write_jsonl(paths[name], recs)
+    rows = write_moderation({**PARAMS, "turns": [1]}, [str(paths["j"])], [str(paths["g"])], str(tmp_path / "o"),
+                            [str(paths["bj"])], [str(paths["bg"])])
+    cell = next(r for r in rows if (r["defense"], r["turns"]) == ("guard_input", 1))
+    assert (cell["benign_n"], cell["over_refusal"]) == (2, 0.5)
