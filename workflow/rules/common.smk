@@ -29,9 +29,7 @@ FIGURE_JUDGE = config.get("figures", {}).get("judge", METRIC_JUDGES[0])
 MODERATION = config.get("moderation") or {}
 BENIGN_SEEDS = MODERATION.get("benign_seeds")
 REFUSAL_JUDGE = MODERATION.get("refusal_judge")
-# Defenses other than `none` run on the comparison targets (moderation.targets; default: every target).
-COMPARISON_TARGETS = MODERATION.get("targets") or TARGETS
-RUNS = [(m, d) for m in TARGETS for d in DEFENSES if d == "none" or m in COMPARISON_TARGETS]
+RUNS = [(m, d) for m in TARGETS for d in DEFENSES]  # every target runs under every defense
 
 ENV = "../envs/safemt.yaml"
 # Every output path comes from safemt.layout under this profile's results root (`results_dir`).

@@ -51,9 +51,6 @@ def _check(params: dict[str, Any]) -> None:
         if chosen is not None and chosen not in (params.get(section) or {}):
             raise ConfigError(f"unknown {key} {chosen!r} (defined in {section}: "
                               f"{', '.join(sorted(params.get(section) or {})) or 'none'})", key=f"moderation.{key}")
-    for i, name in enumerate(moderation.get("targets") or []):
-        if name not in (params.get("targets") or []):
-            raise ConfigError(f"{name!r} is not one of targets", key=f"moderation.targets.{i}")
     for i, name in enumerate(params.get("defenses") or []):
         parse_defense(name, params, key=f"defenses.{i}")
     settings = moderation_settings(params)
