@@ -183,7 +183,7 @@ class Moderator:
     def request(self, key: tuple[str, int], messages: tuple[dict[str, str], ...], image: Path | None) -> ChatRequest:
         prompt = render(self.template, messages)
         return ChatRequest(key, ({"role": "user", "content": prompt},), image if self.image else None,
-                           SCHEMA if self.structured else None)
+                           json_schema=SCHEMA if self.structured else None)
 
     def read(self, text: str) -> ModeratorVerdict:
         verdict = parse_moderator(text, self.format)
