@@ -26,9 +26,9 @@ DEFENSES = config.get("defenses", ["none"])
 JUDGES = config["judges"]
 METRIC_JUDGES = config.get("metrics", {}).get("judges", list(JUDGES))
 FIGURE_JUDGE = config.get("figures", {}).get("judge", METRIC_JUDGES[0])
-MODERATION = config.get("moderation") or {}
-BENIGN_SEEDS = MODERATION.get("benign_seeds")
-REFUSAL_JUDGE = MODERATION.get("refusal_judge")
+MODERATION_CFG = config.get("moderation") or {}
+BENIGN_SEEDS = MODERATION_CFG.get("benign_seeds")
+REFUSAL_JUDGE = MODERATION_CFG.get("refusal_judge")
 RUNS = [(m, d) for m in TARGETS for d in DEFENSES]  # every target runs under every defense
 
 ENV = "../envs/safemt.yaml"
@@ -149,10 +149,10 @@ def defense_params(defense):
         return json.dumps({"defense": defense})
     section, component = found
     if section == "guards":
-        extra = {"refusal_text": MODERATION.get("refusal_text")}
+        extra = {"refusal_text": MODERATION_CFG.get("refusal_text")}
     else:
-        extra = {"policies_sha256": load_policies(MODERATION.get("policies")).sha256,
-                 "policy_placement": MODERATION.get("policy_placement", "system")}
+        extra = {"policies_sha256": load_policies(MODERATION_CFG.get("policies")).sha256,
+                 "policy_placement": MODERATION_CFG.get("policy_placement", "system")}
     models = {name: MODELS[name] for name in _component_models(defense)}
     return json.dumps({"defense": defense, section: component, "models": models, **extra}, sort_keys=True)
 
