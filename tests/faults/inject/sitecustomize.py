@@ -6,6 +6,8 @@ SAFEMT_FAULT picks one fault, at an exact point, so that a test is deterministic
   kill-final      SIGKILL just before the output file is written
   enospc-journal:N  the N-th journal batch fails with OSError(ENOSPC) before any byte is written
   enospc-final    the atomic write of the output fails with OSError(ENOSPC) at its fsync
+  hang:MARKER     a `safemt` command creates the file MARKER, then waits (up to 120 s) and fails:
+                  a job that is still running, for as long as the test needs one
 A real SIGKILL, not an exception: nothing of the process runs after it (no finally, no atexit).
 """
 
@@ -16,10 +18,24 @@ import os
 import signal
 
 
+def _hang(marker: str) -> None:
+    from safemt import cli
+
+    def main(argv=None):
+        open(marker, "w").close()
+        import time
+        time.sleep(120)
+        return 1
+
+    cli.main = main
+
+
 def _install(fault: str) -> None:
     from safemt import jsonl
 
     kind, _, arg = fault.partition(":")
+    if kind == "hang":
+        return _hang(arg)
     count = {"batches": 0}
     append = jsonl.Journal.append_batch
     atomic = jsonl.atomic_write_bytes
