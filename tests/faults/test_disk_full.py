@@ -83,7 +83,9 @@ def test_disk_full_mid_write_is_one_line_keeps_outputs_and_a_rerun_completes(
             before = snapshot(folder)
             capsys.readouterr()
             assert main(argv) == 1
-            err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("safemt: ")]
+            stderr = capsys.readouterr().err
+            err = [ln for ln in stderr.splitlines() if ln.startswith("safemt: error")]
+        assert "Traceback" not in stderr
         assert len(err) == 1 and "No space left on device" in err[0] and "rerun" in err[0], err
         assert str(folder) in err[0]  # names the file it could not write
         out = folder / ("gen.jsonl" if stage == "infer" else "judged.jsonl")
