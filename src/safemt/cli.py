@@ -7,11 +7,12 @@ Every command takes --params (default params.yaml). On bad input it prints one l
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
 from safemt import __version__
-from safemt.errors import SafemtError
+from safemt.errors import SafemtError, first_line
 
 
 def _params(args: argparse.Namespace) -> dict:
@@ -425,6 +426,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("safemt: interrupted; finished work is kept and a rerun resumes", file=sys.stderr)
         return 130
+    except OSError as exc:  # the machine, not the input: a full disk, a lost mount, a permission
+        print(f"safemt: error: {os_error_line(exc)}", file=sys.stderr)
+        return 1
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an I/O failure: the file, the system's reason, and that a rerun resumes."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    reason = exc.strerror or first_line(exc)
+    hint = ("; free some space and rerun: finished work is kept and resumed"
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "; finished work is kept and a rerun resumes")
+    return " ".join(f"{where}{reason}{hint}".split())
 
 
 if __name__ == "__main__":

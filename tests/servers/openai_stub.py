@@ -21,6 +21,8 @@ import argparse
 import hashlib
 import json
 import random
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -30,7 +32,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterator, Sequence
 
 # Outcomes a script may name; FAULTS are the transient ones a client should retry.
-OUTCOMES = ("ok", "429", "500", "503", "400", "timeout", "malformed", "empty", "content_filter", "refusal")
+OUTCOMES = ("ok", "429", "500", "503", "400", "timeout", "malformed", "empty", "content_filter", "refusal",
+            "reset")
 FAULTS = ("429", "500", "503", "timeout", "malformed", "empty")
 
 
@@ -197,6 +200,10 @@ class _Handler(BaseHTTPRequestHandler):
         if outcome == "timeout":
             stub._wait(stub.hang_s)
             return self._json(200, echo(body))
+        if outcome == "reset":  # drop the connection without a reply (linger 0: the close sends RST)
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            return None
         if outcome == "malformed":
             return self._send(200, b'{"id": "chatcmpl-stub", "choices": [{"index": 0, "mess')
         if outcome == "empty":
