@@ -25,6 +25,10 @@ def api_params(repo_root: Path, base_url: str) -> dict:
     params["targets"] = ["api-model"]
     params["turns"] = [1, 2, 4]
     params["dataset"]["generator_model"] = "api-model"
+    # The API path alone: no guard or moderator (the default's run on the tiny models), no benign set.
+    params["defenses"] = ["none"]
+    for key in ("guards", "moderators", "moderation"):
+        params.pop(key, None)
     return params
 
 
