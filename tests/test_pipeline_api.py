@@ -1,5 +1,6 @@
 """End to end through the `openai` backend against a real loopback server: the API key never lands
-in results, Snakemake's logs or metadata, and every dialogue ends with a response or an error."""
+in results, logs, provenance, the report, Snakemake's or DVC's metadata, dvc.lock or an experiment,
+and every dialogue ends with a response or an error."""
 
 from __future__ import annotations
 
@@ -40,10 +41,22 @@ def test_canary_key_is_never_written(repo_root: Path, tmp_path: Path) -> None:
         config.write_text(yaml.safe_dump(api_params(repo_root, stub.base_url)))
         run(["snakemake", "--cores", "2", "--configfile", str(config)], checkout, env={KEY_VAR: canary})
         assert stub.records and all(r.authorization == f"Bearer {canary}" for r in stub.records)
+        # The same profile through DVC: dvc.lock, DVC's cache and an experiment's metadata hold no key either.
+        run(["safemt", "dvc-profile", "--params", "config/api.yaml"], checkout)
+        run(["dvc", "repro"], checkout, env={KEY_VAR: canary})
+        run(["dvc", "exp", "run", "-S", "config/api.yaml:metrics.bootstrap.seed=1"], checkout, env={KEY_VAR: canary})
+    exps = run(["dvc", "exp", "show", "--json"], checkout).stdout
+    history = run(["git", "log", "--all", "-p", "--format=%H %s"], checkout).stdout
+    assert "refs/exps" in run(["git", "for-each-ref"], checkout).stdout, "dvc exp run saved no experiment"
+    assert canary not in exps and canary not in history
+    lock = (checkout / "dvc.lock").read_text()
+    assert "api-model" in lock and canary not in lock
 
     generations = [line for f in sorted((checkout / "results/generations/api-model/none").glob("*.jsonl"))
                    for line in f.read_text().splitlines()]
     assert len(generations) == 34 * 3
-    leaked = [str(p) for root in ("results", ".snakemake") for p in (checkout / root).rglob("*")
-              if p.is_file() and canary.encode() in p.read_bytes()]
+    # Every file the runs left (results, logs, provenance, the report, .snakemake, .dvc), outside git's store.
+    leaked = [str(p) for p in checkout.rglob("*")
+              if ".git" not in p.relative_to(checkout).parts[:1] and p.is_file()
+              and canary.encode() in p.read_bytes()]
     assert not leaked, f"API key written to {leaked}"

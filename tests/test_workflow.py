@@ -26,13 +26,17 @@ LAY = Layout()
 UNHASHED = ("results/provenance.json", "results/report/", "results/logs/")
 # Generation records carry the measured latency (`latency_s`, DESIGN.md), so the generations folder's
 # hash differs on every run; everything derived from it (judgments onwards) must not.
-TIMED = LAY.path("generations")
+# Folders whose bytes hold measurements, so that no two clean runs agree on their DVC hash: generations
+# (measured latency_s), judgments (their .journal/ records and provenance; the judgment files themselves
+# are byte-identical), metrics (moderation.csv's added_latency_s) and tables (the moderation table's latency).
+# Every other dep and out, and every command and param, must match.
+TIMED = {LAY.path("generations"), LAY.path("judgments"), LAY.path("metrics"), LAY.path("tables")}
 
 
 def _without_timed(lock: dict) -> dict:
-    """dvc.lock with the generations folder's hash blanked wherever it appears (outs and deps)."""
+    """dvc.lock with the hashes of the TIMED folders blanked wherever they appear (outs and deps)."""
     def clean(entries: list) -> list:
-        return [{"path": e["path"]} if e["path"] == TIMED else e for e in entries]
+        return [{"path": e["path"]} if e["path"] in TIMED else e for e in entries]
     return {name: {k: clean(v) if k in ("outs", "deps") else v for k, v in stage.items()}
             for name, stage in lock["stages"].items()}
 
@@ -90,7 +94,7 @@ def test_dvc_then_snakemake_from_clean(pipeline: dict) -> None:
 
 def test_committed_dvc_lock_is_what_a_clean_repro_writes(pipeline: dict) -> None:
     """Every commit that changes code or params must commit the matching dvc.lock (all of it but the
-    generations' hash, which holds measured latencies)."""
+    hashes of the TIMED folders, which hold measurements)."""
     committed, repro = _without_timed(pipeline["lock_committed"]), _without_timed(pipeline["lock_repro"])
     assert set(committed) == set(repro)
     for stage in committed:
@@ -106,7 +110,10 @@ def test_every_paper_output_is_regenerated(pipeline: dict) -> None:
     tex = (checkout / LAY.numbers_tex).read_text()
     assert "\\newcommand{\\siTinyVlmA}" in tex and "\\newcommand{\\asrEightTinyVlmB}" in tex
     html = (checkout / LAY.report).read_text()
-    assert html.count("data:image/png;base64,") == len(figure_files()) // 2
+    # Every figure drawn (the moderation figure too, since the default compares defenses) is embedded.
+    drawn = sorted((checkout / LAY.figures_dir).glob("*.png"))
+    assert len(drawn) >= len(figure_files()) // 2
+    assert html.count("data:image/png;base64,") == len(drawn)
     prov = json.loads((checkout / LAY.provenance).read_text())
     assert len(prov["git"]["commit"]) == 40 and prov["targets"]["tiny-vlm-a"]["resolved"].startswith("folder-sha256:")
 
@@ -123,8 +130,9 @@ def test_snakemake_report_has_a_caption_per_figure(pipeline: dict) -> None:
 def test_dvc_metrics_show_prints_one_row_per_model(pipeline: dict) -> None:
     shown = run(["dvc", "metrics", "show", "--md"], pipeline["checkout"]).stdout
     rows = [line for line in shown.splitlines() if line.startswith("| results/scores/")]
-    assert [r.split("|")[1].strip() for r in rows] == ["results/scores/keyword/tiny-vlm-a/none.json",
-                                                       "results/scores/keyword/tiny-vlm-b/none.json"]
+    params = yaml.safe_load((pipeline["checkout"] / "params.yaml").read_text())
+    want = sorted(f"results/scores/keyword/{m}/{d}.json" for m in params["targets"] for d in params["defenses"])
+    assert sorted(r.split("|")[1].strip() for r in rows) == want
     header = shown.splitlines()[0]
     for col in ("si", "s1", "s2", "asr_1", "asr_8"):
         assert f" {col} " in header, header
