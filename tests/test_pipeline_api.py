@@ -5,6 +5,7 @@ and every dialogue ends with a response or an error."""
 from __future__ import annotations
 
 import secrets
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ KEY_VAR = "SAFEMT_CANARY_API_KEY"
 
 def api_params(repo_root: Path, base_url: str) -> dict:
     params = yaml.safe_load((repo_root / "params.yaml").read_text())
+    default_models = params["models"]
     params["models"] = {"api-model": {"backend": "openai", "model_id": "stub-model", "base_url": base_url,
                                       "api_key_env": KEY_VAR, "max_new_tokens": 32, "temperature": 0.0,
                                       "concurrency": 8, "max_retries": 6,
@@ -26,10 +28,10 @@ def api_params(repo_root: Path, base_url: str) -> dict:
     params["targets"] = ["api-model"]
     params["turns"] = [1, 2, 4]
     params["dataset"]["generator_model"] = "api-model"
-    # The API path alone: no guard or moderator (the default's run on the tiny models), no benign set.
+    # The API target undefended (the defenses run on the tiny models in tests/test_workflow.py); the default's
+    # guard and moderator stay configured, so their model stays defined.
     params["defenses"] = ["none"]
-    for key in ("guards", "moderators", "moderation"):
-        params.pop(key, None)
+    params["models"]["tiny-judge"] = default_models["tiny-judge"]
     return params
 
 
@@ -46,14 +48,15 @@ def test_canary_key_is_never_written(repo_root: Path, tmp_path: Path) -> None:
         run(["dvc", "repro"], checkout, env={KEY_VAR: canary})
         run(["dvc", "exp", "run", "-S", "config/api.yaml:metrics.bootstrap.seed=1"], checkout, env={KEY_VAR: canary})
     exps = run(["dvc", "exp", "show", "--json"], checkout).stdout
-    history = run(["git", "log", "--all", "-p", "--format=%H %s"], checkout).stdout
+    history = subprocess.run(["git", "log", "--all", "-p", "--format=%H %s"], cwd=checkout, capture_output=True,
+                             check=True).stdout  # bytes: the experiments' commits hold PNG files too
     assert "refs/exps" in run(["git", "for-each-ref"], checkout).stdout, "dvc exp run saved no experiment"
-    assert canary not in exps and canary not in history
+    assert canary not in exps and canary.encode() not in history
     lock = (checkout / "dvc.lock").read_text()
     assert "api-model" in lock and canary not in lock
 
     generations = [line for f in sorted((checkout / "results/generations/api-model/none").glob("*.jsonl"))
-                   for line in f.read_text().splitlines()]
+                   if f.stem.isdigit() for line in f.read_text().splitlines()]  # not benign.jsonl
     assert len(generations) == 34 * 3
     # Every file the runs left (results, logs, provenance, the report, .snakemake, .dvc), outside git's store.
     leaked = [str(p) for p in checkout.rglob("*")
