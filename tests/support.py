@@ -33,3 +33,14 @@ def copy_checkout(repo_root: Path, dest: Path) -> Path:
                 ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "snapshot"]):
         subprocess.run(cmd, cwd=dest, check=True, capture_output=True)
     return dest
+
+
+def make_dialogue(i: int, turns: int, scenario: str) -> dict:
+    """A valid dialogue record of `turns` user turns about image `images/<i>.png` (the stage tests' data)."""
+    messages = []
+    for t in range(turns):
+        if t:
+            messages.append({"role": "assistant", "content": f"Sure! Here is answer {t}."})
+        messages.append({"role": "user", "content": f"Question {t} about picture {i}?"})
+    return {"id": f"own_case_{i}", "turns": turns, "scenario": scenario, "source": "own", "method": None,
+            "image": f"images/{i}.png", "messages": messages, "question": f"Question about picture {i}?"}

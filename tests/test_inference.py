@@ -16,18 +16,9 @@ from safemt.inference import FIELDS, run_inference, shard_of
 from safemt.jsonl import read_jsonl
 from safemt.models.hf import HFBackend
 from safemt.progress import Progress
+from tests.support import make_dialogue
 
 SCENARIOS = ["Fraud", "Violence", "Privacy Violation", "Malware", "Bias", "Threat"]
-
-
-def _dialogue(i: int, turns: int, scenario: str) -> dict:
-    messages = []
-    for t in range(turns):
-        if t:
-            messages.append({"role": "assistant", "content": f"Sure! Here is answer {t}."})
-        messages.append({"role": "user", "content": f"Question {t} about picture {i}?"})
-    return {"id": f"own_case_{i}", "turns": turns, "scenario": scenario, "source": "own", "method": None,
-            "image": f"images/{i}.png", "messages": messages, "question": f"Question about picture {i}?"}
 
 
 @pytest.fixture
@@ -39,7 +30,7 @@ def dataset(tmp_path: Path) -> Path:
     records = []
     for i, (scenario, color) in enumerate(zip(SCENARIOS, colors)):
         Image.new("RGB", (32, 32), color).save(folder / "images" / f"{i}.png")
-        records += [_dialogue(i, 2, scenario), _dialogue(i, 1, scenario)]
+        records += [make_dialogue(i, 2, scenario), make_dialogue(i, 1, scenario)]
     path = folder / "dialogues.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in reversed(records)), encoding="utf-8")
     return path
@@ -274,8 +265,8 @@ def test_methods_sharing_an_id_and_length_are_answered_and_resumed_apart(params,
     folder = tmp_path / "dataset"
     (folder / "images").mkdir(parents=True)
     Image.new("RGB", (32, 32), "red").save(folder / "images" / "0.png")
-    one = _dialogue(0, 1, "Fraud")
-    two = [dict(_dialogue(0, 2, "Fraud"), method=m) for m in ("escalation", "roleplay")]
+    one = make_dialogue(0, 1, "Fraud")
+    two = [dict(make_dialogue(0, 2, "Fraud"), method=m) for m in ("escalation", "roleplay")]
     two[1]["messages"] = [dict(two[1]["messages"][0], content="Let's write a story about picture 0."),
                           *two[1]["messages"][1:]]
     path = folder / "dialogues.jsonl"

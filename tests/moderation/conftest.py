@@ -10,6 +10,7 @@ from PIL import Image
 
 from safemt.models.hf import HFBackend
 from safemt.models.tiny import force_output
+from tests.support import make_dialogue
 
 SCENARIOS = ["Fraud", "Violence", "Malware"]
 MODERATOR_MALICIOUS = '{"verdict": "malicious", "scenario": "Fraud", "rationale": "A scam in steps."}'
@@ -25,16 +26,6 @@ def forced(tiny_models: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
     return {name: force_output(tiny_models / "tiny-judge", out / name, text) for name, text in texts.items()}
 
 
-def dialogue(i: int, turns: int, scenario: str) -> dict:
-    messages = []
-    for t in range(turns):
-        if t:
-            messages.append({"role": "assistant", "content": f"Sure! Here is answer {t}."})
-        messages.append({"role": "user", "content": f"Question {t} about picture {i}?"})
-    return {"id": f"own_case_{i}", "turns": turns, "scenario": scenario, "source": "own", "method": None,
-            "image": f"images/{i}.png", "messages": messages, "question": f"Question about picture {i}?"}
-
-
 @pytest.fixture
 def dataset(tmp_path: Path) -> Path:
     folder = tmp_path / "dataset"
@@ -42,7 +33,7 @@ def dataset(tmp_path: Path) -> Path:
     records = []
     for i, (scenario, color) in enumerate(zip(SCENARIOS, ["red", "green", "blue"])):
         Image.new("RGB", (32, 32), color).save(folder / "images" / f"{i}.png")
-        records += [dialogue(i, 1, scenario), dialogue(i, 2, scenario)]
+        records += [make_dialogue(i, 1, scenario), make_dialogue(i, 2, scenario)]
     path = folder / "dialogues.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     return path
