@@ -44,3 +44,12 @@ def make_dialogue(i: int, turns: int, scenario: str) -> dict:
         messages.append({"role": "user", "content": f"Question {t} about picture {i}?"})
     return {"id": f"own_case_{i}", "turns": turns, "scenario": scenario, "source": "own", "method": None,
             "image": f"images/{i}.png", "messages": messages, "question": f"Question about picture {i}?"}
+
+
+def undefended(params: dict) -> dict:
+    """A test profile that replaces the default's models or judges: the undefended target only, without the
+    default's guard, moderator and benign set (which name the default's tiny models and keyword judge)."""
+    params["defenses"] = ["none"]
+    for key in ("guards", "moderators", "moderation"):
+        params.pop(key, None)
+    return params

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.support import run
+from tests.support import run, undefended
 
 pytestmark = pytest.mark.slow
 N_SEEDS = 3
@@ -77,6 +77,7 @@ def params_for(repo_root: Path, tmp_path: Path, base_url: str, model: str) -> Pa
     params["judges"] = {"served-llm": {"kind": "llm", "model": "served-judge", "retries": 1}}
     params["metrics"]["judges"] = ["served-llm"]
     params["figures"]["judge"] = "served-llm"
+    undefended(params)
     seeds = [json.loads(line) for line in (repo_root / params["dataset"]["seeds"]).read_text().splitlines()]
     (tmp_path / "seeds.jsonl").write_text("".join(json.dumps(s) + "\n" for s in seeds[:N_SEEDS]))
     params["dataset"]["seeds"] = str(tmp_path / "seeds.jsonl")
