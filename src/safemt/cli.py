@@ -148,7 +148,8 @@ def cmd_moderation(args: argparse.Namespace) -> int:
     from safemt.metrics.moderation import write_moderation
 
     write_moderation(_params(args), args.input, args.generations, args.output,
-                     benign_judgments=args.benign_judgments or [], benign_generations=args.benign_generations or [])
+                     benign_judgments=args.benign_judgments or [], benign_generations=args.benign_generations or [],
+                     latency_out=args.latency)
     return 0
 
 
@@ -355,12 +356,15 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("moderation", parents=[common], help="defense comparison: ASR, over-refusal, flags, cost",
                        description="Read one judge's judgments of the harmful dialogues with their generations, and "
                        "the refusal judge's judgments of the benign dialogues with theirs, and write DIR/moderation.csv "
-                       "(target x defense x turns, plus turns=all) and DIR/moderation.json.")
+                       "(target x defense x turns, plus turns=all) and DIR/moderation.json; the measured seconds per dialogue "
+                       "go to --latency FILE (not a metric: no two runs measure the same times).")
     s.add_argument("-i", "--input", required=True, nargs="+", metavar="JUDGMENTS.jsonl")
     s.add_argument("-g", "--generations", required=True, nargs="+", metavar="GENERATIONS.jsonl")
     s.add_argument("--benign-judgments", nargs="*", metavar="JUDGMENTS.jsonl")
     s.add_argument("--benign-generations", nargs="*", metavar="GENERATIONS.jsonl")
     s.add_argument("-o", "--output", required=True, metavar="DIR")
+    s.add_argument("--latency", metavar="FILE.csv",
+                   help="write the defenses' measured seconds per dialogue and their ratio to the target's here")
     s.set_defaults(func=cmd_moderation)
 
     s = sub.add_parser("agreement", parents=[common], help="Cohen's kappa between judges",

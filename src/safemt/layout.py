@@ -94,6 +94,15 @@ class Layout:
         return f"{self.metrics_dir}/{name}"
 
     @property
+    def timings_dir(self) -> str:
+        """Measured times (not hashed by DVC, like provenance.json and the logs)."""
+        return self.path("timings/{judge}")
+
+    @property
+    def moderation_latency(self) -> str:
+        return f"{self.timings_dir}/{MODERATION_LATENCY_FILE}"
+
+    @property
     def judge_agreement(self) -> str:
         return self.path(f"metrics/{AGREEMENT_FILE}")
 
@@ -196,3 +205,6 @@ MODERATION_FILES = {
     "table": MODERATION_FILE,
     "section": "moderation.json",
 }
+# Measured times of the defenses (seconds per dialogue): under <results>/timings/, not in the metrics,
+# because two clean runs never measure the same times and metrics must be byte-identical.
+MODERATION_LATENCY_FILE = "moderation_latency.csv"

@@ -91,6 +91,8 @@ rule html_report:
         FIGURES,
         TABLES,
         [judgments(FIGURE_JUDGE, m, d) for m in TARGETS for d in DEFENSES],
+        # the defenses' measured times, shown beside the tables
+        [LAYOUT.moderation_latency.format(judge=FIGURE_JUDGE)] if moderation_files() else [],
     output:
         LAYOUT.report,
     params:

@@ -74,6 +74,7 @@ rule moderation:
     output:
         table=LAYOUT.metrics_file(MODERATION_FILES["table"]),
         section=LAYOUT.metrics_file(MODERATION_FILES["section"]),
+        latency=LAYOUT.moderation_latency,
     params:
         config_file=PARAMS,
         out_dir=lambda wc, output: os.path.dirname(output.table),
@@ -87,4 +88,4 @@ rule moderation:
         ENV
     shell:
         "safemt moderation --params {params.config_file} -i {input.judgments} -g {input.generations}"
-        "{params.benign} -o {params.out_dir} > {log} 2>&1"
+        "{params.benign} -o {params.out_dir} --latency {output.latency} > {log} 2>&1"

@@ -18,7 +18,7 @@ from typing import Any
 from safemt.figures.plots import CAPTIONS
 from safemt.jsonl import atomic_write_text, read_jsonl
 from safemt.layout import FIGURE_NAMES, OPTIONAL_FIGURES, Layout
-from safemt.report.tables import Table, build_tables, fmt
+from safemt.report.tables import Table, build_tables, fmt, latency_table, read_rows
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 STYLE = """
@@ -115,6 +115,9 @@ def render(params: dict[str, Any], layout: Layout) -> str:
     figs = [figure_html(Path(layout.figure(f"{n}.png")), n) for n in FIGURE_NAMES + OPTIONAL_FIGURES
             if Path(layout.figure(f"{n}.png")).is_file()]
     tables = [table_html(t) for t in build_tables(metrics_dir)]
+    times = read_rows(Path(layout.moderation_latency.format(judge=judge)), required=False)
+    if times:
+        tables.append(table_html(latency_table(times)))
     prov_path = Path(layout.provenance)
     prov = json.loads(prov_path.read_text()) if prov_path.is_file() else None
     items, notes = sample_items(params, layout, judge)

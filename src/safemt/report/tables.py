@@ -100,8 +100,7 @@ def pooled_moderation(mod: list[dict[str, str]]) -> list[dict[str, str]]:
             return repr(sum(v * w for v, w in pairs) / total) if total else ""
         out.append({**rows[0], "turns": "all", "asr": mean("asr", "n"), "asr_lo": "", "asr_hi": "",
                     "over_refusal": mean("over_refusal", "benign_n"), "over_refusal_lo": "",
-                    "over_refusal_hi": "", "flag_rate": mean("flag_rate", "n"),
-                    "added_latency_s": mean("added_latency_s", "n"), "asr_reduction": ""})
+                    "over_refusal_hi": "", "flag_rate": mean("flag_rate", "n"), "asr_reduction": ""})
     base = {r["target"]: float(r["asr"]) for r in out if r["defense"] == "none" and r["asr"]}
     for r in out:
         if r["defense"] != "none" and base.get(r["target"]) and r["asr"]:
@@ -112,13 +111,23 @@ def pooled_moderation(mod: list[dict[str, str]]) -> list[dict[str, str]]:
 def moderation_table(mod: list[dict[str, str]]) -> Table:
     pooled = pooled_moderation(mod)
     pooled.sort(key=lambda r: (r["target"], r["defense"] != "none", r["defense"]))
-    columns = ["target", "defense", "ASR", "ASR 95% CI", "ASR reduction", "over-refusal", "flag rate",
-               "added latency (s)"]
+    columns = ["target", "defense", "ASR", "ASR 95% CI", "ASR reduction", "over-refusal", "flag rate"]
     rows = [[r["target"], r["defense"], num(r["asr"]), _interval(r["asr_lo"], r["asr_hi"]),
-             num(r["asr_reduction"]), num(r["over_refusal"]), num(r["flag_rate"]), num(r["added_latency_s"])]
+             num(r["asr_reduction"]), num(r["over_refusal"]), num(r["flag_rate"])]
             for r in pooled]
     return Table("moderation", "Moderator versus guards per target and defense, pooled over turn lengths "
                  "(reduction relative to no defense).", columns, rows)
+
+
+def latency_table(times: list[dict[str, str]]) -> Table:
+    """Measured seconds per dialogue (from the timings file, not the metrics: it differs run to run)."""
+    pooled = sorted((r for r in times if r["turns"] == "all"),
+                    key=lambda r: (r["target"], r["defense"] != "none", r["defense"]))
+    rows = [[r["target"], r["defense"], int(r["dialogues"]), num(r["added_latency_s"]), num(r["target_latency_s"]),
+             num(r["added_ratio"])] for r in pooled]
+    return Table("moderation_latency", "Measured time the defense's model adds per dialogue, and the target's own "
+                 "time without a defense, pooled over turn lengths (this run's machine; not a metric).",
+                 ["target", "defense", "dialogues", "added (s)", "target (s)", "added / target"], rows)
 
 
 def agreement_table(agree: list[dict[str, str]]) -> Table:
