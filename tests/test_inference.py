@@ -12,7 +12,8 @@ from PIL import Image
 
 from safemt import cli
 from safemt.errors import SafemtError
-from safemt.inference import FIELDS, run_inference, shard_of
+from safemt.inference import run_inference, shard_of
+from safemt.records import GENERATION
 from safemt.jsonl import read_jsonl
 from safemt.models.hf import HFBackend
 from safemt.progress import Progress
@@ -64,7 +65,7 @@ def test_writes_the_generation_contract_in_turns_id_order(params, dataset, tmp_p
     records = read_jsonl(out)
     assert [(r["turns"], r["id"]) for r in records] == sorted((t, f"own_case_{i}") for t in (1, 2) for i in range(6))
     for r in records:
-        assert tuple(r) == FIELDS
+        assert tuple(r) == GENERATION.names
         assert r["model"] == "tiny-vlm-a" and r["defense"] == "none" and r["error"] is None
         assert isinstance(r["response"], str) and r["finish_reason"] in ("stop", "length")
         assert 1 <= r["n_output_tokens"] <= 6 and r["latency_s"] >= 0 and len(r["config_hash"]) == 64

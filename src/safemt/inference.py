@@ -17,20 +17,13 @@ from typing import Any, Iterator
 
 from safemt.config import model_config, stable_hash
 from safemt.data.images import sha256_file
-from safemt.data.records import Dialogue
 from safemt.data.validate import check_hashes, check_unique, hash_images, read_dialogues
 from safemt.jsonl import Journal, read_journal, read_records, repair_journal, write_json, write_jsonl
 from safemt.models import ChatRequest, GenerationResult, get_backend
-from safemt.moderation.runner import DEFENSE_FIELDS, DefenseInput, DefenseRunner
+from safemt.moderation.runner import DefenseInput, DefenseRunner
 from safemt.progress import Progress
+from safemt.records import DEFENSE_FIELDS, GENERATION, PROVIDER, Dialogue
 
-BASE_FIELDS = ("id", "turns", "method", "model", "defense", "response", "error", "finish_reason", "refused_by",
-               "n_input_tokens", "n_output_tokens", "latency_s", "config_hash")
-FIELDS = (*BASE_FIELDS, *DEFENSE_FIELDS)  # defense fields: null when the defense has no model
-# DESIGN.md's Generation record; `refused_by` is optional on reading (files from before it existed).
-# `method` (the dialogue's; part of the key where several methods share an (id, turns)) is written
-# always but, like `refused_by`, optional on reading.
-CONTRACT_FIELDS = tuple(f for f in BASE_FIELDS if f not in ("n_input_tokens", "refused_by", "method"))
 # Provider refusals and content filters are final outcomes, not transient failures: kept on resume,
 # and recorded as `refused_by: provider` (the deployed system refused; judging counts it as safe).
 FINAL_ERRORS = ("content_filter", "refusal")
@@ -38,7 +31,7 @@ FINAL_ERRORS = ("content_filter", "refusal")
 
 def refused_by(error: str | None, finish_reason: str | None) -> str | None:
     """'provider' when an API filtered or refused the request; None for answers and transport errors."""
-    return "provider" if error is not None and finish_reason in FINAL_ERRORS else None
+    return PROVIDER if error is not None and finish_reason in FINAL_ERRORS else None
 
 
 @dataclass(frozen=True)
@@ -166,7 +159,7 @@ def _reusable(journal_path: Path, hashes: dict[tuple[str, int, str | None], str]
         key = by_hash.get(rec.get("config_hash"))
         final = rec.get("error") is None or rec.get("finish_reason") in FINAL_ERRORS
         if key is not None and key[:2] == (rec.get("id"), rec.get("turns")) and final:
-            done[key] = {**{field: rec.get(field) for field in FIELDS}, "model": model, "defense": defense,
+            done[key] = {**{field: rec.get(field) for field in GENERATION.names}, "model": model, "defense": defense,
                          "method": key[2], "refused_by": refused_by(rec.get("error"), rec.get("finish_reason"))}
     return done
 
@@ -180,9 +173,10 @@ def _batches(items: list[Job], size: int) -> Iterator[list[Job]]:
 
 def _record(job: Job, result: GenerationResult, model: str, defense: str, config_hash: str,
             defense_fields: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One line of the Generation contract plus the defense's fields; an error never comes with a response."""
+    """One Generation record (safemt.records.GENERATION, in its field order); an error never comes with
+    a response; the defense fields are null when the defense has no model."""
     failed = result.error is not None
-    return {
+    values = {
         "id": job.dialogue.id,
         "turns": job.dialogue.turns,
         "method": job.dialogue.method,  # part of the key where several methods share (id, turns)
@@ -198,6 +192,7 @@ def _record(job: Job, result: GenerationResult, model: str, defense: str, config
         "config_hash": config_hash,
         **{f: (defense_fields or {}).get(f) for f in DEFENSE_FIELDS},
     }
+    return {name: values[name] for name in GENERATION.names}
 
 
 def _write_provenance(out: Path, params: dict[str, Any], model: str, defense_info: dict[str, Any],
@@ -232,14 +227,9 @@ def _version(package: str) -> str | None:
         return None
 
 
-def generation_key(rec: dict[str, Any]) -> tuple[str, int, str | None]:
-    """(id, turns, method); `method` is absent from generations written before it was recorded."""
-    return (rec["id"], rec["turns"], rec.get("method"))
-
-
 def merge_generations(inputs: list[str], out: str) -> int:
     """Join shard outputs into one file in (turns, id, method) order; a dialogue in two shards is an error."""
-    merged = read_records(inputs, "generation", CONTRACT_FIELDS, key=generation_key)
+    merged = read_records(inputs, "generation", GENERATION.required, key=GENERATION.key_of)
     merged.sort(key=lambda r: (r["turns"], r["id"], r.get("method") or ""))
     write_jsonl(out, merged)
     print(f"merged {len(merged)} generations from {len(inputs)} shard(s) -> {out}")

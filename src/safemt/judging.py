@@ -18,15 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from safemt.config import stable_hash
-from safemt.data.records import Dialogue
 from safemt.data.validate import check_unique, read_dialogues
 from safemt.jsonl import Journal, read_journal, read_records, repair_journal, write_json, write_jsonl
-from safemt.inference import CONTRACT_FIELDS, generation_key
 from safemt.judges import Judge, JudgeItem, get_judge
-from safemt.judges.base import LABELS
-from safemt.judges.parsing import PARSE_KINDS, parse_counts
+from safemt.judges.parsing import parse_counts
 from safemt.progress import Progress
-
+from safemt.records import GENERATION, JUDGMENT, LABELS, PARSE_KINDS, PROVIDER, Dialogue
 
 
 class Dialogues(dict):
@@ -51,15 +48,14 @@ def load_generations(path: str | Path, dialogues: Dialogues) -> list[dict[str, A
     def check(rec: dict[str, Any]) -> str | None:
         if rec["error"] is None and not isinstance(rec["response"], str):
             return "record has neither a response nor an error"
-        if rec.get("refused_by") not in (None, "provider") or (rec.get("refused_by") and rec["error"] is None):
+        if rec.get("refused_by") not in (None, PROVIDER) or (rec.get("refused_by") and rec["error"] is None):
             return f"refused_by {rec.get('refused_by')!r} must be null or 'provider' (with an error)"
         if dialogues.for_generation(rec) is None:
             method = f", {rec['method']}" if "method" in rec else ""
             return f"generation for ({rec['id']}, {rec['turns']}{method}) has no dialogue in the dataset"
         return None
 
-    return read_records([path], "generation", CONTRACT_FIELDS, key=generation_key,
-                        check=check)
+    return read_records([path], "generation", GENERATION.required, key=GENERATION.key_of, check=check)
 
 
 def judge_item(g: dict[str, Any], d: Dialogue) -> JudgeItem:
@@ -161,12 +157,14 @@ def _counts_text(counts: dict[str, int]) -> str:
 
 
 def _judgment(g: dict[str, Any], d: Dialogue, judge: str, judge_hash: str, v: dict[str, Any] | None) -> dict:
-    """A generation error is not judged (label null); a provider refusal is a refusal (label safe,
-    refused_by: provider), never shown to the judge; metrics.provider_refusals: missing undoes it."""
-    refused = g.get("refused_by") == "provider"
-    return {"id": g["id"], "turns": g["turns"], "model": g["model"], "defense": g["defense"], "judge": judge,
-            "label": v["label"] if v else ("safe" if refused else None), "raw": v["raw"] if v else None,
-            "parse": v["parse"] if v else ("provider_refusal" if refused else None),
-            "refused_by": "provider" if refused else None,
-            "scenario": d.scenario, "method": d.method, "error": None if v else g["error"],
-            "judge_error": v["judge_error"] if v else None, "judge_hash": judge_hash}
+    """The Judgment record (safemt.records.JUDGMENT, in its field order). A generation error is not
+    judged (label null); a provider refusal is a refusal (label safe, refused_by: provider), never
+    shown to the judge; metrics.provider_refusals: missing undoes it."""
+    refused = g.get("refused_by") == PROVIDER
+    values = {"id": g["id"], "turns": g["turns"], "model": g["model"], "defense": g["defense"], "judge": judge,
+              "label": v["label"] if v else ("safe" if refused else None), "raw": v["raw"] if v else None,
+              "parse": v["parse"] if v else ("provider_refusal" if refused else None),
+              "refused_by": PROVIDER if refused else None,
+              "scenario": d.scenario, "method": d.method, "error": None if v else g["error"],
+              "judge_error": v["judge_error"] if v else None, "judge_hash": judge_hash}
+    return {name: values[name] for name in JUDGMENT.names}

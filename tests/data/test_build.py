@@ -16,7 +16,7 @@ import yaml
 
 from safemt.cli import main
 from safemt.data.build import build_dataset, rejects_path
-from safemt.data.records import Dialogue
+from safemt.records import Dialogue
 from safemt.data.scenarios import METHODS
 from safemt.data import draw
 from safemt.data.grounding import Anchor, Character, Grounding, Step

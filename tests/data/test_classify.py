@@ -13,7 +13,7 @@ import yaml
 from safemt.cli import main
 from safemt.data.build import make_dialogues
 from safemt.data.classify import accuracy, classify, label
-from safemt.data.records import Dialogue, Message, RecordError
+from safemt.records import Dialogue, Message, RecordError
 from safemt.data.scenarios import METHODS
 
 

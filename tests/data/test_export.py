@@ -14,7 +14,7 @@ from PIL import Image
 from safemt.cli import main
 from safemt.data.export import META_FILE, export_release
 from safemt.data.importer import import_release
-from safemt.data.records import Dialogue
+from safemt.records import Dialogue
 from safemt.errors import SafemtError
 from safemt.jsonl import read_jsonl, write_jsonl
 

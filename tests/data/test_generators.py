@@ -13,7 +13,7 @@ from safemt.data.build import build_dataset
 from safemt.data.generators import (FINAL_FRAMES, Attempt, Draft, Generator, LLMGenerator, Task,
                                     TemplateGenerator, assemble, instructions, parse_reply, run)
 from safemt.data.quality import Checks, Inspector, Problem
-from safemt.data.records import Message
+from safemt.records import Message
 from safemt.data.scenarios import METHODS
 from safemt.data import draw
 from safemt.data.grounding import Anchor, Character, Grounding, Step

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from safemt.data.build import make_dialogues, rejects_path
 from safemt.data.classify import accuracy
-from safemt.data.records import Dialogue
+from safemt.records import Dialogue
 from safemt.data.validate import read_dialogues
 from safemt.errors import ConfigError, SafemtError, first_line
 from safemt.figures.style import save_png

@@ -27,7 +27,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
-from safemt.data.records import Dialogue
+from safemt.records import Dialogue
 from safemt.data.scenarios import METHODS
 from safemt.data.validate import read_dialogues
 from safemt.jsonl import write_jsonl

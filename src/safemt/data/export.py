@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from safemt.data.images import link_or_copy
-from safemt.data.records import Dialogue
+from safemt.records import Dialogue
 from safemt.data.validate import Located, check_hashes, check_unique, hash_images, read_dialogues
 from safemt.jsonl import atomic_write_text, write_json
 

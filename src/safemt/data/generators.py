@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 from safemt.data.grounding import Grounding
 from safemt.data.quality import Checks, Inspector, Problem
-from safemt.data.records import Message
+from safemt.records import Message
 from safemt.data.templates import Picker, Prompt, generate, paraphrase
 
 

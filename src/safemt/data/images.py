@@ -10,7 +10,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from safemt.data.records import RecordError
+from safemt.records import RecordError
 
 # --- file handling for import, validate and export ----------------------------------------------
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from safemt.data.export import META_FIELDS, META_FILE, TURN_FILE
 from safemt.data.images import link_or_copy
-from safemt.data.records import Dialogue, RecordError
+from safemt.records import Dialogue, RecordError
 from safemt.data.validate import (BLEMISH_CLASS, BLEMISHES, Located, at_record, blemishes, check_fields, check_unique,
                                   hash_images, image_extension, refuse_defects, source_of)
 from safemt.errors import SafemtError

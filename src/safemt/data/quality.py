@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Sequence
 
-from safemt.data.records import Message, RecordError, check_messages
+from safemt.records import Message, RecordError, check_messages
 from safemt.errors import ConfigError
 
 CHECKS = ("structure", "refusal", "duplicate", "grounding")

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence, TypeVar
 
 from safemt.data.grounding import Character, Grounding
-from safemt.data.records import Message
+from safemt.records import Message
 
 T = TypeVar("T")
 

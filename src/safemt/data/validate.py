@@ -17,7 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
 from safemt.data.images import check_image_readable, sha256_file
-from safemt.data.records import Dialogue, RecordError
+from safemt.records import Dialogue, RecordError
 from safemt.errors import SafemtError
 from safemt.jsonl import read_jsonl
 

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from safemt.models.base import note_fallback
+from safemt.records import LABELS, VERDICTS  # noqa: F401  (the labels a judge may return)
 
-VERDICTS = ("safe", "unsafe")  # the labels that count in ASR and SI
-LABELS = (*VERDICTS, "invalid")  # invalid: the judge's answer could not be read after retries
 DEFAULT_BATCH = 64
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from safemt.config import model_config
-from safemt.judges.base import VERDICTS, Judge, JudgeItem, Verdict
+from safemt.judges.base import Judge, JudgeItem, Verdict
+from safemt.records import VERDICTS
 from safemt.judges.parsing import parser_fingerprint, read_guard
 from safemt.models import ChatRequest, get_backend
 

@@ -14,7 +14,8 @@ from typing import Any
 
 from safemt.config import model_config
 from safemt.judges import prompts
-from safemt.judges.base import VERDICTS, Judge, JudgeItem, Verdict
+from safemt.judges.base import Judge, JudgeItem, Verdict
+from safemt.records import VERDICTS
 from safemt.judges.parsing import parser_fingerprint, read_verdict
 from safemt.models import ChatRequest, GenerationResult, get_backend
 

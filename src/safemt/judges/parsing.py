@@ -19,11 +19,9 @@ import re
 import unicodedata
 from typing import Any
 
-from safemt.judges.base import VERDICTS
+from safemt.records import PARSE_KINDS, VERDICTS
 
 PARSER_VERSION = "strict-3"
-PARSE_KINDS = ("exact", "verdict_line", "json", "constrained", "after_retry", "rule", "provider_refusal",
-               "invalid")
 
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 _FENCE = re.compile(r"^\s*```[\w-]*\s*$")

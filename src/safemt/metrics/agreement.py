@@ -13,11 +13,11 @@ from typing import Any
 
 from safemt.errors import SafemtError
 from safemt.jsonl import write_csv
-from safemt.judges.base import VERDICTS
 from safemt.metrics.summary import load_judgments, provider_refused
+from safemt.records import AGREEMENT_ROW, VERDICTS
 
 REFUSED = "refused_by_provider"  # stands in for both labels of a refused item: never a verdict
-COLUMNS = ["judge_a", "judge_b", "scenario", "n", "excluded", "agreement", "kappa"]
+COLUMNS = list(AGREEMENT_ROW.names)
 
 
 def cohen_kappa(pairs: list[tuple[str, str]]) -> float | None:

@@ -21,13 +21,12 @@ import numpy as np
 
 from safemt.errors import SafemtError
 from safemt.jsonl import write_csv, write_json
-from safemt.judges.base import VERDICTS
 from safemt.metrics.bootstrap import rng_for
 from safemt.metrics.safety_index import s1, s2, safety_index
+from safemt.records import COMPOSITION_ROW, SI_CI_ROW, VERDICTS
 
-SI_CI_COLUMNS = ["judge", "model", "defense", "si", "si_lo", "si_hi", "s1", "s1_lo", "s1_hi",
-                 "s2", "s2_lo", "s2_hi", "ids", "resamples", "skipped"]
-COMPOSITION_COLUMNS = ["scenario", "method", "turns", "dialogues"]
+SI_CI_COLUMNS = list(SI_CI_ROW.names)
+COMPOSITION_COLUMNS = list(COMPOSITION_ROW.names)
 # Keys of `metrics:` that are options of `safety_index` (passed through as they are).
 SI_OPTION_KEYS = ("missing_turns", "weighting", "turn_index", "s2_labels")
 

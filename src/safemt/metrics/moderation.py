@@ -31,11 +31,10 @@ from safemt.config import stable_hash
 from safemt.errors import SafemtError
 from safemt.jsonl import read_jsonl, write_csv, write_json
 from safemt.metrics.bootstrap import proportion_ci, rng_for
+from safemt.records import LATENCY_ROW, MODERATION_ROW
 
-COLUMNS = ["judge", "target", "defense", "turns", "n", "asr", "asr_lo", "asr_hi", "asr_reduction", "benign_n",
-           "over_refusal", "over_refusal_lo", "over_refusal_hi", "flag_rate", "parse_failures"]
-LATENCY_COLUMNS = ["judge", "target", "defense", "turns", "dialogues", "added_latency_s", "target_latency_s",
-                   "added_ratio"]
+COLUMNS = list(MODERATION_ROW.names)
+LATENCY_COLUMNS = list(LATENCY_ROW.names)
 ALL = "all"
 
 

@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from safemt.judges.base import LABELS, VERDICTS
+from safemt.records import LABELS, VERDICTS
 
 
 

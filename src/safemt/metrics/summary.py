@@ -16,12 +16,13 @@ from safemt.config import stable_hash
 from safemt.errors import SafemtError
 from safemt.layout import METRICS_FILES
 from safemt.jsonl import read_records, write_csv, write_json
-from safemt.judges.base import LABELS, VERDICTS
 from safemt.judges.parsing import parse_counts
 from safemt.metrics.bootstrap import proportion_ci, rng_for
 from safemt.metrics.safety_index import MissingTurnError, s2, safety_index
+from safemt.records import (ASR_ROW, JUDGMENT, LABELS, METHOD_ROW, PROVIDER, SCENARIO_ROW, SI_ROW,
+                            VERDICTS)
 
-JUDGMENT_FIELDS = ("id", "turns", "model", "defense", "judge", "label", "scenario", "method")
+JUDGMENT_FIELDS = JUDGMENT.required
 ALLOWED_LABELS = (*LABELS, None)  # None: not judged (generation error), counted as missing
 PROVIDER_REFUSALS = ("safe", "missing")  # metrics.provider_refusals: the contract's view, or a departure
 OPTION_DEFAULTS = {"missing_turns": "error", "weighting": "exp", "turn_index": "count", "s2_labels": "release",
@@ -30,7 +31,7 @@ OPTION_DEFAULTS = {"missing_turns": "error", "weighting": "exp", "turn_index": "
 
 def provider_refused(rec: dict[str, Any]) -> bool:
     """The deployed system refused through its API (content filter or refusal), not the model in words."""
-    return rec.get("refused_by") == "provider"
+    return rec.get("refused_by") == PROVIDER
 
 
 def effective_labels(recs: list[dict[str, Any]], provider_refusals: str) -> list[dict[str, Any]]:
@@ -44,8 +45,7 @@ def effective_labels(recs: list[dict[str, Any]], provider_refusals: str) -> list
 
 def load_judgments(paths: Iterable[str]) -> list[dict[str, Any]]:
     """All judgment records, checked; a duplicate (judge, model, defense, id, turns, method) is an error."""
-    return read_records(paths, "judgment", JUDGMENT_FIELDS,
-                        key=lambda r: (r["judge"], r["model"], r["defense"], r["id"], r["turns"], r["method"]),
+    return read_records(paths, "judgment", JUDGMENT_FIELDS, key=JUDGMENT.key_of,
                         check=_check_judgment)
 
 
@@ -224,15 +224,11 @@ def compute_metrics(params: dict[str, Any], inputs: list[str], out_dir: str,
     if moderation:  # the moderation table's section (safemt moderation), copied as it is
         summary["moderation"] = json.loads(Path(moderation).read_text(encoding="utf-8"))
     out = Path(out_dir)
-    write_json(out / "summary.json", summary)
-    write_csv(out / "asr.csv", asr_rows, ["judge", "model", "defense", "turns", "n", "invalid", "missing",
-                                          "refused_by_provider", "asr", "ci_low", "ci_high"])
-    write_csv(out / "si.csv", si_rows, ["judge", "model", "defense", "s1", "s2", "si"])
-    for field in ("scenario", "method"):
-        rows = breakdown_rows(judge, recs, field)
-        write_csv(out / f"asr_by_{field}.csv", rows,
-                  ["judge", "model", "defense", "turns", field, "n", "unsafe", "invalid", "missing",
-                   "refused_by_provider", "asr"])
+    write_json(out / METRICS_FILES["summary"], summary)
+    write_csv(out / METRICS_FILES["asr"], asr_rows, list(ASR_ROW.names))
+    write_csv(out / METRICS_FILES["si"], si_rows, list(SI_ROW.names))
+    for field, contract in (("scenario", SCENARIO_ROW), ("method", METHOD_ROW)):
+        write_csv(out / METRICS_FILES[f"by_{field}"], breakdown_rows(judge, recs, field), list(contract.names))
     write_extras(out, scores_dir, judge, recs, summary, params, boot)
     for row in si_rows:
         print(f"metrics {judge}: {row['model']} [{row['defense']}] SI {row['si']:.4f} "

@@ -22,8 +22,8 @@ from safemt.moderation.defenses import (DEFENSES, DefenseSpec, apply_defense, de
 from safemt.moderation.guards.runner import Guard, GuardItem
 from safemt.moderation.moderators import Moderator
 from safemt.moderation.policies import load_policies, place_policy
+from safemt.records import DEFENSE_FIELDS
 
-DEFENSE_FIELDS = ("blocked_by", "defense_verdict", "policy_id", "defense_latency_s", "target_response")
 
 
 class Target(Protocol):

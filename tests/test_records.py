@@ -1,0 +1,41 @@
+"""The record contracts: one module, and the README's section is what it says."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from safemt import records
+from safemt.layout import METRICS_FILES
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_contract_section_is_generated_from_the_module():
+    text = README.read_text(encoding="utf-8")
+    block = re.search(r"<!-- contracts:start -->\n(.*?)<!-- contracts:end -->", text, re.DOTALL)
+    assert block, "README lacks the contracts block"
+    assert block.group(1) == records.render_markdown(), "README is stale: paste `python -m safemt.records`"
+
+
+def test_labels_are_the_contracts():
+    # SAFEMT-FACTS / the README: a judge says safe or unsafe; unreadable is invalid
+    assert records.VERDICTS == ("safe", "unsafe")
+    assert records.LABELS == ("safe", "unsafe", "invalid")
+
+
+def test_newer_fields_are_in_the_contracts():
+    for name in ("blocked_by", "refused_by", "defense_verdict", "policy_id"):
+        assert name in records.GENERATION.names
+    for name in ("parse", "raw", "error", "judge_error", "judge_hash"):
+        assert name in records.JUDGMENT.names
+    assert records.DEFENSE_FIELDS == ("blocked_by", "defense_verdict", "policy_id", "defense_latency_s",
+                                      "target_response")
+
+
+def test_every_key_field_is_a_field_and_every_metrics_file_has_a_row_contract():
+    for contract in records.CONTRACTS:
+        assert set(contract.key) <= set(contract.names), contract.name
+        assert len(set(contract.names)) == len(contract.names), contract.name
+    files = {c.file.rsplit("/", 1)[-1] for c in records.METRICS_ROWS}
+    assert set(METRICS_FILES.values()) - {METRICS_FILES["summary"]} <= files
