@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from safemt.data.scenarios import METHODS, SCENARIOS
-from safemt.jsonl import write_jsonl
+from safemt.files import write_jsonl
 from safemt.metrics.summary import compute_metrics, load_judgments
 
 N_MODELS, N_IDS, TURNS = 17, 2000, [1, 2, 4, 6, 8]

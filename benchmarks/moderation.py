@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from safemt.inference import run_inference
-from safemt.jsonl import read_jsonl, write_jsonl
+from safemt.files import read_jsonl, write_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ import yaml
 
 from safemt.cli import main
 from safemt.data.scenarios import SCENARIOS
-from safemt.jsonl import write_jsonl
+from safemt.files import write_jsonl
 
 K = [1, 2, 4, 6, 8]
 METHODS = ["escalation", "roleplay", "in_context", "image_anchor"]

@@ -82,7 +82,7 @@ def test_paper_profile_names_the_papers_judges_and_every_model_fully(repo_root) 
 
 def test_a_placeholder_model_version_is_refused_with_one_line(repo_root, tmp_path, capsys) -> None:
     from safemt.cli import main
-    from safemt.jsonl import write_jsonl
+    from safemt.files import write_jsonl
 
     write_jsonl(tmp_path / "d.jsonl", [])
     code = main(["infer", "--params", str(repo_root / "config" / "paper.yaml"), "--model", "gpt-4o",

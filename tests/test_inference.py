@@ -14,7 +14,7 @@ from safemt import cli
 from safemt.errors import SafemtError
 from safemt.inference import run_inference, shard_of
 from safemt.records import GENERATION
-from safemt.jsonl import read_jsonl
+from safemt.files import read_jsonl
 from safemt.models.hf import HFBackend
 from safemt.progress import Progress
 from tests.support import make_dialogue
@@ -167,7 +167,7 @@ def test_cli_infer_exit_codes(params, dataset, tmp_path, capsys) -> None:
     assert len(read_jsonl(out)) == 6
     assert cli.main(argv + ["--defense", "nope"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1] == ("safemt: error: key defense: unknown defense 'nope' (known: none, system_prompt, "
+    assert err[-1] == ("safemt: error: key defense: unknown defense 'nope' (defined: none, system_prompt, "
                        "guard_input, guard_output, moderator; <kind>.<name> picks the guard or moderator)")
 
 
@@ -182,7 +182,7 @@ def test_plain_progress_lines() -> None:
 
 def test_merge_joins_shards_and_rejects_overlap(tmp_path, capsys) -> None:
     from safemt.cli import main
-    from safemt.jsonl import read_jsonl, write_jsonl
+    from safemt.files import read_jsonl, write_jsonl
 
     def rec(i, turns):
         return {"id": f"own_fraud_{i}", "turns": turns, "model": "m", "defense": "none", "response": "r",
@@ -216,7 +216,7 @@ def test_journal_torn_at_every_byte_of_its_last_line_resumes_with_the_same_answe
     path (repair, then the reusable records) keeps all but the torn record; at three cuts (one inside
     a character) the whole stage reruns, redoes only that record, and the answers are unchanged."""
     import safemt.inference as inference
-    from safemt.jsonl import read_journal, repair_journal
+    from safemt.journal import read_journal, repair_journal
 
     loaded = {}
     real_get_backend = inference.get_backend

@@ -20,7 +20,7 @@ import yaml
 
 from tests.support import undefended
 
-from safemt.jsonl import write_jsonl
+from safemt.files import write_jsonl
 
 pytestmark = pytest.mark.slow  # a real judge run and seven Snakemake dry runs: about two minutes
 

@@ -9,7 +9,7 @@ import pytest
 
 import safemt.judges.llm as llm_module
 from safemt.cli import main
-from safemt.jsonl import read_jsonl, write_jsonl
+from safemt.files import read_jsonl, write_jsonl
 from safemt.judges import get_judge, keyword, parsing, prompts, verdict_spec
 from safemt.judging import run_judging
 from safemt.models.base import Backend, GenerationResult

@@ -78,8 +78,16 @@ def check_references(params: dict[str, Any], source: str = "params") -> None:
     if fig is not None and fig not in judges:
         raise ConfigError(f"unknown judge {fig!r} (defined: {', '.join(sorted(judges))})",
                           file=source, key="figures.judge")
+    from safemt.judges import JUDGES  # late: these import this module
+    from safemt.models.base import BACKENDS
+
+    for name, judge in judges.items():
+        if judge.get("kind") not in JUDGES:
+            raise JUDGES.unknown(judge.get("kind"), key=f"judges.{name}.kind", file=source)
     for name, m in models.items():
         backend = m.get("backend")
+        if backend not in BACKENDS:
+            raise BACKENDS.unknown(backend, key=f"models.{name}.backend", file=source)
         need = {"hf": ["path"], "vllm": ["path"], "openai": ["model_id", "base_url"]}.get(backend, [])
         for k in need:
             if k not in m:

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from safemt.jsonl import atomic_write_text
+from safemt.files import atomic_write_text
 from safemt.layout import Layout
 
 HEADER = ("# Written by `safemt dvc-profile --params FILE` (do not edit by hand): the variables dvc.yaml\n"

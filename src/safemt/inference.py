@@ -18,7 +18,8 @@ from typing import Any, Iterator
 from safemt.config import model_config, stable_hash
 from safemt.data.images import sha256_file
 from safemt.data.validate import check_hashes, check_unique, hash_images, read_dialogues
-from safemt.jsonl import Journal, read_journal, read_records, repair_journal, write_json, write_jsonl
+from safemt.files import read_records, write_json, write_jsonl
+from safemt.journal import Journal, read_journal, repair_journal
 from safemt.models import ChatRequest, GenerationResult, get_backend
 from safemt.moderation.runner import DefenseInput, DefenseRunner
 from safemt.progress import Progress

@@ -19,7 +19,8 @@ from typing import Any
 
 from safemt.config import stable_hash
 from safemt.data.validate import check_unique, read_dialogues
-from safemt.jsonl import Journal, read_journal, read_records, repair_journal, write_json, write_jsonl
+from safemt.files import read_records, write_json, write_jsonl
+from safemt.journal import Journal, read_journal, repair_journal
 from safemt.judges import Judge, JudgeItem, get_judge
 from safemt.judges.parsing import parse_counts
 from safemt.progress import Progress

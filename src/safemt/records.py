@@ -5,7 +5,7 @@ their fields, in the order they are written, which of them a reader requires, an
 stage imports its field lists from here; the README's "Record contracts" section is generated from
 this module (`python -m safemt.records`) and a test keeps the two equal. The dialogue is a typed,
 validated dataclass (`Dialogue.from_dict`); the other records are plain JSON objects checked at the
-boundary by `safemt.jsonl.read_records` against `Contract.required`.
+boundary by `safemt.files.read_records` against `Contract.required`.
 """
 
 from __future__ import annotations

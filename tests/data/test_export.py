@@ -16,7 +16,7 @@ from safemt.data.export import META_FILE, export_release
 from safemt.data.importer import import_release
 from safemt.records import Dialogue
 from safemt.errors import SafemtError
-from safemt.jsonl import read_jsonl, write_jsonl
+from safemt.files import read_jsonl, write_jsonl
 
 FIXTURE = Path(__file__).parent / "fixtures" / "release"
 

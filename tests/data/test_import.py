@@ -15,7 +15,7 @@ from PIL import Image
 from safemt.cli import main
 from safemt.data.importer import import_release
 from safemt.errors import SafemtError
-from safemt.jsonl import read_jsonl
+from safemt.files import read_jsonl
 
 FIXTURE = Path(__file__).parent / "fixtures" / "release"
 SENTINEL = "existing output, must survive a failed import\n"

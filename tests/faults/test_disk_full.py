@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from safemt import jsonl
+from safemt import files, journal
 from safemt.cli import main
 from tests.faults.support import lines, params_dict, write_params, without_latency
 
@@ -22,7 +22,7 @@ def full(path: object) -> OSError:
 def fill_disk(monkeypatch: pytest.MonkeyPatch, where: str, at_batch: int) -> None:
     """ENOSPC at the `at_batch`-th journal append, or at the fsync of the stage output's atomic write."""
     if where == "journal":
-        append, calls = jsonl.Journal.append_batch, []
+        append, calls = journal.Journal.append_batch, []
 
         def append_batch(self, records):
             calls.append(1)
@@ -30,9 +30,9 @@ def fill_disk(monkeypatch: pytest.MonkeyPatch, where: str, at_batch: int) -> Non
                 raise full(self.path)
             return append(self, records)
 
-        monkeypatch.setattr(jsonl.Journal, "append_batch", append_batch)
+        monkeypatch.setattr(journal.Journal, "append_batch", append_batch)
     else:
-        atomic = jsonl.atomic_write_bytes
+        atomic = files.atomic_write_bytes
 
         def atomic_write_bytes(path, data):
             if ".journal" in str(path):  # provenance sidecars, not the output
@@ -44,7 +44,7 @@ def fill_disk(monkeypatch: pytest.MonkeyPatch, where: str, at_batch: int) -> Non
             finally:
                 monkeypatch.setattr(os, "fsync", real)
 
-        monkeypatch.setattr(jsonl, "atomic_write_bytes", atomic_write_bytes)
+        monkeypatch.setattr(files, "atomic_write_bytes", atomic_write_bytes)
 
 
 def run(params: Path, dataset: Path, folder: Path) -> dict[str, int]:

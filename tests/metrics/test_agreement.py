@@ -5,7 +5,7 @@ import csv
 import pytest
 
 from safemt.cli import main
-from safemt.jsonl import write_jsonl
+from safemt.files import write_jsonl
 from safemt.metrics.agreement import cohen_kappa
 
 

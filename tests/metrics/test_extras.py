@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from safemt.cli import main
-from safemt.jsonl import write_jsonl
+from safemt.files import write_jsonl
 from safemt.metrics.bootstrap import rng_for
 from safemt.metrics.extras import si_bootstrap
 from safemt.metrics.safety_index import safety_index

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 
-from safemt.jsonl import write_jsonl
+from safemt.files import write_jsonl
 from safemt.metrics.moderation import COLUMNS, LATENCY_COLUMNS, write_moderation
 
 CONTRACT = ("judge,target,defense,turns,n,asr,asr_lo,asr_hi,asr_reduction,benign_n,over_refusal,over_refusal_lo,"

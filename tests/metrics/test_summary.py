@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from safemt.cli import main
-from safemt.jsonl import write_jsonl
+from safemt.files import write_jsonl
 
 K = [1, 2, 4, 6, 8]
 

@@ -96,7 +96,7 @@ def test_model_system_prompt_comes_before_a_defense_policy() -> None:
 
 
 def test_unknown_backend_lists_the_known_ones() -> None:
-    with pytest.raises(SafemtError, match="unknown backend 'nope' \\(known: hf, openai, vllm\\)"):
+    with pytest.raises(SafemtError, match="unknown backend 'nope' \\(defined: hf, openai, vllm\\)"):
         get_backend({"name": "m", "backend": "nope"})
 
 
@@ -163,7 +163,7 @@ def test_image_placement_changes_describe_and_is_checked(tiny_models: Path) -> N
 def test_chat_template_override_changes_the_prompt_and_the_config_hash(
         tiny_models: Path, images: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from safemt.inference import run_inference
-    from safemt.jsonl import read_jsonl
+    from safemt.files import read_jsonl
 
     template = tmp_path / "override.jinja"
     template.write_text(OVERRIDE_TEMPLATE, encoding="utf-8")

@@ -39,5 +39,5 @@ def test_descriptions_differ_so_config_hashes_differ() -> None:
 
 
 def test_unknown_defense_is_a_one_line_error() -> None:
-    with pytest.raises(SafemtError, match="unknown defense 'guard' \\(known: none, system_prompt\\)"):
+    with pytest.raises(SafemtError, match="unknown defense 'guard' \\(defined: none, system_prompt\\)"):
         apply_defense("guard", DIALOGUE)

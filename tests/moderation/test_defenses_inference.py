@@ -14,7 +14,7 @@ import yaml
 
 from safemt import cli
 from safemt.inference import run_inference
-from safemt.jsonl import read_jsonl
+from safemt.files import read_jsonl
 from safemt.moderation.defenses import REFUSAL
 from safemt.moderation.policies import load_policies
 

@@ -25,7 +25,7 @@ from safemt.records import Dialogue, Message, RecordError, check_image_path
 from safemt.data.scenarios import METHODS, SCENARIOS, folder
 from safemt.data.templates import COMBINATIONS, MAX_TURNS, MIN_COMBINED_TURNS, Picker
 from safemt.errors import ConfigError, SafemtError
-from safemt.jsonl import atomic_write_bytes, read_jsonl, write_jsonl
+from safemt.files import atomic_write_bytes, read_jsonl, write_jsonl
 
 ASSIGNMENTS = ("round_robin", "random", "all")
 FINAL_TURNS = ("verbatim", "paraphrase")

@@ -19,7 +19,7 @@ from safemt.records import Dialogue
 from safemt.data.validate import read_dialogues
 from safemt.errors import ConfigError, SafemtError, first_line
 from safemt.figures.style import save_png
-from safemt.jsonl import read_jsonl, write_json
+from safemt.files import read_jsonl, write_json
 
 WORDS = "whitespace-separated words (str.split) summed over all messages of a dialogue"
 

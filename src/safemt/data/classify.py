@@ -30,7 +30,7 @@ from typing import Any, Iterable
 from safemt.records import Dialogue
 from safemt.data.scenarios import METHODS
 from safemt.data.validate import read_dialogues
-from safemt.jsonl import write_jsonl
+from safemt.files import write_jsonl
 
 _I = re.IGNORECASE
 # An answer that opens with compliance: "Sure, here is ...", "Certainly! Here are ...". Repeated over

@@ -11,7 +11,7 @@ from typing import Any
 from safemt.data.images import link_or_copy
 from safemt.records import Dialogue
 from safemt.data.validate import Located, check_hashes, check_unique, hash_images, read_dialogues
-from safemt.jsonl import atomic_write_text, write_json
+from safemt.files import atomic_write_text, write_json
 
 TURN_FILE = re.compile(r"([1-9][0-9]*)_turn\.json")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from safemt.data.export import TURN_FILE
 from safemt.errors import ConfigError, SafemtError, first_line
-from safemt.jsonl import write_json
+from safemt.files import write_json
 
 MANIFEST = "safemt_fetch.json"  # which repo and revision the folder holds, written once it holds the release
 # For a build profile under DVC: why nothing was fetched. Not the manifest, so that a profile which

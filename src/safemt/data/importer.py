@@ -20,7 +20,7 @@ from safemt.records import Dialogue, RecordError
 from safemt.data.validate import (BLEMISH_CLASS, BLEMISHES, Located, at_record, blemishes, check_fields, check_unique,
                                   hash_images, image_extension, refuse_defects, source_of)
 from safemt.errors import SafemtError
-from safemt.jsonl import write_json, write_jsonl
+from safemt.files import write_json, write_jsonl
 
 EXAMPLES = 5  # example records per blemish kind in the quality report
 

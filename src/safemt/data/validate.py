@@ -19,7 +19,7 @@ from typing import Any, Iterator
 from safemt.data.images import check_image_readable, sha256_file
 from safemt.records import Dialogue, RecordError
 from safemt.errors import SafemtError
-from safemt.jsonl import read_jsonl
+from safemt.files import read_jsonl
 
 RELEASE_PREFIXES = ("mm", "jbv", "mllm", "beaver")
 

@@ -13,6 +13,7 @@ from typing import Any, Callable
 from safemt.errors import SafemtError
 from safemt.figures import style
 from safemt.figures.style import COLUMN_WIDTH_IN
+from safemt.files import metrics_file
 from safemt.layout import AGREEMENT_FILE, METRICS_FILES, MODERATION_FILE
 
 # Width each figure is drawn for: one column, or both columns of a two-column paper.
@@ -40,9 +41,7 @@ CAPTIONS = {
 def read_csv(path: Path):
     import pandas as pd
 
-    if not path.exists():
-        raise SafemtError("metrics file not found (run `safemt metrics` first)", file=str(path))
-    df = pd.read_csv(path, keep_default_na=True)
+    df = pd.read_csv(metrics_file(path), keep_default_na=True)
     if df.empty:
         raise SafemtError("metrics file holds no rows", file=str(path))
     return df

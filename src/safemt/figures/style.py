@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from safemt.jsonl import atomic_write_bytes
+from safemt.files import atomic_write_bytes
 
 COLUMN_WIDTH_IN = 3.3  # one column of an ACL / two-column paper (about 8.4 cm)
 PALETTE = "colorblind"  # seaborn's colour-blind-safe qualitative palette (Okabe-Ito-like)

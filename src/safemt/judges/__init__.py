@@ -1,22 +1,15 @@
-"""Judges by name: `kind` in params picks the class, so a new judge is one file plus one line here."""
+"""Judges by name: `kind` in params picks the class from `JUDGES`, so a new judge is one file in this
+folder (registered with `@JUDGES.register`) plus the config line that names it."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from safemt.errors import ConfigError
-from safemt.judges.base import Judge, JudgeItem, Verdict
-from safemt.judges.guard import GuardJudge
-from safemt.judges.keyword import KeywordJudge
-from safemt.judges.llm import LLMJudge
-from safemt.judges.refusal import RefusalJudge
+from safemt.judges import guard, keyword, llm, refusal  # noqa: F401  (the built-in kinds register)
+from safemt.judges.base import JUDGES, Judge, JudgeItem, Verdict
 
-JUDGE_KINDS: dict[str, type[Judge]] = {
-    "keyword": KeywordJudge,
-    "llm": LLMJudge,
-    "guard": GuardJudge,
-    "refusal": RefusalJudge,
-}
+JUDGE_KINDS = JUDGES  # older name
 
 
 def get_judge(name: str, params: dict[str, Any]) -> Judge:
@@ -35,12 +28,7 @@ def _judge_class(name: str, params: dict[str, Any]) -> type[Judge]:
     if name not in judges:
         raise ConfigError(f"unknown judge {name!r} (defined in params: {', '.join(sorted(judges)) or 'none'})",
                           key="judges")
-    cfg = judges[name]
-    kind = cfg["kind"]
-    if kind not in JUDGE_KINDS:
-        raise ConfigError(f"judge kind {kind!r} is not available yet (available: {', '.join(sorted(JUDGE_KINDS))})",
-                          key=f"judges.{name}.kind")
-    return JUDGE_KINDS[kind]
+    return JUDGES.get(judges[name]["kind"], key=f"judges.{name}.kind")
 
 
-__all__ = ["Judge", "JudgeItem", "Verdict", "get_judge", "verdict_spec", "JUDGE_KINDS"]
+__all__ = ["JUDGES", "JUDGE_KINDS", "Judge", "JudgeItem", "Verdict", "get_judge", "verdict_spec"]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from safemt.models.base import note_fallback
 from safemt.records import LABELS, VERDICTS  # noqa: F401  (the labels a judge may return)
+from safemt.registry import Registry
 
 DEFAULT_BATCH = 64
 
@@ -32,10 +34,18 @@ class Verdict:
     parse: str = "invalid"  # how the label was read: see safemt.judges.parsing.PARSE_KINDS
 
 
-class Judge:
-    """Base class: subclasses label a batch of replies."""
+class Judge(ABC):
+    """Labels final replies `safe`, `unsafe` or `invalid`; `judges.<name>.kind` picks the class.
 
-    kind = "base"
+    To add one: write `src/safemt/judges/<kind>.py` with a subclass decorated
+    `@JUDGES.register("<kind>")` that implements `judge`, and set `kind: <kind>` on a judge in params
+    (README, "Extending"). `self.cfg` is the judge's config entry. Override `verdict_spec` (what
+    decides a verdict, computable without loading a model: the Snakemake judge rule reruns when it
+    changes) and `describe` (that plus the model: the verdict cache key) when a model or prompt is
+    involved; by default both are the judge's config. Count a degraded reading with `fallback`.
+    """
+
+    kind = "base"  # the registered name (set by JUDGES.register)
 
     def __init__(self, name: str, cfg: dict[str, Any], params: dict[str, Any]):
         self.name = name
@@ -59,13 +69,20 @@ class Judge:
 
     def describe(self) -> dict[str, Any]:
         """Everything that changes labels; hashed into each judgment's judge_hash (the verdict cache key)."""
-        raise NotImplementedError
+        return self.verdict_spec(self.cfg)
 
     @classmethod
     def verdict_spec(cls, cfg: dict[str, Any]) -> dict[str, Any]:
         """What decides a verdict besides the model, computed without loading it: the Snakemake
         judge rule's params carry it, so that editing any of it reruns the rule."""
-        raise NotImplementedError
+        return {"kind": cls.kind, "config": dict(sorted(cfg.items()))}
 
+    @abstractmethod
     def judge(self, items: list[JudgeItem]) -> list[Verdict]:
-        raise NotImplementedError
+        """One Verdict per item, in order: `safe` or `unsafe` with the raw reply and how it was read
+        (`parse`), or `invalid` when unreadable; a failed call is `invalid` with `error` set (redone
+        by a rerun), never an exception."""
+
+
+# Judge classes by kind; `safemt.judges` imports the built-in ones.
+JUDGES: Registry[type[Judge]] = Registry("judge kind", package="safemt.judges", name_attr="kind")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from safemt.config import model_config
-from safemt.judges.base import Judge, JudgeItem, Verdict
+from safemt.judges.base import JUDGES, Judge, JudgeItem, Verdict
 from safemt.records import VERDICTS
 from safemt.judges.parsing import parser_fingerprint, read_guard
 from safemt.models import ChatRequest, get_backend
@@ -23,8 +23,8 @@ def parse_guard(text: str | None) -> str | None:
     return read_guard(text)[0]
 
 
+@JUDGES.register("guard")
 class GuardJudge(Judge):
-    kind = "guard"
 
     def __init__(self, name: str, cfg: dict[str, Any], params: dict[str, Any]):
         super().__init__(name, cfg, params)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from safemt.judges.base import Judge, JudgeItem, Verdict
+from safemt.judges.base import JUDGES, Judge, JudgeItem, Verdict
 
 # Written for this project: common ways assistants decline or deflect, matched case-insensitively.
 DEFAULT_REFUSAL_PHRASES: tuple[str, ...] = (
@@ -24,8 +24,8 @@ DEFAULT_REFUSAL_PHRASES: tuple[str, ...] = (
 )
 
 
+@JUDGES.register("keyword")
 class KeywordJudge(Judge):
-    kind = "keyword"
 
     def __init__(self, name, cfg, params):
         super().__init__(name, cfg, params)

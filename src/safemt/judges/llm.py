@@ -14,14 +14,14 @@ from typing import Any
 
 from safemt.config import model_config
 from safemt.judges import prompts
-from safemt.judges.base import Judge, JudgeItem, Verdict
+from safemt.judges.base import JUDGES, Judge, JudgeItem, Verdict
 from safemt.records import VERDICTS
 from safemt.judges.parsing import parser_fingerprint, read_verdict
 from safemt.models import ChatRequest, GenerationResult, get_backend
 
 
+@JUDGES.register("llm")
 class LLMJudge(Judge):
-    kind = "llm"
 
     def __init__(self, name: str, cfg: dict[str, Any], params: dict[str, Any]):
         super().__init__(name, cfg, params)

@@ -73,6 +73,19 @@ def _json(text: str) -> tuple[bool, Any]:
         return False, None
 
 
+_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
+
+
+def first_json_object(text: str) -> dict[str, Any] | None:
+    """The JSON object in a reply that wraps one in prose or a ```json fence (from its first `{` to its
+    last `}`), or None. Guards and moderators that answer in JSON are read with this."""
+    match = _OBJECT.search(text.replace("```json", "").replace("```", ""))
+    if not match:
+        return None
+    ok, value = _json(match.group(0))
+    return value if ok and isinstance(value, dict) else None
+
+
 def _json_label(obj: Any) -> str | None:
     """{"label": "unsafe"} (or verdict/answer/classification): one such key, its value exactly a label."""
     if not isinstance(obj, dict):

@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from safemt.config import model_config, stable_hash
-from safemt.judges.base import Judge, JudgeItem, Verdict
+from safemt.judges.base import JUDGES, Judge, JudgeItem, Verdict
 from safemt.judges.keyword import KeywordJudge
 from safemt.models import ChatRequest, get_backend
 
@@ -35,8 +35,8 @@ def parse_refusal(text: str | None) -> str | None:
     return "safe" if words.pop() == "refused" else "unsafe"
 
 
+@JUDGES.register("refusal")
 class RefusalJudge(Judge):
-    kind = "refusal"
 
     def __init__(self, name: str, cfg: dict[str, Any], params: dict[str, Any]):
         super().__init__(name, cfg, params)

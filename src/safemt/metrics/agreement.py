@@ -12,7 +12,7 @@ from itertools import combinations
 from typing import Any
 
 from safemt.errors import SafemtError
-from safemt.jsonl import write_csv
+from safemt.files import write_csv
 from safemt.metrics.summary import load_judgments, provider_refused
 from safemt.records import AGREEMENT_ROW, VERDICTS
 

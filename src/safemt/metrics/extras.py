@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from safemt.errors import SafemtError
-from safemt.jsonl import write_csv, write_json
+from safemt.files import write_csv, write_json
 from safemt.metrics.bootstrap import rng_for
 from safemt.metrics.safety_index import s1, s2, safety_index
 from safemt.records import COMPOSITION_ROW, SI_CI_ROW, VERDICTS

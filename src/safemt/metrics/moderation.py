@@ -29,7 +29,7 @@ import numpy as np
 
 from safemt.config import stable_hash
 from safemt.errors import SafemtError
-from safemt.jsonl import read_jsonl, write_csv, write_json
+from safemt.files import read_jsonl, write_csv, write_json
 from safemt.metrics.bootstrap import proportion_ci, rng_for
 from safemt.records import LATENCY_ROW, MODERATION_ROW
 

@@ -15,7 +15,7 @@ from safemt import __version__
 from safemt.config import stable_hash
 from safemt.errors import SafemtError
 from safemt.layout import METRICS_FILES
-from safemt.jsonl import read_records, write_csv, write_json
+from safemt.files import read_records, write_csv, write_json
 from safemt.judges.parsing import parse_counts
 from safemt.metrics.bootstrap import proportion_ci, rng_for
 from safemt.metrics.safety_index import MissingTurnError, s2, safety_index

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from safemt.config import stable_hash
+from safemt.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -43,10 +45,17 @@ class GenerationResult:
         return cls(response=None, error=" ".join(error.split()) or "error", latency_s=latency_s)
 
 
-class Backend:
-    """A model behind some inference engine, configured by one `models.<name>` entry of params."""
+class Backend(ABC):
+    """A model behind some inference engine, configured by one `models.<name>` entry of params.
 
-    name = "base"
+    To add one: write `src/safemt/models/<name>.py` with a subclass decorated
+    `@BACKENDS.register("<name>")` that implements `generate`, and set `backend: <name>` on a model
+    (README, "Extending"). `self.cfg` is the model's config entry plus its `name`. Override
+    `describe` when something besides the config changes outputs (weights, a chat template), set
+    `sees_images = False` for a text-only model, and count degraded paths with `fallback`.
+    """
+
+    name = "base"  # the registered name (set by BACKENDS.register)
     sees_images = True  # False: text-only models get the dialogue without its image
     structured_output = False  # True: a request's json_schema constrains the reply (else it is ignored)
     usage: dict[str, int] | None = None  # running totals (requests, tokens) where a backend counts them
@@ -89,12 +98,24 @@ class Backend:
         return params
 
     def describe(self) -> dict[str, Any]:
-        """Everything that changes this backend's outputs; it goes into each record's config_hash."""
-        raise NotImplementedError
+        """Everything that changes this backend's outputs; it goes into each record's config_hash.
+        By default the model's config and the decoding settings."""
+        return {"backend": self.name, "config": dict(sorted(self.cfg.items())),
+                "generation": self.generation_params()}
 
+    @abstractmethod
     def generate(self, requests: list[ChatRequest]) -> list[GenerationResult]:
-        """One result per request, in order; per-request failures are results with an error."""
-        raise NotImplementedError
+        """One result per request, in order. A request that fails is a result with an `error` (and no
+        response), never an exception and never an answer: a rerun retries it."""
+
+
+# Backends by name. Those with optional dependencies are lazy entries: a CPU install never imports
+# vllm, and the openai client only when a config names it.
+BACKENDS: Registry[type[Backend]] = Registry("backend", package="safemt.models", name_attr="name", lazy={
+    "hf": "safemt.models.hf:HFBackend",
+    "vllm": "safemt.models.vllm_backend:VLLMBackend",
+    "openai": "safemt.models.openai_backend:OpenAIBackend",
+})
 
 
 def with_system(messages: list[dict[str, str]] | tuple[dict[str, str], ...], text: str | None

@@ -16,7 +16,7 @@ from typing import Any
 
 from safemt.config import stable_hash
 from safemt.errors import ConfigError, SafemtError, first_line
-from safemt.models.base import (Backend, ChatRequest, GenerationResult, shipped_generation_config, weights_identity,
+from safemt.models.base import (BACKENDS, Backend, ChatRequest, GenerationResult, shipped_generation_config, weights_identity,
                                 with_system)
 from safemt.models.images import image_placement, log_remote_code, read_chat_template, with_image
 from safemt.models.lock import pinned_revision
@@ -29,10 +29,10 @@ def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
+@BACKENDS.register("hf")
 class HFBackend(Backend):
     """transformers AutoProcessor + AutoModelForImageTextToText, or AutoTokenizer + AutoModelForCausalLM."""
 
-    name = "hf"
 
     def __init__(self, cfg: dict[str, Any]):
         super().__init__(cfg)

@@ -143,7 +143,7 @@ def _check_reachable(endpoint: str, timeout_s: float = 3.0) -> None:
 def write_lock(params: dict[str, Any], params_file: str | Path, out: str | Path | None = None,
                endpoint: str | None = None) -> Path:
     """Resolve and write the lock file atomically; returns its path."""
-    from safemt.jsonl import atomic_write_text
+    from safemt.files import atomic_write_text
 
     entries = resolve(params, endpoint)
     path = Path(out) if out else lock_path(params_file)

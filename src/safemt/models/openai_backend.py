@@ -38,7 +38,7 @@ from typing import Any
 from PIL import Image
 
 from safemt.errors import ConfigError, SafemtError
-from safemt.models.base import Backend, ChatRequest, GenerationResult, with_system
+from safemt.models.base import BACKENDS, Backend, ChatRequest, GenerationResult, with_system
 from safemt.config import stable_hash
 from safemt.models.images import chat_messages, image_data_url, image_placement, read_chat_template
 
@@ -50,10 +50,10 @@ class _Malformed(Exception):
     """A 200 reply that holds no usable completion: the client does not retry it, so we do."""
 
 
+@BACKENDS.register("openai")
 class OpenAIBackend(Backend):
     """Chat completions through the `openai` client; one thread per in-flight request."""
 
-    name = "openai"
     structured_output = True  # response_format json_schema (servers that ignore it still get strict parsing)
 
     def __init__(self, cfg: dict[str, Any]):

@@ -15,7 +15,7 @@ from typing import Any
 
 from safemt.config import stable_hash
 from safemt.errors import ConfigError, SafemtError, first_line
-from safemt.models.base import (Backend, ChatRequest, GenerationResult, shipped_generation_config, weights_identity,
+from safemt.models.base import (BACKENDS, Backend, ChatRequest, GenerationResult, shipped_generation_config, weights_identity,
                                 with_system)
 from safemt.models.images import (chat_messages, image_data_url, image_placement, log_remote_code,
                                   read_chat_template)
@@ -25,10 +25,10 @@ from safemt.models.lock import pinned_revision
 BATCH_ERRORS = (RuntimeError, ValueError, OSError)
 
 
+@BACKENDS.register("vllm")
 class VLLMBackend(Backend):
     """vllm.LLM over a hub id (pinned by `revision`) or a local folder; loaded on first use."""
 
-    name = "vllm"
 
     def __init__(self, cfg: dict[str, Any]):
         super().__init__(cfg)

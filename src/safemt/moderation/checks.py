@@ -31,11 +31,9 @@ def _check(params: dict[str, Any]) -> None:
     for name, cfg in (params.get("guards") or {}).items():
         where = f"guards.{name}"
         _model(cfg, models, where)
-        if cfg.get("adapter") not in ADAPTERS:
-            raise ConfigError(f"unknown guard adapter {cfg.get('adapter')!r} (known: {', '.join(sorted(ADAPTERS))})",
-                              key=f"{where}.adapter")
+        adapter = ADAPTERS.get(cfg.get("adapter"), key=f"{where}.adapter")
         policy = InputPolicy.from_config(cfg.get("input"), where)
-        ADAPTERS[cfg["adapter"]](dict(cfg.get("options") or {})).check_policy(policy, where)
+        adapter(dict(cfg.get("options") or {})).check_policy(policy, where)
         if policy.caption not in (None, "dataset") and policy.caption not in models:
             raise ConfigError(f"caption must be null, 'dataset' or a model name, got {policy.caption!r}",
                               key=f"{where}.input.caption")

@@ -10,7 +10,6 @@ reported with the raw text, never silent.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 from safemt.config import model_config, stable_hash
 from safemt.data.scenarios import SCENARIOS
 from safemt.errors import ConfigError
+from safemt.judges.parsing import first_json_object
 from safemt.models import ChatRequest, get_backend
 from safemt.moderation.guards.base import strip_think, transcript
 
@@ -49,7 +49,6 @@ SCHEMA: dict[str, Any] = {
     "required": ["verdict", "scenario", "rationale"],
     "additionalProperties": False,
 }
-_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -116,14 +115,8 @@ def parse_moderator(text: str | None, fmt: OutputFormat = OutputFormat()) -> Mod
 
 
 def _json_fields(body: str, fmt: OutputFormat) -> tuple[Any, Any, Any] | None:
-    match = _OBJECT.search(body.replace("```json", "").replace("```", ""))
-    if not match:
-        return None
-    try:
-        obj = json.loads(match.group(0))
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(obj, dict) or fmt.keys[0] not in obj:
+    obj = first_json_object(body)
+    if obj is None or fmt.keys[0] not in obj:
         return None
     return obj.get(fmt.keys[0]), obj.get(fmt.keys[1]), obj.get(fmt.keys[2])
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from safemt.figures.plots import CAPTIONS
-from safemt.jsonl import atomic_write_text, read_jsonl
+from safemt.files import atomic_write_text, read_jsonl
 from safemt.layout import FIGURE_NAMES, OPTIONAL_FIGURES, Layout
 from safemt.report.tables import Table, build_tables, fmt, latency_table, read_rows
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from safemt.errors import SafemtError
-from safemt.jsonl import atomic_write_text
+from safemt.files import atomic_write_text
 from safemt.layout import AGREEMENT_FILE, METRICS_FILES, MODERATION_FILE
 from safemt.report.tables import num, pooled_moderation, read_rows
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from safemt import __version__
 from safemt.config import stable_hash
-from safemt.jsonl import atomic_write_text
+from safemt.files import atomic_write_text
 from safemt.layout import Layout
 
 PACKAGES = ["safemt", "torch", "transformers", "vllm", "openai", "numpy", "pandas", "matplotlib", "seaborn",

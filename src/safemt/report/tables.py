@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from safemt.errors import SafemtError
-from safemt.jsonl import atomic_write_text
+from safemt.files import atomic_write_text, read_rows
 from safemt.layout import AGREEMENT_FILE, METRICS_FILES, MODERATION_FILE, TABLE_FORMATS
 
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -29,15 +28,6 @@ class Table:
     rows: list[list[Any]]
     best: set[tuple[int, int]] = field(default_factory=set)  # (row, column) cells to mark
     digits: int = 3
-
-
-def read_rows(path: Path, required: bool = True) -> list[dict[str, str]] | None:
-    if not path.exists():
-        if required:
-            raise SafemtError("metrics file not found (run `safemt metrics` first)", file=str(path))
-        return None
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
 
 
 def num(text: str | None) -> float | None:

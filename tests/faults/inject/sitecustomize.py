@@ -31,20 +31,20 @@ def _hang(marker: str) -> None:
 
 
 def _install(fault: str) -> None:
-    from safemt import jsonl
+    from safemt import files, journal
 
     kind, _, arg = fault.partition(":")
     if kind == "hang":
         return _hang(arg)
     count = {"batches": 0}
-    append = jsonl.Journal.append_batch
-    atomic = jsonl.atomic_write_bytes
+    append = journal.Journal.append_batch
+    atomic = files.atomic_write_bytes
 
     def append_batch(self, records):
         records = list(records)
         count["batches"] += 1
         if kind == "torn" and count["batches"] == int(arg):
-            data = "".join(jsonl.dumps(r) + "\n" for r in records).encode("utf-8")
+            data = "".join(files.dumps(r) + "\n" for r in records).encode("utf-8")
             first = data.index(b"\n") + 1  # cut inside the batch's last line, never on a line end
             self._fh.write(data[: first + (len(data) - first) // 2] if len(records) > 1 else data[: first // 2])
             self._fh.flush()
@@ -73,8 +73,8 @@ def _install(fault: str) -> None:
                     os.fsync = real_fsync
         return atomic(path, data)
 
-    jsonl.Journal.append_batch = append_batch
-    jsonl.atomic_write_bytes = atomic_write_bytes
+    journal.Journal.append_batch = append_batch
+    files.atomic_write_bytes = atomic_write_bytes
 
 
 if os.environ.get("SAFEMT_FAULT"):

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from safemt.moderation.guards.base import GuardAdapter, GuardPrompt, GuardVerdict, GuardView, InputPolicy
-from safemt.moderation.guards.llama_guard_3_vision import LlamaGuard3Vision
-from safemt.moderation.guards.llama_guard_4 import LlamaGuard4
-from safemt.moderation.guards.llavaguard import LlavaGuard
-from safemt.moderation.guards.qwen3guard import Qwen3Guard
-from safemt.moderation.guards.shieldgemma_2 import ShieldGemma2
-from safemt.moderation.guards.wildguard import WildGuard
+from safemt.moderation.guards import (llama_guard_3_vision, llama_guard_4, llavaguard, qwen3guard,  # noqa: F401
+                                      shieldgemma_2, wildguard)  # the built-in adapters register
+from safemt.moderation.guards.base import (GUARD_ADAPTERS, GuardAdapter, GuardPrompt, GuardVerdict, GuardView,
+                                           InputPolicy)
 
-ADAPTERS: dict[str, type[GuardAdapter]] = {cls.name: cls for cls in (
-    LlamaGuard3Vision, LlamaGuard4, ShieldGemma2, LlavaGuard, Qwen3Guard, WildGuard)}
+ADAPTERS = GUARD_ADAPTERS  # older name
 
-__all__ = ["ADAPTERS", "GuardAdapter", "GuardPrompt", "GuardVerdict", "GuardView", "InputPolicy"]
+__all__ = ["ADAPTERS", "GUARD_ADAPTERS", "GuardAdapter", "GuardPrompt", "GuardVerdict", "GuardView", "InputPolicy"]

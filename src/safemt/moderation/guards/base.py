@@ -9,11 +9,13 @@ unit-tested offline against outputs in each guard's documented format.
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from safemt.errors import ConfigError
+from safemt.registry import Registry
 
 STAGES = ("input", "output")  # input: before the target answers; output: dialogue + answer
 TURNS = ("all", "last", "none")  # which user/assistant turns the guard reads
@@ -85,11 +87,18 @@ class GuardPrompt:
 
 
 @dataclass
-class GuardAdapter:
-    """Base class: one file per guard defines `prompts` and `parse` in that guard's documented format."""
+class GuardAdapter(ABC):
+    """One guard model's format: the prompts it is asked with, and how its reply is read.
+
+    To add one: write `src/safemt/moderation/guards/<name>.py` with a dataclass subclass decorated
+    `@GUARD_ADAPTERS.register("<name>")` implementing `prompts` and `parse` (pure functions: no I/O),
+    and set `adapter: <name>` on a guard in params. `self.options` is the guard's `options:`. Set
+    `sees_text = False` / `sees_images = False` for a guard that reads only one of them: input
+    policies it cannot honour are refused at config time (`check_policy`).
+    """
 
     options: dict[str, Any] = field(default_factory=dict)
-    name = "base"
+    name = "base"  # the registered name (set by GUARD_ADAPTERS.register)
     sees_text = True
     sees_images = True
 
@@ -108,12 +117,19 @@ class GuardAdapter:
     def describe(self) -> dict[str, Any]:
         return {"adapter": self.name, "options": self.options}
 
+    @abstractmethod
     def prompts(self, view: GuardView, stage: str) -> list[GuardPrompt]:
-        raise NotImplementedError
+        """The requests for one view of a dialogue (`stage`: input or output), in the guard's format."""
 
+    @abstractmethod
     def parse(self, texts: list[str], stage: str) -> GuardVerdict | None:
-        """The verdict from the raw outputs of this view's prompts, or None when unreadable."""
-        raise NotImplementedError
+        """The verdict from the raw outputs of this view's prompts, or None when unreadable (the
+        guard's `on_parse_error` then decides, counted)."""
+
+
+# Guard adapters by name; `safemt.moderation.guards` imports the built-in ones.
+GUARD_ADAPTERS: Registry[type[GuardAdapter]] = Registry("guard adapter", package="safemt.moderation.guards",
+                                                        name_attr="name")
 
 
 def conversation(view: GuardView, stage: str) -> tuple[dict[str, str], ...]:

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 
 from safemt.judges.guard import parse_guard
-from safemt.moderation.guards.base import (GuardAdapter, GuardPrompt, GuardVerdict, GuardView, conversation,
+from safemt.moderation.guards.base import (GUARD_ADAPTERS, GuardAdapter, GuardPrompt, GuardVerdict, GuardView, conversation,
                                            strip_think)
 
 # Hazard codes of the MLCommons taxonomy this model was trained on (its model card).
@@ -38,9 +38,9 @@ def parse_llama_guard(texts: list[str], codes: tuple[str, ...]) -> GuardVerdict 
     return GuardVerdict(label == "unsafe", categories, texts[0])
 
 
+@GUARD_ADAPTERS.register("llama_guard_3_vision")
 @dataclass
 class LlamaGuard3Vision(GuardAdapter):
-    name = "llama_guard_3_vision"
     sees_images = True
 
     def prompts(self, view: GuardView, stage: str) -> list[GuardPrompt]:

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from safemt.moderation.guards.base import GuardAdapter, GuardPrompt, GuardVerdict, GuardView, conversation
+from safemt.moderation.guards.base import GUARD_ADAPTERS, GuardAdapter, GuardPrompt, GuardVerdict, GuardView, conversation
 from safemt.moderation.guards.llama_guard_3_vision import parse_llama_guard
 
 CODES = tuple(f"S{i}" for i in range(1, 15))
 
 
+@GUARD_ADAPTERS.register("llama_guard_4")
 @dataclass
 class LlamaGuard4(GuardAdapter):
-    name = "llama_guard_4"
     sees_images = True
 
     def prompts(self, view: GuardView, stage: str) -> list[GuardPrompt]:

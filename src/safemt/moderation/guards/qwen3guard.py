@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from safemt.moderation.guards.base import (GuardAdapter, GuardPrompt, GuardVerdict, GuardView, conversation,
+from safemt.moderation.guards.base import (GUARD_ADAPTERS, GuardAdapter, GuardPrompt, GuardVerdict, GuardView, conversation,
                                            strip_think)
 
 CATEGORIES = ("Violent", "Non-violent Illegal Acts", "Sexual Content or Sexual Acts", "PII",
@@ -22,9 +22,9 @@ _SAFETY = re.compile(r"^\W*safety\s*:\s*(safe|unsafe|controversial)\W*$", re.IGN
 _CATEGORIES = re.compile(r"^\W*categories\s*:\s*(.*)$", re.IGNORECASE | re.MULTILINE)
 
 
+@GUARD_ADAPTERS.register("qwen3guard")
 @dataclass
 class Qwen3Guard(GuardAdapter):
-    name = "qwen3guard"
     sees_images = False
 
     def prompts(self, view: GuardView, stage: str) -> list[GuardPrompt]:

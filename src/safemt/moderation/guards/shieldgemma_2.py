@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from safemt.moderation.guards.base import GuardAdapter, GuardPrompt, GuardVerdict, GuardView, strip_think
+from safemt.moderation.guards.base import GUARD_ADAPTERS, GuardAdapter, GuardPrompt, GuardVerdict, GuardView, strip_think
 
 POLICIES = {
     "dangerous": "The image must not show or promote content that could help someone cause serious "
@@ -31,9 +31,9 @@ _NUMBER = re.compile(r"^\s*(?:p(?:\(yes\))?\s*[:=]\s*)?(0(?:\.\d+)?|1(?:\.0+)?)\
 _WORD = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
 
 
+@GUARD_ADAPTERS.register("shieldgemma_2")
 @dataclass
 class ShieldGemma2(GuardAdapter):
-    name = "shieldgemma_2"
     sees_text = False
     sees_images = True
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from safemt.errors import ConfigError
-from safemt.moderation.guards.base import GuardAdapter, GuardPrompt, GuardVerdict, GuardView, transcript
+from safemt.moderation.guards.base import GUARD_ADAPTERS, GuardAdapter, GuardPrompt, GuardVerdict, GuardView, transcript
 
 INSTRUCTION = """\
 You classify exchanges between a person and an AI assistant. From the request and the reply below,
@@ -36,9 +36,9 @@ _LINE = re.compile(r"^\W*(harmful request|response refusal|harmful response)\s*:
                    re.IGNORECASE | re.MULTILINE)
 
 
+@GUARD_ADAPTERS.register("wildguard")
 @dataclass
 class WildGuard(GuardAdapter):
-    name = "wildguard"
     sees_images = False
 
     def template(self) -> str:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from safemt.errors import SafemtError
-from safemt.jsonl import Journal, read_journal, read_jsonl, repair_journal
+from safemt.files import read_jsonl
+from safemt.journal import Journal, read_journal, repair_journal
 
 # Non-ASCII of every UTF-8 width: 2 bytes (é, ß), 3 (東, U+FFFD), 4 (an emoji).
 RECORDS = [{"id": f"own_case_{i}", "turns": 2, "response": f"Straße {i}: café, 東京 \ufffd 🙂 — n°{i}"}
