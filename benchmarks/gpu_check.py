@@ -21,7 +21,7 @@ from safemt.data.build import build_dataset  # noqa: E402
 from safemt.data.validate import read_dialogues  # noqa: E402
 from safemt.models import ChatRequest  # noqa: E402
 from safemt.models.hf import HFBackend  # noqa: E402
-from safemt.models.tiny import build_tiny_models  # noqa: E402
+from safemt.models.tiny_weights import build_tiny_models  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -194,7 +194,7 @@ def _started(counter: Path) -> int:
 # --- fixtures ----------------------------------------------------------------------------------------
 
 def _tiny_vlm(folder: Path) -> Path:
-    from safemt.models.tiny import build_tiny_models
+    from safemt.models.tiny_weights import build_tiny_models
 
     return build_tiny_models(folder / "models")[0]
 

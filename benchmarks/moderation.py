@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from safemt.inference import run_inference
+from safemt.stages.inference import run_inference
 from safemt.files import read_jsonl, write_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _tiny_setup(tmp: Path) -> tuple[dict[str, Any], str, Path, list[str]]:
     from safemt.data.build import build_dataset
-    from safemt.models.tiny import build_tiny_models, force_output
+    from safemt.models.tiny_weights import build_tiny_models, force_output
 
     models = tmp / "models"
     build_tiny_models(models)

@@ -30,7 +30,7 @@ def shared_sample() -> Path:
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Folder holding tiny-vlm-a, tiny-vlm-b and tiny-judge, built offline once."""
-    from safemt.models.tiny import build_tiny_models
+    from safemt.models.tiny_weights import build_tiny_models
 
     out = tmp_path_factory.mktemp("models")
     build_tiny_models(out)

@@ -12,7 +12,7 @@ from PIL import Image
 
 from safemt import cli
 from safemt.errors import SafemtError
-from safemt.inference import run_inference, shard_of
+from safemt.stages.inference import run_inference, shard_of
 from safemt.records import GENERATION
 from safemt.files import read_jsonl
 from safemt.models.hf import HFBackend
@@ -215,7 +215,7 @@ def test_journal_torn_at_every_byte_of_its_last_line_resumes_with_the_same_answe
     """A real tiny model, whose replies hold multi-byte characters. At every cut the stage's own resume
     path (repair, then the reusable records) keeps all but the torn record; at three cuts (one inside
     a character) the whole stage reruns, redoes only that record, and the answers are unchanged."""
-    import safemt.inference as inference
+    import safemt.stages.inference as inference
     from safemt.journal import read_journal, repair_journal
 
     loaded = {}

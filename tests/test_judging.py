@@ -11,7 +11,7 @@ import safemt.judges.llm as llm_module
 from safemt.cli import main
 from safemt.files import read_jsonl, write_jsonl
 from safemt.judges import get_judge, keyword, parsing, prompts, verdict_spec
-from safemt.judging import run_judging
+from safemt.stages.judging import run_judging
 from safemt.models.base import Backend, GenerationResult
 
 
@@ -190,7 +190,7 @@ def test_judging_journal_torn_at_every_byte_of_its_last_line_resumes_unchanged(t
     import yaml
 
     from safemt.judges.keyword import KeywordJudge
-    from safemt.judging import run_judging
+    from safemt.stages.judging import run_judging
 
     params = yaml.safe_load((repo_root / "params.yaml").read_text())
     params["judges"]["keyword"]["phrases"] = ["désolé, je ne peux pas", "das kann ich nicht — leider"]
@@ -431,7 +431,7 @@ def test_journal_verdicts_without_parse_are_redone_not_defaulted(tmp_path, repo_
 def test_each_file_of_a_multi_file_job_counts_its_own_fallbacks(tmp_path, repo_root) -> None:
     """One judge object labels several files; each file's provenance holds that file's fallbacks only."""
     from safemt.config import load
-    from safemt.judging import run_judging_files
+    from safemt.stages.judging import run_judging_files
 
     write_jsonl(tmp_path / "d.jsonl", [dialogue(i) for i in range(3)])
     write_jsonl(tmp_path / "a.jsonl", [generation(0, "Sure."), generation(1, "Fine.")])

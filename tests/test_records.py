@@ -39,3 +39,22 @@ def test_every_key_field_is_a_field_and_every_metrics_file_has_a_row_contract():
         assert len(set(contract.names)) == len(contract.names), contract.name
     files = {c.file.rsplit("/", 1)[-1] for c in records.METRICS_ROWS}
     assert set(METRICS_FILES.values()) - {METRICS_FILES["summary"]} <= files
+
+
+def test_help_lists_the_commands_in_pipeline_order(capsys):
+    import pytest
+
+    from safemt import cli
+    from safemt.stages import STAGES
+
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    listed = [line.split()[0] for line in out.split("positional arguments:")[1].split("options:")[0].splitlines()[2:]
+              if line.startswith("    ") and not line.startswith("     ")]
+    assert list(cli.STAGE_COMMANDS) == list(STAGES)
+    assert listed == [c for stage in STAGES for c in cli.STAGE_COMMANDS[stage]] + ["dvc-profile"]
+    for stage in STAGES:  # every stage has an entry module with run()
+        module = __import__(f"safemt.stages.{stage}", fromlist=["run"])
+        assert callable(module.run), stage
+        assert f"safemt/stages/{stage}.py" in out

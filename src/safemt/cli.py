@@ -1,4 +1,4 @@
-"""The `safemt` command line: thin argument parsing over one module per stage.
+"""The `safemt` command line: thin argument parsing over one entry module per stage (safemt.stages).
 
 Every command takes --params (default params.yaml). On bad input it prints one line to stderr
 (file, record or id, reason), exits with status 2 and leaves its outputs untouched.
@@ -13,6 +13,12 @@ from pathlib import Path
 
 from safemt import __version__
 from safemt.errors import SafemtError, first_line
+
+
+# The commands of each stage (safemt.stages.STAGES order); `safemt --help` lists them in this order.
+STAGE_COMMANDS = {"dataset": ("data",), "models": ("models",), "inference": ("infer", "merge"), "judging": ("judge",),
+                  "moderation": ("moderation",), "metrics": ("metrics", "agreement"), "figures": ("figures",),
+                  "paper": ("tables", "numbers"), "report": ("provenance", "report")}
 
 
 def _params(args: argparse.Namespace) -> dict:
@@ -31,170 +37,161 @@ def _shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-# --- data -------------------------------------------------------------------------------------
+# --- one handler per command, in pipeline order; each calls its stage's entry module (safemt.stages) ----
 
 def cmd_data_import(args: argparse.Namespace) -> int:
-    from safemt.data.fetch import hub_config
-    from safemt.data.importer import import_release
+    from safemt.stages import dataset
 
     params = _params(args) if Path(args.params).is_file() else {}
-    hub = hub_config(params) if ((params.get("dataset") or {}).get("hub")) else None
-    import_release(args.src_dir, args.output, images_dir=args.images_dir,
-                   allow_missing_images=args.allow_missing_images, strict=args.strict, hub=hub)
+    dataset.import_release(params, args.src_dir, args.output, images_dir=args.images_dir,
+                           allow_missing_images=args.allow_missing_images, strict=args.strict)
     return 0
 
 
 def cmd_data_build(args: argparse.Namespace) -> int:
-    from safemt.data.build import build_dataset
+    from safemt.stages import dataset
 
-    build_dataset(args.seeds, args.output, _params(args))
+    dataset.run(_params(args), args.seeds, args.output)
     return 0
 
 
 def cmd_data_validate(args: argparse.Namespace) -> int:
-    from safemt.data.validate import validate_file
+    from safemt.stages import dataset
 
-    n = validate_file(args.file, image_root=args.image_root, allow_missing_images=args.allow_missing_images)
+    n = dataset.validate({}, args.file, image_root=args.image_root, allow_missing_images=args.allow_missing_images)
     print(f"{args.file}: {n} dialogues valid")
     return 0
 
 
 def cmd_data_export(args: argparse.Namespace) -> int:
-    from safemt.data.export import export_release
+    from safemt.stages import dataset
 
-    export_release(args.file, args.output, image_root=args.image_root)
+    dataset.export({}, args.file, args.output, image_root=args.image_root)
     return 0
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> int:
-    from safemt.data.fetch import fetch
+    from safemt.stages import dataset
 
     if args.output is None and not args.download_only:
         raise SafemtError("give -o OUT.jsonl, or --download-only")
-    fetch(_params(args), None if args.download_only else args.output,
-          allow_missing_images=args.allow_missing_images, when_import=args.when_import)
+    dataset.fetch(_params(args), None if args.download_only else args.output,
+                  allow_missing_images=args.allow_missing_images, when_import=args.when_import)
     return 0
 
 
 def cmd_data_classify(args: argparse.Namespace) -> int:
-    from safemt.data.classify import classify_file
+    from safemt.stages import dataset
 
-    _params(args)
-    classify_file(args.file, args.output)
+    dataset.classify(_params(args), args.file, args.output)
     return 0
 
 
 def cmd_data_card(args: argparse.Namespace) -> int:
-    from safemt.data.card import make_card
+    from safemt.stages import dataset
 
-    make_card(args.file, args.output, _params(args), figure=args.figure, reference=args.reference,
-              fixture=args.fixture)
+    dataset.card(_params(args), args.file, args.output, figure=args.figure, reference=args.reference,
+                 fixture=args.fixture)
     return 0
 
 
-# --- models, inference, judging, metrics, figures --------------------------------------------------
-
 def cmd_models_tiny(args: argparse.Namespace) -> int:
-    from safemt.models.tiny import build_tiny_models
+    from safemt.stages import models
 
-    for path in build_tiny_models(args.output):
+    for path in models.run({}, args.output):
         print(path)
     return 0
 
 
 def cmd_models_lock(args: argparse.Namespace) -> int:
-    from safemt.models.lock import hub_models, write_lock
+    from safemt.stages import models
 
-    params = _params(args)
-    path = write_lock(params, args.params, out=args.output)
-    print(f"{path}: {len(hub_models(params))} hub model(s) pinned")
+    path, n = models.lock(_params(args), args.params, output=args.output)
+    print(f"{path}: {n} hub model(s) pinned")
     return 0
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
-    from safemt.inference import run_inference
+    from safemt.stages import inference
 
-    run_inference(_params(args), model=args.model, dataset=args.dataset, out=args.output,
+    inference.run(_params(args), model=args.model, dataset=args.dataset, out=args.output,
                   defense=args.defense, shard=args.shard, turns=args.turns, image_root=args.image_root)
     return 0
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
-    from safemt.inference import merge_generations
+    from safemt.stages import inference
 
     _params(args)
-    merge_generations(args.input, args.output)
+    inference.merge(args.input, args.output)
     return 0
 
 
 def cmd_judge(args: argparse.Namespace) -> int:
-    from safemt.judging import run_judging_files
+    from safemt.stages import judging
 
     if len(args.input) != len(args.output):
         raise SafemtError(f"judge needs one -o per -i (got {len(args.input)} inputs, {len(args.output)} outputs)")
-    run_judging_files(_params(args), judge=args.judge, dataset=args.dataset, pairs=list(zip(args.input, args.output)))
-    return 0
-
-
-def cmd_metrics(args: argparse.Namespace) -> int:
-    from safemt.metrics.summary import compute_metrics
-
-    compute_metrics(_params(args), inputs=args.input, out_dir=args.output, scores_dir=args.scores,
-                    moderation=args.moderation)
+    judging.run(_params(args), judge=args.judge, dataset=args.dataset, pairs=list(zip(args.input, args.output)))
     return 0
 
 
 def cmd_moderation(args: argparse.Namespace) -> int:
-    from safemt.metrics.moderation import write_moderation
+    from safemt.stages import moderation
 
-    write_moderation(_params(args), args.input, args.generations, args.output,
-                     benign_judgments=args.benign_judgments or [], benign_generations=args.benign_generations or [],
-                     latency_out=args.latency)
+    moderation.run(_params(args), args.input, args.generations, args.output,
+                   benign_judgments=args.benign_judgments, benign_generations=args.benign_generations,
+                   latency_out=args.latency)
+    return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from safemt.stages import metrics
+
+    metrics.run(_params(args), inputs=args.input, out_dir=args.output, scores_dir=args.scores,
+                moderation=args.moderation)
     return 0
 
 
 def cmd_agreement(args: argparse.Namespace) -> int:
-    from safemt.metrics.agreement import write_agreement
+    from safemt.stages import metrics
 
-    _params(args)
-    write_agreement(args.input, args.output)
+    metrics.agreement(_params(args), args.input, args.output)
     return 0
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
-    from safemt.figures.plots import draw_figures
+    from safemt.stages import figures
 
-    draw_figures(_params(args), metrics_dir=args.input, out_dir=args.output, pdf_dir=args.pdf_dir)
+    figures.run(_params(args), metrics_dir=args.input, out_dir=args.output, pdf_dir=args.pdf_dir)
     return 0
 
 
 def cmd_tables(args: argparse.Namespace) -> int:
-    from safemt.report.tables import write_tables
+    from safemt.stages import paper
 
-    _params(args)
-    write_tables(args.input, args.output)
+    paper.run(_params(args), args.input, args.output)
     return 0
 
 
 def cmd_numbers(args: argparse.Namespace) -> int:
-    from safemt.report.numbers import write_numbers
+    from safemt.stages import paper
 
-    _params(args)
-    write_numbers(args.input, args.output, args.json)
+    paper.numbers(_params(args), args.input, args.output, args.json)
     return 0
 
 
 def cmd_provenance(args: argparse.Namespace) -> int:
-    from safemt.report.provenance import write_provenance
+    from safemt.stages import report
 
-    write_provenance(_params(args), args.params, args.output)
+    report.provenance(_params(args), args.params, args.output)
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from safemt.report.html import write_report
+    from safemt.stages import report
 
-    write_report(_params(args), args.output)
+    report.run(_params(args), args.output)
     return 0
 
 
@@ -212,7 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--params", default="params.yaml", metavar="FILE",
                         help="configuration file (default: params.yaml)")
 
+    stages = "\n".join(f"  {stage:<11} {', '.join(cmds):<22} safemt/stages/{stage}.py"
+                        for stage, cmds in STAGE_COMMANDS.items())
     p = argparse.ArgumentParser(prog="safemt", description=__doc__.splitlines()[0],
+                                epilog=f"stages, in pipeline order (stage, commands, entry module):\n{stages}",
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"safemt {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -343,16 +343,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, nargs="+", metavar="OUT.jsonl")
     s.set_defaults(func=cmd_judge)
 
-    s = sub.add_parser("metrics", parents=[common], help="ASR, Safety Index and CIs from judgments",
-                       description="Read judgment files and write DIR/summary.json plus tidy CSVs (ASR with "
-                       "CIs, SI with CIs from a bootstrap over dialogue ids, breakdowns, dataset composition).")
-    s.add_argument("-i", "--input", required=True, nargs="+", metavar="JUDGMENTS.jsonl")
-    s.add_argument("-o", "--output", required=True, metavar="DIR")
-    s.add_argument("--scores", metavar="SCORES_DIR",
-                   help="also write SCORES_DIR/<model>/<defense>.json: SI, S1, S2, ASR per length (DVC metrics)")
-    s.add_argument("--moderation", metavar="moderation.json", help="add this moderation section to summary.json")
-    s.set_defaults(func=cmd_metrics)
-
     s = sub.add_parser("moderation", parents=[common], help="defense comparison: ASR, over-refusal, flags, cost",
                        description="Read one judge's judgments of the harmful dialogues with their generations, and "
                        "the refusal judge's judgments of the benign dialogues with theirs, and write DIR/moderation.csv "
@@ -366,6 +356,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--latency", metavar="FILE.csv",
                    help="write the defenses' measured seconds per dialogue and their ratio to the target's here")
     s.set_defaults(func=cmd_moderation)
+
+    s = sub.add_parser("metrics", parents=[common], help="ASR, Safety Index and CIs from judgments",
+                       description="Read judgment files and write DIR/summary.json plus tidy CSVs (ASR with "
+                       "CIs, SI with CIs from a bootstrap over dialogue ids, breakdowns, dataset composition).")
+    s.add_argument("-i", "--input", required=True, nargs="+", metavar="JUDGMENTS.jsonl")
+    s.add_argument("-o", "--output", required=True, metavar="DIR")
+    s.add_argument("--scores", metavar="SCORES_DIR",
+                   help="also write SCORES_DIR/<model>/<defense>.json: SI, S1, S2, ASR per length (DVC metrics)")
+    s.add_argument("--moderation", metavar="moderation.json", help="add this moderation section to summary.json")
+    s.set_defaults(func=cmd_metrics)
 
     s = sub.add_parser("agreement", parents=[common], help="Cohen's kappa between judges",
                        description="Read judgment files of two or more judges over the same generations and "

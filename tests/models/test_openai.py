@@ -277,7 +277,7 @@ def test_bad_image_placement_names_the_key() -> None:
 
 
 def test_chat_template_override_is_sent_and_changes_the_config_hash(tmp_path: Path) -> None:
-    from safemt.inference import run_inference
+    from safemt.stages.inference import run_inference
     from safemt.files import read_jsonl
 
     template = tmp_path / "chat.jinja"

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from safemt.models.hf import HFBackend
-from safemt.models.tiny import force_output
+from safemt.models.tiny_weights import force_output
 from tests.support import make_dialogue
 
 SCENARIOS = ["Fraud", "Violence", "Malware"]

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from safemt import cli
-from safemt.inference import run_inference
+from safemt.stages.inference import run_inference
 from safemt.files import read_jsonl
 from safemt.moderation.defenses import REFUSAL
 from safemt.moderation.policies import load_policies

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from safemt.data import draw
-from safemt.data.images import check_image_readable
+from safemt.data.image_files import check_image_readable
 from safemt.data.generators import Generator, Reject, Task, make_generator, run
 from safemt.data.grounding import GROUNDING_FIELDS, Grounding, parse_grounding
 from safemt.data.quality import Checks

@@ -100,7 +100,7 @@ def _hf_tokenizer(name: str, cfg: dict[str, Any]) -> tuple[Callable[[str], int],
     from transformers import AutoTokenizer
 
     from safemt.models.hf import hub_offline
-    from safemt.models.images import log_remote_code
+    from safemt.models.message_images import log_remote_code
 
     log_remote_code({"name": name, **cfg})
     local = Path(cfg["path"]).is_dir()

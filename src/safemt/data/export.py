@@ -8,7 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from safemt.data.images import link_or_copy
+from safemt.data.image_files import link_or_copy
 from safemt.records import Dialogue
 from safemt.data.validate import Located, check_hashes, check_unique, hash_images, read_dialogues
 from safemt.files import atomic_write_text, write_json

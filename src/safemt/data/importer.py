@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from safemt.data.export import META_FIELDS, META_FILE, TURN_FILE
-from safemt.data.images import link_or_copy
+from safemt.data.image_files import link_or_copy
 from safemt.records import Dialogue, RecordError
 from safemt.data.validate import (BLEMISH_CLASS, BLEMISHES, Located, at_record, blemishes, check_fields, check_unique,
                                   hash_images, image_extension, refuse_defects, source_of)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
-from safemt.data.images import check_image_readable, sha256_file
+from safemt.data.image_files import check_image_readable, sha256_file
 from safemt.records import Dialogue, RecordError
 from safemt.errors import SafemtError
 from safemt.files import read_jsonl

@@ -30,6 +30,7 @@ import numpy as np
 from safemt.config import stable_hash
 from safemt.errors import SafemtError
 from safemt.files import read_jsonl, write_csv, write_json
+from safemt.layout import MODERATION_FILES
 from safemt.metrics.bootstrap import proportion_ci, rng_for
 from safemt.records import LATENCY_ROW, MODERATION_ROW
 
@@ -149,12 +150,12 @@ def write_moderation(params: dict[str, Any], judgments: list[str], generations: 
     rows = moderation_rows(judges[0], recs, gens, brecs, bgens, list(params["turns"]), boot)
     times = latency_rows(judges[0], gens, bgens, list(params["turns"]))
     out = Path(out_dir)
-    write_csv(out / "moderation.csv", rows, COLUMNS)
+    write_csv(out / MODERATION_FILES["table"], rows, COLUMNS)
     table: dict[str, Any] = {}
     for r in rows:
         table.setdefault(r["target"], {}).setdefault(r["defense"], {})[str(r["turns"])] = {
             c: r[c] for c in COLUMNS if c not in ("judge", "target", "defense", "turns")}
-    write_json(out / "moderation.json", {
+    write_json(out / MODERATION_FILES["section"], {
         "judge": judges[0],
         "refusal_judge": sorted({r["judge"] for r in brecs}) or None,
         "table": table,

@@ -1,5 +1,10 @@
 """Inference stage: the final assistant reply of one model, under one defense, to each dialogue.
 
+Inputs: the dataset (Dialogue contract), a target model (`models:`), a defense (`defenses:`).
+Outputs: `<results>/generations/<model>/<defense>/<turns>.jsonl` (Generation contract,
+`safemt.records.GENERATION`), `.journal/` beside it. Helpers: `safemt.models` (backends),
+`safemt.moderation` (defenses). `run` answers; `merge` joins shard outputs.
+
 Resumable: every finished batch is appended (fsync'd) to a journal beside the output, and a rerun
 reuses journal records whose config_hash still matches, so an interrupted run continues where it
 stopped and a changed model, decoding parameter, defense or input regenerates exactly what it
@@ -16,7 +21,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from safemt.config import model_config, stable_hash
-from safemt.data.images import sha256_file
+from safemt.data.image_files import sha256_file
 from safemt.data.validate import check_hashes, check_unique, hash_images, read_dialogues
 from safemt.files import read_records, write_json, write_jsonl
 from safemt.journal import Journal, read_journal, repair_journal
@@ -49,7 +54,7 @@ class Job:
         return self.dialogue.key
 
 
-def run_inference(params: dict[str, Any], model: str, dataset: str | Path, out: str | Path,
+def run(params: dict[str, Any], model: str, dataset: str | Path, out: str | Path,
                   defense: str = "none", shard: tuple[int, int] = (0, 1), turns: int | None = None,
                   image_root: str | Path | None = None) -> Path:
     """Answer the selected dialogues of `dataset` with `model`; write the Generation contract to `out`."""
@@ -228,10 +233,14 @@ def _version(package: str) -> str | None:
         return None
 
 
-def merge_generations(inputs: list[str], out: str) -> int:
+def merge(inputs: list[str], out: str) -> int:
     """Join shard outputs into one file in (turns, id, method) order; a dialogue in two shards is an error."""
     merged = read_records(inputs, "generation", GENERATION.required, key=GENERATION.key_of)
     merged.sort(key=lambda r: (r["turns"], r["id"], r.get("method") or ""))
     write_jsonl(out, merged)
     print(f"merged {len(merged)} generations from {len(inputs)} shard(s) -> {out}")
     return len(merged)
+
+
+run_inference = run  # older names
+merge_generations = merge

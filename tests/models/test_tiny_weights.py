@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from safemt.models.tiny import build_tiny_models
+from safemt.models.tiny_weights import build_tiny_models
 
 VLMS = ["tiny-vlm-a", "tiny-vlm-b"]
 

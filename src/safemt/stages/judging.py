@@ -1,5 +1,10 @@
 """Judging stage: label frozen generations; never regenerates a response.
 
+Inputs: the dataset and generation files (Generation contract). Outputs:
+`<results>/judgments/<judge>/<model>/<defense>/<turns>.jsonl` (Judgment contract,
+`safemt.records.JUDGMENT`), `.journal/` beside it. Helpers: `safemt.judges`. `run` labels several
+files with one judge loaded once.
+
 A generation record with an `error` is not judged: its judgment carries `label: null` and the
 error, and metrics count it as missing. Verdicts are cached in a journal beside the output, keyed by
 (judge config hash, judged item hash), so a rerun or a changed judge redoes only what changed, and an
@@ -79,7 +84,7 @@ def _cached(journal: Path, judge_hash: str) -> dict[str, dict[str, Any]]:
             and r.get("parse") in PARSE_KINDS}
 
 
-def run_judging_files(params: dict[str, Any], judge: str, dataset: str, pairs: list[tuple[str, str]]) -> list[dict]:
+def run(params: dict[str, Any], judge: str, dataset: str, pairs: list[tuple[str, str]]) -> list[dict]:
     """Label several generation files with one judge: a local judge model is loaded once for all of them.
 
     Every input is checked before the judge is built; then each (generations, out) pair is judged
@@ -169,3 +174,6 @@ def _judgment(g: dict[str, Any], d: Dialogue, judge: str, judge_hash: str, v: di
               "scenario": d.scenario, "method": d.method, "error": None if v else g["error"],
               "judge_error": v["judge_error"] if v else None, "judge_hash": judge_hash}
     return {name: values[name] for name in JUDGMENT.names}
+
+
+run_judging_files = run  # older name

@@ -1,0 +1,62 @@
+"""Dataset stage: seeds (built) or the released benchmark (imported) -> validated dialogues, and their card.
+
+Inputs: `dataset.seeds` (JSONL seeds with images) or the release folder (`dataset.hub`, `release_dir`).
+Outputs: `<results>/dataset/dialogues.jsonl` with `images/`, `card.json`, `card.png` (Dialogue contract,
+`safemt.records.DIALOGUE`). Helpers: `safemt.data`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def run(params: dict[str, Any], seeds: str | Path, output: str | Path) -> dict[str, Any]:
+    """Build one dialogue per seed x turn length (the default source)."""
+    from safemt.data.build import build_dataset
+
+    return build_dataset(seeds, output, params)
+
+
+def import_release(params: dict[str, Any], src_dir: str | Path, output: str | Path, **options: Any) -> Any:
+    """Import the released format (`data import`); `options` as `safemt.data.importer.import_release`."""
+    from safemt.data.fetch import hub_config
+    from safemt.data.importer import import_release as do_import
+
+    hub = hub_config(params) if ((params.get("dataset") or {}).get("hub")) else None
+    return do_import(src_dir, output, hub=hub, **options)
+
+
+def fetch(params: dict[str, Any], output: str | Path | None, **options: Any) -> Any:
+    """Download the pinned release from the hub, then import it (`data fetch`)."""
+    from safemt.data.fetch import fetch as do_fetch
+
+    return do_fetch(params, output, **options)
+
+
+def classify(params: dict[str, Any], path: str | Path, output: str | Path) -> dict[str, int]:
+    """Label the jailbreak method where a record lacks it (`data classify`)."""
+    from safemt.data.classify import classify_file
+
+    return classify_file(path, output)
+
+
+def validate(params: dict[str, Any], path: str | Path, **options: Any) -> int:
+    """Check a dialogue file against the contract; the number of dialogues (`data validate`)."""
+    from safemt.data.validate import validate_file
+
+    return validate_file(path, **options)
+
+
+def export(params: dict[str, Any], path: str | Path, output: str | Path, **options: Any) -> dict[int, int]:
+    """Write a dataset back in the released layout (`data export`)."""
+    from safemt.data.export import export_release
+
+    return export_release(path, output, **options)
+
+
+def card(params: dict[str, Any], path: str | Path, output: str | Path, **options: Any) -> Any:
+    """The dataset card and its figure (`data card`)."""
+    from safemt.data.card import make_card
+
+    return make_card(path, output, params, **options)

@@ -1,0 +1,17 @@
+"""Figures stage: one judge's metrics folder -> every figure as PNG (and PDF for the paper).
+
+Inputs: `<results>/metrics/<judge>/` CSVs (and moderation.csv, judge_agreement.csv when present).
+Outputs: `<results>/figures/<name>.png`, `<results>/paper/figures/<name>.pdf` (names in
+`safemt.layout.FIGURE_FILES`). Helpers: `safemt.figures`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def run(params: dict[str, Any], metrics_dir: str, out_dir: str, pdf_dir: str | None = None) -> list[Path]:
+    from safemt.figures.plots import draw_figures
+
+    return draw_figures(params, metrics_dir=metrics_dir, out_dir=out_dir, pdf_dir=pdf_dir)
