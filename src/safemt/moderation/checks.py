@@ -24,7 +24,7 @@ def _check(params: dict[str, Any]) -> None:
     from safemt.moderation.defenses import moderation_settings, parse_defense
     from safemt.moderation.guards import ADAPTERS
     from safemt.moderation.guards.base import InputPolicy
-    from safemt.moderation.moderators import OutputFormat, _template
+    from safemt.moderation.moderators import MODERATORS
     from safemt.moderation.policies import load_policies
 
     models = params.get("models") or {}
@@ -40,9 +40,7 @@ def _check(params: dict[str, Any]) -> None:
     for name, cfg in (params.get("moderators") or {}).items():
         where = f"moderators.{name}"
         _model(cfg, models, where)
-        _template(cfg, where, cfg.get("kind", "prompted"))
-        if cfg.get("kind") == "checkpoint":
-            OutputFormat.from_config(cfg.get("output"), where)
+        MODERATORS.get(cfg.get("kind", "prompted"), key=f"{where}.kind").check_config(cfg, where)
     moderation = params.get("moderation") or {}
     for key, section in (("guard", "guards"), ("moderator", "moderators")):
         chosen = moderation.get(key)

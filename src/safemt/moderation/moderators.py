@@ -11,6 +11,7 @@ reported with the raw text, never silent.
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from safemt.data.scenarios import SCENARIOS
 from safemt.errors import ConfigError
 from safemt.judges.parsing import first_json_object
 from safemt.models import ChatRequest, get_backend
+from safemt.registry import Registry
 from safemt.moderation.guards.base import strip_think, transcript
 
 VERDICTS = ("benign", "malicious")
@@ -146,23 +148,52 @@ def render(template: str, messages: tuple[dict[str, str], ...] | list[dict[str, 
     return template
 
 
-class Moderator:
-    """A moderator model from `moderators.<name>`, loaded once per job and asked in batches."""
+class Moderator(ABC):
+    """A moderator model from `moderators.<name>`, loaded once per job and asked in batches.
 
-    def __init__(self, name: str, params: dict[str, Any]):
+    `moderators.<name>.kind` picks the subclass from MODERATORS. A new kind is one file,
+    `moderation/<kind>.py`, with a subclass registered `@MODERATORS.register("<kind>")` implementing
+    `load_template` (the prompt, with `{dialogue}`, `{scenarios}`, `{last_user}`); override
+    `output_format` when the reply is not the JSON object `{verdict, scenario, rationale}`.
+    """
+
+    kind = "base"  # the registered name (set by MODERATORS.register)
+    structured_output = False  # True: ask for SCHEMA as structured output where the backend offers it
+
+    def __init__(self, name: str, cfg: dict[str, Any], params: dict[str, Any]):
+        where = f"moderators.{name}"
+        self.name, self.cfg = name, cfg
+        self.on_parse_error = cfg.get("on_parse_error", "malicious")
+        self.image = bool(cfg.get("image", True))
+        self.template = self.load_template(cfg, where)
+        self.format = self.output_format(cfg, where)
+        self.backend = get_backend(model_config(params, cfg["model"]))
+        self.structured = self.structured_output and self.backend.structured_output
+
+    @classmethod
+    def named(cls, name: str, params: dict[str, Any]) -> "Moderator":
+        """The moderator `moderators.<name>` of params, of the class its `kind` registered."""
         moderators = params.get("moderators") or {}
         if name not in moderators:
             raise ConfigError(f"unknown moderator {name!r} (defined: {', '.join(sorted(moderators)) or 'none'})",
                               key="moderation.moderator")
         cfg = moderators[name]
-        where = f"moderators.{name}"
-        self.name, self.cfg, self.kind = name, cfg, cfg.get("kind", "prompted")
-        self.on_parse_error = cfg.get("on_parse_error", "malicious")
-        self.image = bool(cfg.get("image", True))
-        self.template = _template(cfg, where, self.kind)
-        self.format = OutputFormat.from_config(cfg.get("output"), where) if self.kind == "checkpoint" else OutputFormat()
-        self.backend = get_backend(model_config(params, cfg["model"]))
-        self.structured = self.kind == "prompted" and self.backend.structured_output
+        return MODERATORS.get(cfg.get("kind", "prompted"), key=f"moderators.{name}.kind")(name, cfg, params)
+
+    @classmethod
+    def check_config(cls, cfg: dict[str, Any], where: str) -> None:
+        """Config-time checks, without loading the model."""
+        cls.load_template(cfg, where)
+        cls.output_format(cfg, where)
+
+    @classmethod
+    @abstractmethod
+    def load_template(cls, cfg: dict[str, Any], where: str) -> str:
+        """The prompt template of this moderator."""
+
+    @classmethod
+    def output_format(cls, cfg: dict[str, Any], where: str) -> OutputFormat:
+        return OutputFormat()
 
     @property
     def batch_size(self) -> int:
@@ -185,7 +216,12 @@ class Moderator:
         return ModeratorVerdict(self.on_parse_error == "malicious", None, "", text, parsed=False)
 
 
-def _template(cfg: dict[str, Any], where: str, kind: str) -> str:
+# Moderator classes by kind.
+MODERATORS: Registry[type[Moderator]] = Registry("moderator kind", package="safemt.moderation", name_attr="kind")
+
+
+def _configured_template(cfg: dict[str, Any], where: str) -> str | None:
+    """`prompt`, or the text of `prompt_file`; None when neither is set."""
     if cfg.get("prompt"):
         return str(cfg["prompt"])
     path = cfg.get("prompt_file")
@@ -193,7 +229,32 @@ def _template(cfg: dict[str, Any], where: str, kind: str) -> str:
         if not Path(path).is_file():
             raise ConfigError("moderator prompt file not found", file=str(path), key=f"{where}.prompt_file")
         return Path(path).read_text(encoding="utf-8")
-    if kind == "checkpoint":
-        raise ConfigError("a checkpoint moderator needs its prompt (prompt or prompt_file) in config",
-                          key=f"{where}.prompt")
-    return PROMPT
+    return None
+
+
+@MODERATORS.register("prompted")
+class PromptedModerator(Moderator):
+    """Any instruct model with this project's prompt; JSON reply, a schema where the backend takes one."""
+
+    structured_output = True
+
+    @classmethod
+    def load_template(cls, cfg: dict[str, Any], where: str) -> str:
+        return _configured_template(cfg, where) or PROMPT
+
+
+@MODERATORS.register("checkpoint")
+class CheckpointModerator(Moderator):
+    """A fine-tuned moderator whose prompt and output format come from config."""
+
+    @classmethod
+    def load_template(cls, cfg: dict[str, Any], where: str) -> str:
+        template = _configured_template(cfg, where)
+        if template is None:
+            raise ConfigError("a checkpoint moderator needs its prompt (prompt or prompt_file) in config",
+                              key=f"{where}.prompt")
+        return template
+
+    @classmethod
+    def output_format(cls, cfg: dict[str, Any], where: str) -> OutputFormat:
+        return OutputFormat.from_config(cfg.get("output"), where)

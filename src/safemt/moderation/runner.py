@@ -51,7 +51,7 @@ class DefenseRunner:
         self.spec: DefenseSpec = parse_defense(name, params)
         self.settings = moderation_settings(params)
         self.guard = Guard(self.spec.component, params) if self.spec.kind in ("guard_input", "guard_output") else None
-        self.moderator = Moderator(self.spec.component, params) if self.spec.kind == "moderator" else None
+        self.moderator = Moderator.named(self.spec.component, params) if self.spec.kind == "moderator" else None
         self.library = load_policies(self.settings["policies"]) if self.moderator else None
         self.counts = {"flagged": 0, "parse_failures": 0, "errors": 0, "general_policy": 0}
 
