@@ -264,14 +264,16 @@ SI_ROW = _row("SI row", "metrics/<judge>/" + METRICS_FILES["si"], ("judge", "mod
 SCENARIO_ROW = _row("Scenario row", "metrics/<judge>/" + METRICS_FILES["by_scenario"],
                     ("judge", "model", "defense", "turns", "scenario"), *_CELL, ("turns", "int", "turn length"),
                     ("scenario", "string", "scenario"), *_COUNTS)
-METHOD_ROW = _row("Method row", "metrics/<judge>/" + METRICS_FILES["by_method"], ("judge", "model", "defense", "turns", "method"),
-                  *_CELL, ("turns", "int", "turn length"), ("method", "string", "jailbreak method"), *_COUNTS)
+METHOD_ROW = _row("Method row", "metrics/<judge>/" + METRICS_FILES["by_method"],
+                  ("judge", "model", "defense", "turns", "method"), *_CELL, ("turns", "int", "turn length"),
+                  ("method", "string", "jailbreak method"), *_COUNTS)
+_BOUND = {"": "", "_lo": ", bootstrap 95% CI low", "_hi": ", bootstrap 95% CI high"}
 SI_CI_ROW = _row("SI CI row", "metrics/<judge>/" + METRICS_FILES["si_ci"], ("judge", "model", "defense"), *_CELL,
-                 *((f"{q}{s}", "float", f"{q.upper()}" + {"": "", "_lo": ", bootstrap 95% CI low", "_hi": ", bootstrap 95% CI high"}[s])
-                   for q in ("si", "s1", "s2") for s in ("", "_lo", "_hi")),
+                 *((f"{q}{s}", "float", q.upper() + _BOUND[s]) for q in ("si", "s1", "s2") for s in _BOUND),
                  ("ids", "int", "dialogue ids the bootstrap resamples"), ("resamples", "int", "bootstrap resamples"),
                  ("skipped", "int", "resamples skipped: no valid label at a length the full data has"))
-COMPOSITION_ROW = _row("Composition row", "metrics/<judge>/" + METRICS_FILES["composition"], ("scenario", "method", "turns"),
+COMPOSITION_ROW = _row("Composition row", "metrics/<judge>/" + METRICS_FILES["composition"],
+                       ("scenario", "method", "turns"),
                        ("scenario", "string", "scenario"), ("method", "string", "jailbreak method"),
                        ("turns", "int", "turn length"), ("dialogues", "int", "judged dialogues"))
 MODERATION_ROW = _row("Moderation row", "metrics/<judge>/" + MODERATION_FILE, ("judge", "target", "defense", "turns"),
@@ -309,7 +311,8 @@ def render_markdown() -> str:
     for c in CONTRACTS:
         out += [f"**{c.name}** (`<results>/{c.file}`), keyed by ({', '.join(f'`{k}`' for k in c.key)}):", "",
                 "| field | type | required | meaning |", "|---|---|---|---|"]
-        out += [f"| `{f.name}` | {f.type.replace('|', ' or ')} | {'yes' if f.required else ''} | {f.meaning} |" for f in c.fields]
+        out += [f"| `{f.name}` | {f.type.replace('|', ' or ')} | {'yes' if f.required else ''} | {f.meaning} |"
+                for f in c.fields]
         out.append("")
     return "\n".join(out).rstrip("\n") + "\n"
 

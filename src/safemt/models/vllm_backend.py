@@ -15,8 +15,8 @@ from typing import Any
 
 from safemt.config import stable_hash
 from safemt.errors import ConfigError, SafemtError, first_line
-from safemt.models.base import (BACKENDS, Backend, ChatRequest, GenerationResult, shipped_generation_config, weights_identity,
-                                with_system)
+from safemt.models.base import (BACKENDS, Backend, ChatRequest, GenerationResult, shipped_generation_config,
+                                weights_identity, with_system)
 from safemt.models.message_images import (chat_messages, image_data_url, image_placement, log_remote_code,
                                   read_chat_template)
 from safemt.models.lock import pinned_revision

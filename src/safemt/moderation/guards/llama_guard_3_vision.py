@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 
 from safemt.judges.guard import parse_guard
-from safemt.moderation.guards.base import (GUARD_ADAPTERS, GuardAdapter, GuardPrompt, GuardVerdict, GuardView, conversation,
-                                           strip_think)
+from safemt.moderation.guards.base import (GUARD_ADAPTERS, GuardAdapter, GuardPrompt, GuardVerdict, GuardView,
+                                           conversation, strip_think)
 
 # Hazard codes of the MLCommons taxonomy this model was trained on (its model card).
 CODES = tuple(f"S{i}" for i in range(1, 14))

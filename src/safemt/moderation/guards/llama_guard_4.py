@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from safemt.moderation.guards.base import GUARD_ADAPTERS, GuardAdapter, GuardPrompt, GuardVerdict, GuardView, conversation
+from safemt.moderation.guards.base import (GUARD_ADAPTERS, GuardAdapter, GuardPrompt, GuardVerdict, GuardView,
+                                           conversation)
 from safemt.moderation.guards.llama_guard_3_vision import parse_llama_guard
 
 CODES = tuple(f"S{i}" for i in range(1, 15))

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from safemt.errors import ConfigError
 from safemt.judges.parsing import first_json_object
-from safemt.moderation.guards.base import (GUARD_ADAPTERS, GuardAdapter, GuardPrompt, GuardVerdict, GuardView, conversation,
-                                           strip_think, transcript)
+from safemt.moderation.guards.base import (GUARD_ADAPTERS, GuardAdapter, GuardPrompt, GuardVerdict, GuardView,
+                                           conversation, strip_think, transcript)
 
 CODES = tuple(f"O{i}" for i in range(1, 10))
 POLICY = """\

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from safemt.errors import ConfigError
-from safemt.moderation.guards.base import GUARD_ADAPTERS, GuardAdapter, GuardPrompt, GuardVerdict, GuardView, transcript
+from safemt.moderation.guards.base import (GUARD_ADAPTERS, GuardAdapter, GuardPrompt, GuardVerdict, GuardView,
+                                           transcript)
 
 INSTRUCTION = """\
 You classify exchanges between a person and an AI assistant. From the request and the reply below,
