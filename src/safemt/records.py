@@ -297,8 +297,9 @@ LATENCY_ROW = _row("Latency row", "timings/<judge>/" + MODERATION_LATENCY_FILE, 
                    ("added_ratio", "float", "added_latency_s / target_latency_s"))
 AGREEMENT_ROW = _row("Agreement row", "metrics/" + AGREEMENT_FILE, ("judge_a", "judge_b", "scenario"),
                      ("judge_a", "string", "first judge"), ("judge_b", "string", "second judge"),
-                     ("scenario", "string", "scenario, or `all`"), ("n", "int", "items both judges labelled"),
-                     ("excluded", "int", "items left out (a missing or invalid label, or a provider refusal)"),
+                     ("scenario", "string", "scenario, or `(all)` over every scenario"),
+                     ("n", "int", "items both judges labelled safe or unsafe"),
+                     ("excluded", "int", "shared items left out (an invalid or missing label, or a provider refusal)"),
                      ("agreement", "float", "raw agreement"), ("kappa", "float", "Cohen's kappa"))
 METRICS_ROWS = (ASR_ROW, SI_ROW, SCENARIO_ROW, METHOD_ROW, SI_CI_ROW, COMPOSITION_ROW, MODERATION_ROW, AGREEMENT_ROW,
                 LATENCY_ROW)
