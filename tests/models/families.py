@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from safemt.models import tiny
+from safemt.models import tiny_weights as tiny
 
 IMAGE = 32
 
