@@ -24,8 +24,8 @@ pytestmark = pytest.mark.slow
 LAY = Layout()
 # What a run writes but DVC does not hash: they record when and where the run happened.
 UNHASHED = ("results/provenance.json", "results/report/", "results/logs/", "results/timings/")
-# Generation records carry the measured latency (`latency_s`, DESIGN.md), so the generations folder's
-# hash differs on every run; everything derived from it (judgments onwards) must not: the journals and
+# Generation records carry the measured latency (`latency_s`, safemt.records' generation contract), so
+# the generations folder's hash differs on every run; everything derived from it (judgments onwards) must not: the journals and
 # judging provenance in .journal/ folders are outside DVC's hashes (.dvcignore), and the defenses'
 # measured times go to results/timings/, not to the metrics or tables.
 TIMED = {LAY.path("generations")}
