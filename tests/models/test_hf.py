@@ -81,6 +81,18 @@ def test_text_only_model_gets_dialogue_without_image(tiny_models: Path, images: 
     assert all(r.error is None and isinstance(r.response, str) for r in results)
 
 
+def test_text_only_model_batches_without_falling_back(tiny_models: Path, images: list[Path]) -> None:
+    """Dialogues of different lengths are padded into one batch (a failed batch would run one by one,
+    counted in fallbacks) and answer as they do alone."""
+    backend = get_backend(_cfg(tiny_models, "tiny-judge"))
+    requests = _requests(images[:4])
+    batched = backend.generate(requests)
+    assert not backend.fallbacks, dict(backend.fallbacks)
+    assert len({r.latency_s for r in batched}) == 1  # one batch: one shared per-request time
+    single = [r for req in requests for r in backend.generate([req])]
+    assert [r.response for r in batched] == [r.response for r in single]
+
+
 def test_describe_names_what_changes_outputs(tiny_models: Path) -> None:
     base = get_backend(_cfg(tiny_models)).describe()
     assert base["backend"] == "hf" and base["dtype"] == "float32" and base["revision"] == "local"

@@ -179,9 +179,12 @@ class HFBackend(Backend):
         Idefics-style processors need to batch (a flat image list breaks several of them).
         """
         conversations = [self._conversation(r) for r in requests]
+        # A processor passes padding on through processor_kwargs; a tokenizer (text-only model) takes it
+        # directly and would ignore processor_kwargs, so its batches would fail and run one by one.
+        padding = {"processor_kwargs": {"padding": True}} if self.vision else {"padding": True}
         return self.processor.apply_chat_template(conversations, chat_template=self.chat_template,
                                                   add_generation_prompt=True, tokenize=True, return_dict=True,
-                                                  return_tensors="pt", processor_kwargs={"padding": True})
+                                                  return_tensors="pt", **padding)
 
     def _conversation(self, request: ChatRequest) -> list[dict[str, Any]]:
         """The dialogue in chat-template form, the image a part of the first user message (VLMs only)."""
