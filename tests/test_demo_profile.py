@@ -144,5 +144,5 @@ def test_a_small_subset_runs_on_real_weights_through_a_served_moderator(repo_roo
     assert all(g["defense_verdict"]["raw"] for g in generations)  # the served moderator's own words, kept
     served = (results / "logs/serve-smollm2-served.log").read_text(encoding="utf-8")
     assert served.count("POST /v1/chat/completions") == 2 * N_SEEDS * 2  # harmful + benign, 2 lengths each
-    provenance = json.loads((results / "generations/smollm2/none/2.jsonl.provenance.json").read_text())
-    assert "text (image dropped)" in json.dumps(provenance)
+    provenance = json.loads((results / "generations/smollm2/none/.journal/benign.provenance.json").read_text())
+    assert provenance["backend"]["modality"] == "text (image dropped)"  # recorded, never hidden
