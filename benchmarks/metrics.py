@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from safemt.data.scenarios import METHODS, SCENARIOS
+from safemt.scenarios import METHODS, SCENARIOS
 from safemt.files import write_jsonl
 from safemt.metrics.summary import compute_metrics, load_judgments
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from safemt.cli import main
-from safemt.data.scenarios import SCENARIOS
+from safemt.scenarios import SCENARIOS
 from safemt.files import write_jsonl
 
 K = [1, 2, 4, 6, 8]

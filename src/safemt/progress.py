@@ -1,9 +1,11 @@
-"""Progress on stderr: a tqdm bar on a terminal, plain periodic lines in logs (Snakemake, Slurm)."""
+"""Progress on stderr: a tqdm bar on a terminal, plain periodic lines in logs (Snakemake, Slurm);
+and degraded paths (fallbacks), logged once per kind and counted."""
 
 from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
 from typing import TextIO
 
 
@@ -66,3 +68,12 @@ def _duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def note_fallback(counter: Counter, who: str, kind: str, cause: str) -> None:
+    """Count a fallback; the first of each kind is logged with its cause, the rest only counted
+    (the stage's provenance holds the totals), so a degraded run never floods the log."""
+    counter[kind] += 1
+    if counter[kind] == 1:
+        print(f"safemt: {who}: {kind.replace('_', ' ')}: {' '.join(cause.split())[:300]} "
+              f"(further ones are counted in the provenance)", file=sys.stderr)

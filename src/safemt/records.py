@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from safemt.data.scenarios import METHODS, SCENARIOS
+from safemt.scenarios import METHODS, SCENARIOS
 from safemt.layout import AGREEMENT_FILE, METRICS_FILES, MODERATION_FILE, MODERATION_LATENCY_FILE
 
 

@@ -17,7 +17,7 @@ import yaml
 from safemt.cli import main
 from safemt.data.build import build_dataset, rejects_path
 from safemt.records import Dialogue
-from safemt.data.scenarios import METHODS
+from safemt.scenarios import METHODS
 from safemt.data import draw
 from safemt.data.grounding import Anchor, Character, Grounding, Step
 from safemt.data.templates import COMBINATIONS, MIN_COMBINED_TURNS, Picker, Prompt, generate, paraphrase

@@ -14,7 +14,7 @@ from safemt.cli import main
 from safemt.data.build import make_dialogues
 from safemt.data.classify import accuracy, classify, label
 from safemt.records import Dialogue, Message, RecordError
-from safemt.data.scenarios import METHODS
+from safemt.scenarios import METHODS
 
 
 @pytest.fixture(scope="module")

@@ -168,7 +168,7 @@ def test_hub_settings_are_required():
         hub_config({"dataset": {"hub": {"repo_id": "x/y", "revision": ""}}})
     assert info.value.key == "dataset.hub.revision"
     with pytest.raises(ConfigError):
-        fetch({"dataset": {"source": "import"}}, None)
+        fetch({"dataset": {"source": "import"}})
 
 
 # --- where `import` finds what `fetch` downloaded (dataset.release_dir: null) -------------------------

@@ -14,7 +14,7 @@ from safemt.data.generators import (FINAL_FRAMES, Attempt, Draft, Generator, LLM
                                     TemplateGenerator, assemble, instructions, parse_reply, run)
 from safemt.data.quality import Checks, Inspector, Problem
 from safemt.records import Message
-from safemt.data.scenarios import METHODS
+from safemt.scenarios import METHODS
 from safemt.data import draw
 from safemt.data.grounding import Anchor, Character, Grounding, Step
 from safemt.data.templates import Picker, Prompt, generate

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from safemt.data import draw
-from safemt.data.scenarios import SCENARIOS, folder
+from safemt.scenarios import SCENARIOS, folder
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from safemt.config import stable_hash
+from safemt.hashing import stable_hash
 from safemt.errors import SafemtError
 from safemt.models import ChatRequest, get_backend
 from safemt.models.base import with_system

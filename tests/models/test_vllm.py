@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from safemt.config import stable_hash
+from safemt.hashing import stable_hash
 from safemt.errors import ConfigError, SafemtError
 from safemt.models import ChatRequest, GenerationResult, get_backend
 from safemt.models.vllm_backend import VLLMBackend, sampling_args

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from safemt.data.scenarios import SCENARIOS
+from safemt.scenarios import SCENARIOS
 from safemt.errors import ConfigError
 from safemt.moderation.moderators import PROMPT, OutputFormat, parse_moderator, render
 from safemt.moderation.policies import load_policies, place_policy

@@ -22,7 +22,7 @@ from safemt.data.generators import Generator, Reject, Task, make_generator, run
 from safemt.data.grounding import GROUNDING_FIELDS, Grounding, parse_grounding
 from safemt.data.quality import Checks
 from safemt.records import Dialogue, Message, RecordError, check_image_path
-from safemt.data.scenarios import METHODS, SCENARIOS, folder
+from safemt.scenarios import METHODS, SCENARIOS, folder
 from safemt.data.templates import COMBINATIONS, MAX_TURNS, MIN_COMBINED_TURNS, Picker
 from safemt.errors import ConfigError, SafemtError
 from safemt.files import atomic_write_bytes, read_jsonl, write_jsonl

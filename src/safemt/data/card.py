@@ -99,7 +99,7 @@ def tokenizer(params: dict[str, Any]) -> tuple[Callable[[str], int], str]:
 def _hf_tokenizer(name: str, cfg: dict[str, Any]) -> tuple[Callable[[str], int], str]:
     from transformers import AutoTokenizer
 
-    from safemt.models.hf import hub_offline
+    from safemt.hub import hub_offline
     from safemt.models.message_images import log_remote_code
 
     log_remote_code({"name": name, **cfg})

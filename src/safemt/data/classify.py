@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from safemt.records import Dialogue
-from safemt.data.scenarios import METHODS
+from safemt.scenarios import METHODS
 from safemt.data.validate import read_dialogues
 from safemt.files import write_jsonl
 

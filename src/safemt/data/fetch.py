@@ -9,30 +9,18 @@ command fails at once with one line naming what to download and where to put it.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from safemt.data.export import TURN_FILE
+from safemt.data.release import Hub, release_folder
 from safemt.errors import ConfigError, SafemtError, first_line
 from safemt.files import write_json
+from safemt.hub import hub_offline, unreachable
 
 MANIFEST = "safemt_fetch.json"  # which repo and revision the folder holds, written once it holds the release
 # For a build profile under DVC: why nothing was fetched. Not the manifest, so that a profile which
 # imports still sees the release as missing and fetches it.
 SKIP_NOTE = "safemt_fetch_skipped.json"
-
-
-@dataclass(frozen=True)
-class Hub:
-    repo_id: str
-    revision: str
-    local_dir: Path
-
-    def instruction(self) -> str:
-        return (f"download the dataset repository {self.repo_id} at revision {self.revision} (e.g. `hf download "
-                f"{self.repo_id} --repo-type dataset --revision {self.revision} --local-dir {self.local_dir}`) "
-                f"and put its files in {self.local_dir}/")
 
 
 def hub_config(params: dict[str, Any]) -> Hub:
@@ -50,28 +38,6 @@ def release_source(params: dict[str, Any]) -> Path:
     if ds.get("release_dir"):
         return Path(ds["release_dir"])
     return hub_config(params).local_dir
-
-
-def find_release(src: Path, hub: Hub | None = None) -> Path:
-    """The folder under SRC holding the <N>_turn.json files (SRC itself, `Data/` or the hub's layout);
-    nothing there is one line naming what to download and where, when SRC is the fetch folder."""
-    if not src.is_dir() and (hub is None or src.resolve() != hub.local_dir.resolve()):
-        raise SafemtError("not a directory", file=str(src))
-    folder = release_folder(src)
-    if folder is not None:
-        return folder
-    hint = ""
-    if hub is not None and src.resolve() == hub.local_dir.resolve():
-        hint = "; " + hub.instruction() + " (or run `safemt data fetch --download-only`)"
-    raise SafemtError("no <N>_turn.json files found (in it or below)" + hint, file=str(src))
-
-
-def release_folder(root: Path) -> Path | None:
-    """The shallowest folder under ROOT holding <N>_turn.json files (GitHub or Hugging Face layout)."""
-    if not root.is_dir():
-        return None
-    folders = {p.parent for p in root.rglob("*_turn.json") if TURN_FILE.fullmatch(p.name)}
-    return min(folders, key=lambda p: (len(p.parts), str(p))) if folders else None
 
 
 def manifest_path(hub: Hub) -> Path:
@@ -103,8 +69,6 @@ def download(hub: Hub) -> Path:
             write_json(manifest_path(hub), {"repo_id": hub.repo_id, "revision": hub.revision, "fetched": False,
                                             "reason": "found in place; revision assumed, not verified"})
         return folder
-    from safemt.models.hf import hub_offline
-
     if hub_offline():
         raise SafemtError(f"cannot download {hub.repo_id}@{hub.revision}: offline (HF_HUB_OFFLINE is set); "
                           + hub.instruction())
@@ -118,19 +82,12 @@ def download(hub: Hub) -> Path:
     return folder
 
 
-def _check_reachable(hub: Hub, timeout_s: float = 3.0) -> None:
-    """Fail at once without a network, instead of after the hub client's retries."""
-    import socket
-    from urllib.parse import urlsplit
-
+def _check_reachable(hub: Hub) -> None:
     from huggingface_hub import constants
 
-    url = urlsplit(constants.ENDPOINT)
-    try:
-        socket.create_connection((url.hostname, url.port or 443), timeout=timeout_s).close()
-    except OSError as exc:
-        raise SafemtError(f"cannot download {hub.repo_id}@{hub.revision}: no network ({url.hostname}: "
-                          f"{exc.strerror or exc}); " + hub.instruction()) from None
+    why = unreachable(constants.ENDPOINT)
+    if why is not None:
+        raise SafemtError(f"cannot download {hub.repo_id}@{hub.revision}: no network ({why}); " + hub.instruction())
 
 
 def _snapshot(hub: Hub) -> None:
@@ -154,24 +111,18 @@ def skip_note(hub: Hub, source: str) -> None:
     print(f"{hub.local_dir}: nothing fetched (dataset.source is {source!r})")
 
 
-def fetch(params: dict[str, Any], out: str | Path | None, allow_missing_images: bool = False,
-          when_import: bool = False) -> Path | None:
-    """Download (or reuse) the release, then import it into OUT unless OUT is None.
+def fetch(params: dict[str, Any], when_import: bool = False) -> Path | None:
+    """Download (or reuse) the pinned release; the release folder, or None when nothing is fetched.
 
     With `when_import`, a profile whose `dataset.source` is not `import` fetches nothing (the
-    embedded default stays offline under `dvc repro`). Returns the release folder, if any.
+    embedded default stays offline under `dvc repro`). Importing it is the dataset stage's job.
     """
     hub = hub_config(params)
     source = (params.get("dataset") or {}).get("source")
     if when_import and source != "import":
         skip_note(hub, source)
         return None
-    folder = download(hub)
-    if out is not None:
-        from safemt.data.importer import import_release
-
-        import_release(folder, out, allow_missing_images=allow_missing_images)
-    return folder
+    return download(hub)
 
 
 def fetched_by_workflow(params: dict[str, Any]) -> Path | None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from safemt.data.export import META_FIELDS, META_FILE, TURN_FILE
 from safemt.data.image_files import link_or_copy
+from safemt.data.release import Hub, find_release
 from safemt.records import Dialogue, RecordError
 from safemt.data.validate import (BLEMISH_CLASS, BLEMISHES, Located, at_record, blemishes, check_fields, check_unique,
                                   hash_images, image_extension, refuse_defects, source_of)
@@ -26,14 +27,12 @@ EXAMPLES = 5  # example records per blemish kind in the quality report
 
 
 def import_release(src_dir: str | Path, out: str | Path, images_dir: str | Path | None = None,
-                   allow_missing_images: bool = False, strict: bool = False, hub: Any = None) -> dict[str, Any]:
+                   allow_missing_images: bool = False, strict: bool = False, hub: Hub | None = None) -> dict[str, Any]:
     """Import SRC_DIR into OUT; images are linked under OUT's folder. Returns the quality report.
 
     SRC_DIR may be the release folder itself or any folder above it (a fetch folder holding `Data/`
-    or the hub's layout); HUB (a fetch.Hub), when SRC_DIR is its folder, makes an empty one say what
+    or the hub's layout); HUB, when SRC_DIR is its folder, makes an empty one say what
     to download."""
-    from safemt.data.fetch import find_release
-
     src_dir, out = find_release(Path(src_dir), hub), Path(out)
     image_root = Path(images_dir) if images_dir is not None else src_dir
     files = release_files(src_dir)

@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from safemt.models.base import note_fallback
+from safemt.progress import note_fallback
 from safemt.records import LABELS, VERDICTS  # noqa: F401  (the labels a judge may return)
 from safemt.registry import Registry
 

@@ -152,7 +152,7 @@ _PROBES = ("unsafe", "Safe.", "**UNSAFE**", "Verdict: safe", "reasoning\nunsafe"
 
 def parser_fingerprint() -> dict[str, str]:
     """PARSER_VERSION plus how the parsers read a fixed set of replies (part of the verdict cache key)."""
-    from safemt.config import stable_hash
+    from safemt.hashing import stable_hash
 
     readings = [[*read_verdict(p), *read_verdict(p, constrained=True), *read_guard(p)] for p in _PROBES]
     return {"version": PARSER_VERSION, "probe_sha256": stable_hash(readings)}

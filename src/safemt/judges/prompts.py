@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from safemt.config import stable_hash
-from safemt.data.scenarios import ADVICE_SCENARIOS
+from safemt.hashing import stable_hash
+from safemt.scenarios import ADVICE_SCENARIOS
 from safemt.errors import ConfigError
 
 PLACEHOLDERS = ("question", "dialogue", "response", "scenario", "criteria")
@@ -109,7 +109,7 @@ def prompt_fingerprint(template: str, mode: str) -> dict[str, str]:
     Rendered (not hashed as source), so that an edit to the template, to any criteria block, to the
     dialogue renderer or to the reminder changes the fingerprint and with it the verdict cache key.
     """
-    from safemt.data.scenarios import SCENARIOS
+    from safemt.scenarios import SCENARIOS
 
     rendered = {scenario: render(template, question="<probe question>", messages=_PROBE_MESSAGES,
                                  response="<probe response>", scenario=scenario, mode=mode)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from safemt.config import model_config, stable_hash
+from safemt.config import model_config
+from safemt.hashing import stable_hash
 from safemt.judges.base import JUDGES, Judge, JudgeItem, Verdict
 from safemt.judges.keyword import KeywordJudge
 from safemt.models import ChatRequest, get_backend

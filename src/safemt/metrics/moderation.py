@@ -27,7 +27,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from safemt.config import stable_hash
+from safemt.hashing import stable_hash
 from safemt.errors import SafemtError
 from safemt.files import read_jsonl, write_csv, write_json
 from safemt.layout import MODERATION_FILES

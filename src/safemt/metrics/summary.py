@@ -12,7 +12,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from safemt import __version__
-from safemt.config import stable_hash
+from safemt.hashing import stable_hash
 from safemt.errors import SafemtError
 from safemt.layout import METRICS_FILES
 from safemt.files import read_records, write_csv, write_json

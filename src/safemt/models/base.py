@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import sys
 from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from safemt.config import stable_hash
+from safemt.hashing import stable_hash
+from safemt.progress import note_fallback
 from safemt.registry import Registry
 
 
@@ -165,15 +165,6 @@ def weights_identity(cfg: dict[str, Any], local: bool) -> dict[str, Any]:
     if cfg.get("unpinned"):  # allowed by allow_unpinned_revisions: the branch name, flagged as such
         identity["unpinned"] = True
     return identity
-
-
-def note_fallback(counter: Counter, who: str, kind: str, cause: str) -> None:
-    """Count a fallback; the first of each kind is logged with its cause, the rest only counted
-    (the stage's provenance holds the totals), so a degraded run never floods the log."""
-    counter[kind] += 1
-    if counter[kind] == 1:
-        print(f"safemt: {who}: {kind.replace('_', ' ')}: {' '.join(cause.split())[:300]} "
-              f"(further ones are counted in the provenance)", file=sys.stderr)
 
 
 GENERATION_CONFIG_KEYS = ("repetition_penalty", "top_k", "top_p")  # read from generation_config.json

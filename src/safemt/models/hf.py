@@ -8,13 +8,13 @@ so, so their results never mix with a VLM's).
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from safemt.config import stable_hash
+from safemt.hashing import stable_hash
+from safemt.hub import hub_offline
 from safemt.errors import ConfigError, SafemtError, first_line
 from safemt.models.base import (BACKENDS, Backend, ChatRequest, GenerationResult, shipped_generation_config,
                                 weights_identity, with_system)
@@ -23,10 +23,6 @@ from safemt.models.lock import pinned_revision
 
 # Failures that belong to one batch (out of memory, a bad image), not to the whole run.
 BATCH_ERRORS = (RuntimeError, ValueError, OSError)
-
-
-def hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() not in ("", "0", "false", "no", "off")
 
 
 @BACKENDS.register("hf")

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from safemt.errors import SafemtError, first_line
+from safemt.hub import hub_offline, unreachable
 
 SHA = re.compile(r"[0-9a-f]{40}")
 HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
@@ -96,7 +97,6 @@ def pinned_revision(cfg: dict[str, Any]) -> str | None:
 
 def resolve(params: dict[str, Any], endpoint: str | None = None) -> dict[str, dict[str, str]]:
     """path, revision and commit SHA for every hub model; fails at once, with why, when offline."""
-    from safemt.models.hf import hub_offline
 
     models = hub_models(params)
     todo = {n: c for n, c in models.items() if not SHA.fullmatch(str(c.get("revision") or "main"))}
@@ -126,18 +126,11 @@ def resolve(params: dict[str, Any], endpoint: str | None = None) -> dict[str, di
     return entries
 
 
-def _check_reachable(endpoint: str, timeout_s: float = 3.0) -> None:
-    """Fail at once without a network, instead of after the hub client's retries."""
-    import socket
-    from urllib.parse import urlsplit
-
-    url = urlsplit(endpoint)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        socket.create_connection((url.hostname, port), timeout=timeout_s).close()
-    except OSError as exc:
-        raise SafemtError(f"cannot resolve revisions: no network ({url.hostname}: {exc.strerror or exc}); run "
-                          "`safemt models lock` where the hub is reachable, or pin revision: to SHAs") from None
+def _check_reachable(endpoint: str) -> None:
+    why = unreachable(endpoint)
+    if why is not None:
+        raise SafemtError(f"cannot resolve revisions: no network ({why}); run "
+                          "`safemt models lock` where the hub is reachable, or pin revision: to SHAs")
 
 
 def write_lock(params: dict[str, Any], params_file: str | Path, out: str | Path | None = None,

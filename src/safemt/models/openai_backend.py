@@ -39,7 +39,7 @@ from PIL import Image
 
 from safemt.errors import ConfigError, SafemtError
 from safemt.models.base import BACKENDS, Backend, ChatRequest, GenerationResult, with_system
-from safemt.config import stable_hash
+from safemt.hashing import stable_hash
 from safemt.models.message_images import chat_messages, image_data_url, image_placement, read_chat_template
 
 MAX_ERROR_CHARS = 500  # an error page's body is not worth keeping whole in every record

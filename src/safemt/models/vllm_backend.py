@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from safemt.config import stable_hash
+from safemt.hashing import stable_hash
 from safemt.errors import ConfigError, SafemtError, first_line
 from safemt.models.base import (BACKENDS, Backend, ChatRequest, GenerationResult, shipped_generation_config,
                                 weights_identity, with_system)
@@ -47,7 +47,7 @@ class VLLMBackend(Backend):
         """The model's generation_config.json, read with transformers as the hf backend does: vllm's
         explicit SamplingParams would otherwise ignore it, and "greedy" would differ by backend."""
         if self._shipped is None:
-            from safemt.models.hf import hub_offline
+            from safemt.hub import hub_offline
 
             self._shipped = shipped_generation_config(self.cfg["path"], None if self.local else pinned_revision(self.cfg),
                                                       hub_offline())

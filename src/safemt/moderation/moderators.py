@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from safemt.config import model_config, stable_hash
-from safemt.data.scenarios import SCENARIOS
+from safemt.config import model_config
+from safemt.hashing import stable_hash
+from safemt.scenarios import SCENARIOS
 from safemt.errors import ConfigError
 from safemt.judges.parsing import first_json_object
 from safemt.models import ChatRequest, get_backend

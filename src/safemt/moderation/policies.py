@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from safemt.config import stable_hash
-from safemt.data.scenarios import SCENARIOS, folder
+from safemt.hashing import stable_hash
+from safemt.scenarios import SCENARIOS, folder
 from safemt.errors import ConfigError
 
 BUILTIN = Path(__file__).with_name("policies.yaml")

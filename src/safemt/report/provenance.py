@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from safemt import __version__
-from safemt.config import stable_hash
+from safemt.hashing import stable_hash
 from safemt.files import atomic_write_text
 from safemt.layout import Layout
 

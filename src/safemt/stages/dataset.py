@@ -27,11 +27,17 @@ def import_release(params: dict[str, Any], src_dir: str | Path, output: str | Pa
     return do_import(src_dir, output, hub=hub, **options)
 
 
-def fetch(params: dict[str, Any], output: str | Path | None, **options: Any) -> Any:
-    """Download the pinned release from the hub, then import it (`data fetch`)."""
-    from safemt.data.fetch import fetch as do_fetch
+def fetch(params: dict[str, Any], output: str | Path | None, allow_missing_images: bool = False,
+          when_import: bool = False) -> Path | None:
+    """Download (or reuse) the pinned release, then import it into OUTPUT unless OUTPUT is None
+    (`data fetch`). Returns the release folder, or None when `when_import` skipped a build profile."""
+    from safemt.data.fetch import fetch as download
+    from safemt.data.importer import import_release as do_import
 
-    return do_fetch(params, output, **options)
+    folder = download(params, when_import=when_import)
+    if folder is not None and output is not None:
+        do_import(folder, output, allow_missing_images=allow_missing_images)
+    return folder
 
 
 def classify(params: dict[str, Any], path: str | Path, output: str | Path) -> dict[str, int]:

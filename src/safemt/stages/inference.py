@@ -20,7 +20,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Iterator
 
-from safemt.config import model_config, stable_hash
+from safemt.config import model_config
+from safemt.hashing import stable_hash
 from safemt.data.image_files import sha256_file
 from safemt.data.validate import check_hashes, check_unique, hash_images, read_dialogues
 from safemt.files import read_records, write_json, write_jsonl

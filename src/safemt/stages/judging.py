@@ -22,7 +22,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from safemt.config import stable_hash
+from safemt.hashing import stable_hash
 from safemt.data.validate import check_unique, read_dialogues
 from safemt.files import read_records, write_json, write_jsonl
 from safemt.journal import Journal, read_journal, repair_journal

@@ -14,7 +14,6 @@ ADVICE_SCENARIOS: tuple[str, ...] = ("Financial Advice", "Health Consultation", 
 METHODS: tuple[str, ...] = ("escalation", "roleplay", "in_context", "image_anchor")
 
 
-
 def folder(scenario: str) -> str:
     """Image folder name of a scenario: lower case with underscores."""
     return scenario.lower().replace(" ", "_")
