@@ -7,10 +7,10 @@
 import os
 import sys
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
-from safemt import config as safemt_config
 from safemt.errors import ConfigError
+from safemt.stages import params as safemt_params
 
 min_version("8.20")
 
@@ -23,11 +23,14 @@ PARAMS = (os.path.relpath(workflow.overwrite_configfiles[-1]) if workflow.overwr
 if PARAMS.startswith(".."):
     PARAMS = str(workflow.overwrite_configfiles[-1])
 
+# The one loader (safemt.stages.params) that every `safemt` command also calls: schema defaults filled,
+# names and each kind's section checked, revisions locked. The planner sees exactly what the jobs see.
 try:
-    safemt_config.validate(config, PARAMS)  # one line naming the key
+    LOADED = safemt_params.prepare(config, PARAMS)
 except ConfigError as exc:
     sys.exit(f"safemt: config error: {exc.line()}")
-validate(config, "workflow/schemas/params.schema.yaml")
+config.clear()
+config.update(LOADED)
 
 # `snakemake --report report.html`: the figures with their captions (workflow/report/*.rst).
 report: "workflow/report/workflow.rst"

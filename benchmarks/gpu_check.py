@@ -17,6 +17,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from safemt.stages.dataset import build_options
 from safemt.data.build import build_dataset  # noqa: E402
 from safemt.data.validate import read_dialogues  # noqa: E402
 from safemt.models import ChatRequest  # noqa: E402
@@ -57,7 +58,7 @@ def main() -> None:
         models = build_tiny_models(tmp / "models")
         params = {"turns": [1, 2, 4, 6, 8], "dataset": {"source": "build", "generator": "template",
                                                         "method_assignment": "round_robin", "seed": 0}}
-        build_dataset(REPO / "resources/seeds/seeds.jsonl", tmp / "data" / "dialogues.jsonl", params)
+        build_dataset(REPO / "resources/seeds/seeds.jsonl", tmp / "data" / "dialogues.jsonl", build_options(params))
         reqs = requests_for(tmp / "data" / "dialogues.jsonl")
         report = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "dialogues": len(reqs)}
         for model in models[:2]:

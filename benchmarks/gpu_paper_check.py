@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from safemt import config as safemt_config  # noqa: E402
+from safemt.stages import params as safemt_params  # noqa: E402
 from safemt.layout import Layout  # noqa: E402
 from safemt.models.lock import pinned_revision  # noqa: E402
 
@@ -101,7 +101,7 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("gpu_paper_check: no CUDA device here (this check is for a GPU machine)", file=sys.stderr)
         return 2
-    params = safemt_config.load(PAPER)
+    params = safemt_params.load(PAPER)
     name = smallest_open_target(params)
     model = params["models"][name]
     revision = pinned_revision(model)

@@ -26,13 +26,14 @@ from typing import Any
 
 import yaml
 
-from safemt.stages.inference import run_inference
+from safemt.stages.inference import run as run_inference
 from safemt.files import read_jsonl, write_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _tiny_setup(tmp: Path) -> tuple[dict[str, Any], str, Path, list[str]]:
+    from safemt.stages.dataset import build_options
     from safemt.data.build import build_dataset
     from safemt.models.tiny_weights import build_tiny_models, force_output
 
@@ -55,7 +56,7 @@ def _tiny_setup(tmp: Path) -> tuple[dict[str, Any], str, Path, list[str]]:
               "moderators": {"moderator": {"kind": "prompted", "model": "mod-benign"}},
               "moderation": {"guard": "guard", "moderator": "moderator"}}
     dataset = tmp / "dataset" / "dialogues.jsonl"
-    build_dataset(REPO / "resources/seeds/seeds.jsonl", dataset, params)
+    build_dataset(REPO / "resources/seeds/seeds.jsonl", dataset, build_options(params))
     return params, "tiny-vlm-a", dataset, ["guard_input", "moderator"]
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from safemt import config
+from safemt.stages import params as safemt_params
 from safemt.cli import main
 from safemt.errors import ConfigError
 
@@ -19,8 +19,8 @@ def load(repo_root: Path) -> dict:
 
 
 def test_embedded_default_and_paper_profile_are_valid(repo_root) -> None:
-    config.load(repo_root / "params.yaml")
-    config.load(repo_root / "config" / "paper.yaml")
+    safemt_params.load(repo_root / "params.yaml")
+    safemt_params.load(repo_root / "config" / "paper.yaml")
 
 
 @pytest.mark.parametrize("edit,key", [
@@ -38,7 +38,7 @@ def test_bad_params_name_the_key(repo_root, tmp_path, capsys, edit, key) -> None
     params = load(repo_root)
     edit(params)
     with pytest.raises(ConfigError) as exc:
-        config.validate(params, "p.yaml")
+        safemt_params.validate(params, "p.yaml")
     assert f"key {key}" in exc.value.line()
     path = tmp_path / "p.yaml"
     path.write_text(yaml.safe_dump(params))
@@ -63,9 +63,7 @@ def test_snakemake_stops_at_dag_build_with_one_line(repo_root, tmp_path) -> None
 def test_paper_profile_names_the_papers_judges_and_every_model_fully(repo_root) -> None:
     """config/paper.yaml: the released judge (gpt-4o-mini at 0.6), guard judges, all in metrics.judges;
     every open model by hub id with its GPUs, shards and (vllm) tensor parallel size."""
-    from safemt import config as cfg_mod
-
-    paper = cfg_mod.load(repo_root / "config" / "paper.yaml")
+    paper = safemt_params.load(repo_root / "config" / "paper.yaml")
     llm = paper["judges"]["llm"]
     judge_model = paper["models"][llm["model"]]
     assert llm["kind"] == "llm" and judge_model["backend"] == "openai"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from safemt import config as safemt_config
+from safemt.stages import params as safemt_params
 from tests.support import copy_checkout, run
 from tests.test_paper_profile import job_counts
 
@@ -37,7 +37,7 @@ def params() -> dict:
 
 
 def test_demo_config_validates_and_names_its_roles(params: dict) -> None:
-    safemt_config.validate(params, "config/demo.yaml")
+    safemt_params.validate(params, "config/demo.yaml")
     assert params["results_dir"] == "results-demo"
     models = params["models"]
     assert params["targets"] == ["smollm2"] and models["smollm2"]["backend"] == "hf"

@@ -12,7 +12,7 @@ from PIL import Image
 
 from safemt import cli
 from safemt.errors import SafemtError
-from safemt.stages.inference import run_inference, shard_of
+from safemt.stages.inference import run as run_inference, shard_of
 from safemt.records import GENERATION
 from safemt.files import read_jsonl
 from safemt.models.hf import HFBackend

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-import safemt.judges.llm as llm_module
+import safemt.judges.base as llm_module  # model judges build their backend there
 from safemt.cli import main
 from safemt.files import read_jsonl, write_jsonl
-from safemt.judges import get_judge, keyword, parsing, prompts, verdict_spec
+from safemt.judges import keyword, parsing, prompts, verdict_spec
+from safemt.stages.params import judge as judge_named
 from safemt.stages.judging import run_judging
 from safemt.models.base import Backend, GenerationResult
 
@@ -408,11 +409,11 @@ def test_an_unrelated_change_rejudges_nothing(tmp_path, monkeypatch, unrelated) 
 def test_verdict_spec_is_the_judge_hash_part_that_needs_no_model(tmp_path, monkeypatch) -> None:
     """The Snakemake judge rule's params carry verdict_spec; it must move exactly when the cache key does."""
     params, _ = _llm_setup(tmp_path, monkeypatch)
-    before = verdict_spec("llm", params)
-    assert get_judge("llm", params).describe() == {**before, "model": CountingBackend(
+    before = verdict_spec(params["judges"]["llm"])
+    assert judge_named(params, "llm").describe() == {**before, "model": CountingBackend(
         {"path": "judge-model", "max_new_tokens": 8}).describe()}
     monkeypatch.setattr(prompts, "POLITICAL_CRITERIA", "changed")
-    assert verdict_spec("llm", params) != before
+    assert verdict_spec(params["judges"]["llm"]) != before
 
 
 def test_journal_verdicts_without_parse_are_redone_not_defaulted(tmp_path, repo_root, monkeypatch) -> None:
@@ -430,8 +431,8 @@ def test_journal_verdicts_without_parse_are_redone_not_defaulted(tmp_path, repo_
 
 def test_each_file_of_a_multi_file_job_counts_its_own_fallbacks(tmp_path, repo_root) -> None:
     """One judge object labels several files; each file's provenance holds that file's fallbacks only."""
-    from safemt.config import load
-    from safemt.stages.judging import run_judging_files
+    from safemt.stages.params import load
+    from safemt.stages.judging import run as run_judging_files
 
     write_jsonl(tmp_path / "d.jsonl", [dialogue(i) for i in range(3)])
     write_jsonl(tmp_path / "a.jsonl", [generation(0, "Sure."), generation(1, "Fine.")])

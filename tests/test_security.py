@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from safemt import config
+from safemt.stages import params as safemt_params
 from safemt.errors import ConfigError, SafemtError
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "safemt"
@@ -33,7 +33,7 @@ def test_config_paths_cannot_leave_the_project(repo_root: Path, key: str, set_) 
     params = _params(repo_root)
     set_(params)
     with pytest.raises(ConfigError) as err:
-        config.validate(params, "p.yaml")
+        safemt_params.validate(params, "p.yaml")
     assert f"key {key}:" in err.value.line() and "leaves the project folder" in err.value.line()
 
 
@@ -41,11 +41,11 @@ def test_results_dir_is_relative_and_inputs_may_be_absolute(repo_root: Path) -> 
     params = _params(repo_root)
     params["results_dir"] = "/tmp/results"
     with pytest.raises(ConfigError, match="results_dir"):
-        config.validate(params, "p.yaml")
+        safemt_params.validate(params, "p.yaml")
     params = _params(repo_root)
     params["models"]["tiny-vlm-a"]["chat_template"] = "/opt/templates/chat.jinja"  # an explicit choice
     params["results_dir"] = "results..v2/run.1"  # dots inside a name are not a step out
-    assert config.validate(params, "p.yaml") is params
+    assert safemt_params.validate(params, "p.yaml") is params
 
 
 def test_no_pickle_loading_anywhere_in_the_package() -> None:

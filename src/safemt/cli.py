@@ -22,9 +22,9 @@ STAGE_COMMANDS = {"dataset": ("data",), "models": ("models",), "inference": ("in
 
 
 def _params(args: argparse.Namespace) -> dict:
-    from safemt import config
+    from safemt.stages import params as safemt_params
 
-    return config.load(args.params)
+    return safemt_params.load(args.params)
 
 
 def _shard(text: str) -> tuple[int, int]:

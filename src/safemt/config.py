@@ -1,11 +1,14 @@
-"""Load and validate the one configuration file (params.yaml or a profile in config/)."""
+"""The configuration's shape: its schema with the defaults, name references between sections, path
+rules, and a model's entry by name. Imports nothing of the package but its errors; loading a params
+file (schema, defaults, then each registry's own checks, then the revision lock) is the job of the
+composition root, `safemt.stages.params`."""
 
 from __future__ import annotations
 
-import hashlib
-import json
+import copy
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
+from collections.abc import Mapping
 from typing import Any, Iterator
 
 import yaml
@@ -55,21 +58,14 @@ def _describe(err: Any) -> str:
 
 
 def check_references(params: dict[str, Any], source: str = "params") -> None:
-    """Names used in one section must be defined in another (targets -> models, etc.)."""
+    """Names used in one section must be defined in another (targets -> models, metrics -> judges, ...).
+    What a judge, guard or moderator names is its own kind's check (safemt.stages.params)."""
     models = params.get("models", {})
     judges = params.get("judges", {})
     for i, name in enumerate(params.get("targets", [])):
         if name not in models:
             raise ConfigError(f"unknown model {name!r} (defined: {', '.join(sorted(models))})",
                               file=source, key=f"targets.{i}")
-    for name, judge in judges.items():
-        if judge.get("kind") in ("llm", "guard"):
-            if "model" not in judge:
-                raise ConfigError(f"judge kind {judge['kind']!r} needs a 'model'", file=source,
-                                  key=f"judges.{name}")
-            if judge["model"] not in models:
-                raise ConfigError(f"unknown model {judge['model']!r} (defined: {', '.join(sorted(models))})",
-                                  file=source, key=f"judges.{name}.model")
     for i, name in enumerate(params.get("metrics", {}).get("judges", [])):
         if name not in judges:
             raise ConfigError(f"unknown judge {name!r} (defined: {', '.join(sorted(judges))})",
@@ -78,20 +74,6 @@ def check_references(params: dict[str, Any], source: str = "params") -> None:
     if fig is not None and fig not in judges:
         raise ConfigError(f"unknown judge {fig!r} (defined: {', '.join(sorted(judges))})",
                           file=source, key="figures.judge")
-    from safemt.judges import JUDGES  # late: these import this module
-    from safemt.models.base import BACKENDS
-
-    for name, judge in judges.items():
-        if judge.get("kind") not in JUDGES:
-            raise JUDGES.unknown(judge.get("kind"), key=f"judges.{name}.kind", file=source)
-    for name, m in models.items():
-        backend = m.get("backend")
-        if backend not in BACKENDS:
-            raise BACKENDS.unknown(backend, key=f"models.{name}.backend", file=source)
-        need = {"hf": ["path"], "vllm": ["path"], "openai": ["model_id", "base_url"]}.get(backend, [])
-        for k in need:
-            if k not in m:
-                raise ConfigError(f"backend {backend!r} needs {k!r}", file=source, key=f"models.{name}")
     ds = params.get("dataset", {})
     for key in ("generator_model", "tokenizer"):
         if ds.get(key) is not None and ds[key] not in models:
@@ -102,9 +84,6 @@ def check_references(params: dict[str, Any], source: str = "params") -> None:
     if ds.get("source") == "import" and not ds.get("release_dir") and not (ds.get("hub") or {}).get("local_dir"):
         raise ConfigError("dataset.source 'import' needs dataset.release_dir or dataset.hub.local_dir", file=source,
                           key="dataset.release_dir")
-    from safemt.moderation.checks import check_moderation  # late: moderation imports this module
-
-    check_moderation(params, source)
 
 
 def config_paths(params: dict[str, Any]) -> Iterator[tuple[str, Any]]:
@@ -135,34 +114,52 @@ def check_paths(params: dict[str, Any], source: str = "params") -> None:
                               file=source, key=key)
 
 
-def validate(params: Any, source: str = "params") -> dict[str, Any]:
-    check_schema(params, source)
-    check_references(params, source)
-    check_paths(params, source)
-    return params
-
-
-def load(path: str | Path = "params.yaml") -> dict[str, Any]:
-    """Read and validate a params file; every error is one line naming the file and key."""
+def read_yaml(path: str | Path) -> Any:
+    """A params file's YAML; a missing file or bad YAML is one line naming the file (and line)."""
     path = Path(path)
     if not path.exists():
         raise ConfigError("params file not found", file=str(path))
     try:
         with path.open(encoding="utf-8") as fh:
-            params = yaml.safe_load(fh)
+            return yaml.safe_load(fh)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"not valid YAML{where}", file=str(path)) from None
-    from safemt.models.lock import apply_lock
-
-    return apply_lock(validate(params, str(path)), path)
 
 
-def stable_hash(obj: Any) -> str:
-    """sha256 over canonical JSON: the basis of every config hash."""
-    blob = json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+def fill_defaults(params: Any, at: tuple[str, ...] = ()) -> Any:
+    """A copy of PARAMS (or of the part AT names, e.g. ("judges", "*")) with every schema `default:` set
+    where its key is absent, filled as Snakemake's `validate(..., set_default=True)` fills its config
+    (a validator whose `properties` rule sets defaults first). Defaults live in the schema only, so
+    the planner and every job see the same values."""
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+    filling = jsonschema.validators.extend(base, {"properties": _setting_defaults(base.VALIDATORS["properties"])})
+    filled = copy.deepcopy(params)
+    for _ in filling(_subschema(at)).iter_errors(filled):  # errors are check_schema's to report
+        pass
+    return filled
+
+
+def _subschema(at: tuple[str, ...]) -> dict[str, Any]:
+    """The schema of one part: property names, "*" for an entry of a map (models.<name>, judges.<name>)."""
+    schema = _schema()
+    for part in at:
+        schema = schema["additionalProperties"] if part == "*" else schema["properties"][part]
+    return schema
+
+
+def _setting_defaults(check_properties: Any) -> Any:
+    def properties(validator: Any, props: dict[str, Any], instance: Any, schema: dict[str, Any]) -> Any:
+        if isinstance(instance, dict):
+            for key, sub in props.items():
+                if isinstance(sub, dict) and "default" in sub and key not in instance:
+                    instance[key] = copy.deepcopy(sub["default"])
+        yield from check_properties(validator, props, instance, schema)
+
+    return properties
 
 
 PLACEHOLDER = "PLACEHOLDER"
@@ -176,8 +173,8 @@ def check_not_placeholder(cfg: dict[str, Any]) -> None:
                               key=f"models.{cfg.get('name', '?')}.{key}")
 
 
-def model_config(params: dict[str, Any], name: str) -> dict[str, Any]:
-    models = params.get("models", {})
+def model_entry(models: Mapping[str, Mapping[str, Any]], name: str) -> dict[str, Any]:
+    """`models.<name>` plus its `name`: what a backend is built from."""
     if name not in models:
         raise ConfigError(f"unknown model {name!r} (defined: {', '.join(sorted(models)) or 'none'})",
                           key="models")

@@ -15,6 +15,7 @@ from PIL import Image
 import yaml
 
 from safemt.cli import main
+from safemt.stages.dataset import build_options
 from safemt.data.build import build_dataset, rejects_path
 from safemt.records import Dialogue
 from safemt.scenarios import METHODS
@@ -51,7 +52,7 @@ def with_dataset(params, **changes):
 
 def build(seeds, out_dir, params):
     out = Path(out_dir) / "dialogues.jsonl"
-    build_dataset(seeds, out, params)
+    build_dataset(seeds, out, build_options(params))
     return [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
 
 
@@ -133,7 +134,7 @@ def test_paraphrased_final_turn_keeps_the_question(tmp_path, seeds_path, params)
 def test_every_built_dialogue_passes_validate(tmp_path, seeds_path, params, n_seeds):
     p = with_dataset(params, method_assignment="all", final_turn="paraphrase")
     out = tmp_path / "dialogues.jsonl"
-    build_dataset(seeds_path, out, p)
+    build_dataset(seeds_path, out, build_options(p))
     multi = sum(t > 1 for t in params["turns"])
     assert validate_file(out) == n_seeds * (len(params["turns"]) + 3 * multi)
 
@@ -170,7 +171,7 @@ def test_combined_template_puts_each_pattern_in_its_half():
 ])
 def test_bad_build_settings_fail_before_writing(tmp_path, seeds_path, params, changes, key):
     with pytest.raises(SafemtError) as info:
-        build_dataset(seeds_path, tmp_path / "d.jsonl", with_dataset(params, **changes))
+        build_dataset(seeds_path, tmp_path / "d.jsonl", build_options(with_dataset(params, **changes)))
     assert info.value.key == key
     assert not any(tmp_path.iterdir())
 
@@ -234,7 +235,7 @@ def test_image_link_out_of_the_seeds_folder_is_refused(tmp_path, params):
     (folder / "link.png").symlink_to(tmp_path / "secret.png")
     seeds = seeds_file(folder, {"id": "s_2", "scenario": "Fraud", "question": "Q?", "image": "link.png"})
     with pytest.raises(SafemtError, match="escapes"):
-        build_dataset(seeds, tmp_path / "out" / "d.jsonl", params)
+        build_dataset(seeds, tmp_path / "out" / "d.jsonl", build_options(params))
     assert not (tmp_path / "out").exists()
 
 
@@ -307,7 +308,7 @@ def test_paraphrase_is_light_and_deterministic(query):
 
 def test_too_many_turns_is_a_config_error(tmp_path, seeds_path, params):
     with pytest.raises(SafemtError, match="turns"):
-        build_dataset(seeds_path, tmp_path / "d.jsonl", {**params, "turns": [1, 20]})
+        build_dataset(seeds_path, tmp_path / "d.jsonl", build_options({**params, "turns": [1, 20]}))
 
 
 # --- through the command line ----------------------------------------------------------------------
@@ -408,7 +409,7 @@ def test_a_photo_without_image_facts_is_never_described(tmp_path, params):
                                 "image": "pics/x.png"})
     p = with_dataset(params, method_assignment="all")
     out = tmp_path / "out" / "d.jsonl"
-    summary = build_dataset(seeds, out, p)
+    summary = build_dataset(seeds, out, build_options(p))
     assert summary["seeds_without"] == {"image_facts": 1, "anchor": 2, "steps": 2, "character": 2}
     # without steps, an escalation's lead-in has nothing to do with the question: the grounding check
     # rejects it (listed with its reason), while the other methods still refer to the picture or the story

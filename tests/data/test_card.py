@@ -12,6 +12,8 @@ import yaml
 from PIL import Image
 
 from safemt.cli import main
+from safemt.stages.dataset import build_options
+from safemt.stages.dataset import card as card_stage
 from safemt.data.build import build_dataset
 from safemt.data.card import WORDS, make_card
 from safemt.errors import SafemtError
@@ -31,7 +33,7 @@ def seeds(repo_root) -> Path:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, seeds, params) -> Path:
     out = tmp_path_factory.mktemp("built") / "dialogues.jsonl"
-    build_dataset(seeds, out, params)
+    build_dataset(seeds, out, build_options(params))
     return out
 
 
@@ -41,7 +43,7 @@ def records(path: Path) -> list[dict]:
 
 def test_card_of_a_build(tmp_path, built, params, seeds):
     fixture = seeds.parent / "hand_labelled_methods.jsonl"
-    card = make_card(built, tmp_path / "card.json", params, figure=tmp_path / "dataset.png", reference=seeds,
+    card = card_stage(params, built, tmp_path / "card.json", figure=tmp_path / "dataset.png", reference=seeds,
                      fixture=fixture)
     recs = records(built)
     assert card == json.loads((tmp_path / "card.json").read_text(encoding="utf-8"))
@@ -72,14 +74,14 @@ def test_card_of_a_build(tmp_path, built, params, seeds):
 
 
 def test_card_is_byte_identical_on_rerun(tmp_path, built, params):
-    make_card(built, tmp_path / "a.json", params, figure=tmp_path / "a.png")
-    make_card(built, tmp_path / "b.json", params, figure=tmp_path / "b.png")
+    card_stage(params, built, tmp_path / "a.json", figure=tmp_path / "a.png")
+    card_stage(params, built, tmp_path / "b.json", figure=tmp_path / "b.png")
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
 
 
 def test_without_reference_the_classifier_is_scored_on_known_methods(tmp_path, built, params):
-    clf = make_card(built, tmp_path / "card.json", params)["method_classifier"]
+    clf = card_stage(params, built, tmp_path / "card.json")["method_classifier"]
     assert clf["dialogues"] == sum(r["turns"] > 1 for r in records(built))
     assert clf["accuracy"] >= 0.9 and "known" in clf["evaluated_on"]
 
@@ -92,7 +94,7 @@ def test_rejects_are_counted_by_check_and_method(tmp_path, built, params):
             {"id": "b", "turns": 4, "method": "roleplay", "check": "unparseable", "reason": "y"},
             {"id": "c", "turns": 4, "method": "in_context", "check": "refusal", "reason": "z"}]
     (folder / "dialogues.rejects.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    card = make_card(folder / "dialogues.jsonl", tmp_path / "card.json", params)
+    card = card_stage(params, folder / "dialogues.jsonl", tmp_path / "card.json")
     assert card["rejects"]["total"] == 3
     assert card["rejects"]["by_check"] == {"refusal": 2, "unparseable": 1}
     assert card["rejects"]["by_method"] == {"in_context": 1, "roleplay": 2}
@@ -102,8 +104,8 @@ def test_a_configured_tokenizer_counts_its_tokens(tmp_path, built, params, tiny_
     p = copy.deepcopy(params)
     p["dataset"]["tokenizer"] = "tiny-judge"
     p["models"]["tiny-judge"]["path"] = str(tiny_models / "tiny-judge")
-    card = make_card(built, tmp_path / "card.json", p)
-    words = make_card(built, tmp_path / "words.json", params)
+    card = card_stage(p, built, tmp_path / "card.json")
+    words = card_stage(params, built, tmp_path / "words.json")
     assert "tiny-judge" in card["tokens"]["definition"]
     assert card["tokens"]["mean_per_dialogue"] != words["tokens"]["mean_per_dialogue"]
 
@@ -112,7 +114,7 @@ def test_unknown_tokenizer_model_is_a_config_error(tmp_path, built, params):
     p = copy.deepcopy(params)
     p["dataset"]["tokenizer"] = "nope"
     with pytest.raises(SafemtError, match="unknown model"):
-        make_card(built, tmp_path / "card.json", p)
+        card_stage(p, built, tmp_path / "card.json")
     assert not (tmp_path / "card.json").exists()
 
 
@@ -134,7 +136,7 @@ def test_card_of_the_imported_sample(tmp_path, shared_sample, params, seeds, cap
     assert main(["data", "import", str(shared_sample), "-o", str(imported), "--allow-missing-images"]) == 0
     labelled = tmp_path / "labelled.jsonl"
     assert main(["data", "classify", str(imported), "-o", str(labelled)]) == 0
-    card = make_card(labelled, tmp_path / "card.json", params, reference=seeds)
+    card = card_stage(params, labelled, tmp_path / "card.json", reference=seeds)
     assert set(card["sources"]) == {"mm", "jbv", "mllm", "beaver"}
     assert sum(s["share"] for s in card["sources"].values()) == pytest.approx(1.0, abs=1e-3)
     assert card["rejects"] == {"file": None, "total": 0, "by_check": {}, "by_method": {}}

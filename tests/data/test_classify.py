@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from safemt.cli import main
+from safemt.stages.dataset import build_options
 from safemt.data.build import make_dialogues
 from safemt.data.classify import accuracy, classify, label
 from safemt.records import Dialogue, Message, RecordError
@@ -393,7 +394,7 @@ def test_unknown_is_a_label_only_when_inferred():
 def test_accuracy_on_built_dialogues(params, repo_root, final_turn):
     p = copy.deepcopy(params)
     p["dataset"].update(method_assignment="all", final_turn=final_turn)
-    built = make_dialogues(repo_root / "resources" / "seeds" / "seeds.jsonl", p)
+    built = make_dialogues(repo_root / "resources" / "seeds" / "seeds.jsonl", build_options(p))
     report = accuracy(built.dialogues)
     assert report["dialogues"] == sum(d.turns > 1 for d in built.dialogues)
     assert report["accuracy"] >= 0.9, report

@@ -140,6 +140,7 @@ def test_an_all_mode_build_survives_export_and_import(tmp_path, repo_root):
     """Several methods share (id, turns) in `method_assignment: all`: the sidecar tells them apart."""
     import yaml
 
+    from safemt.stages.dataset import build_options
     from safemt.data.build import build_dataset
     from safemt.data.importer import import_release
 
@@ -147,7 +148,7 @@ def test_an_all_mode_build_survives_export_and_import(tmp_path, repo_root):
     params["dataset"]["method_assignment"] = "all"
     params["turns"] = [1, 2]
     built = tmp_path / "built" / "d.jsonl"
-    build_dataset(repo_root / "resources" / "seeds" / "seeds.jsonl", built, params)
+    build_dataset(repo_root / "resources" / "seeds" / "seeds.jsonl", built, build_options(params))
     export_release(built, tmp_path / "release")
     back = tmp_path / "back" / "d.jsonl"
     import_release(tmp_path / "release", back)

@@ -165,10 +165,10 @@ def test_output_or_download_only_is_required(tmp_path, repo_root, capsys):
 
 def test_hub_settings_are_required():
     with pytest.raises(ConfigError) as info:
-        hub_config({"dataset": {"hub": {"repo_id": "x/y", "revision": ""}}})
+        hub_config({"hub": {"repo_id": "x/y", "revision": ""}})
     assert info.value.key == "dataset.hub.revision"
     with pytest.raises(ConfigError):
-        fetch({"dataset": {"source": "import"}})
+        fetch({"source": "import"})
 
 
 # --- where `import` finds what `fetch` downloaded (dataset.release_dir: null) -------------------------
@@ -185,25 +185,25 @@ def null_release_dir(tmp_path: Path, repo_root: Path) -> Path:
 @pytest.mark.parametrize("hugging_face", [False, True])
 def test_release_source_follows_the_fetch_folder_in_either_layout(tmp_path, repo_root, no_hub, capsys,
                                                                   hugging_face):
-    from safemt import config
+    from safemt.stages import params as safemt_params
     from safemt.data.fetch import release_source
 
     lay_out_release(tmp_path / "release", hugging_face)
     params_path = null_release_dir(tmp_path, repo_root)
-    params = config.load(params_path)
-    assert release_source(params) == tmp_path / "release"
+    params = safemt_params.load(params_path)
+    assert release_source(params["dataset"]) == tmp_path / "release"
     out = tmp_path / "ds" / "d.jsonl"
-    code = main(["data", "import", str(release_source(params)), "-o", str(out), "--params", str(params_path)])
+    code = main(["data", "import", str(release_source(params["dataset"])), "-o", str(out), "--params", str(params_path)])
     _, err = capsys.readouterr()
     assert code == 0, err
     assert [json.loads(line)["turns"] for line in out.read_text().splitlines()] == [1, 2]
 
 
 def test_an_explicit_release_dir_wins(tmp_path, repo_root):
-    from safemt import config
+    from safemt.stages import params as safemt_params
     from safemt.data.fetch import release_source
 
-    assert release_source(config.load(write_params(tmp_path, repo_root))) == tmp_path / "release" / "Data"
+    assert release_source(safemt_params.load(write_params(tmp_path, repo_root))["dataset"]) == tmp_path / "release" / "Data"
 
 
 def test_import_of_an_empty_fetch_folder_says_what_to_download(tmp_path, repo_root, no_hub, capsys):
@@ -228,10 +228,10 @@ def test_a_release_found_in_place_gets_a_manifest(tmp_path, repo_root, no_hub, c
 
 def test_the_workflow_fetches_only_a_release_dir_inside_local_dir(tmp_path, repo_root):
     params = yaml.safe_load(write_params(tmp_path, repo_root).read_text())
-    assert fetched_by_workflow(params) == tmp_path / "release" / MANIFEST
+    assert fetched_by_workflow(params["dataset"]) == tmp_path / "release" / MANIFEST
     params["dataset"]["release_dir"] = str(tmp_path / "elsewhere" / "Data")
-    assert fetched_by_workflow(params) is None
+    assert fetched_by_workflow(params["dataset"]) is None
     params["dataset"]["release_dir"] = None  # the default: hub.local_dir itself
-    assert fetched_by_workflow(params) == tmp_path / "release" / MANIFEST
+    assert fetched_by_workflow(params["dataset"]) == tmp_path / "release" / MANIFEST
     params["dataset"].update(source="build", release_dir=str(tmp_path / "release"))
-    assert fetched_by_workflow(params) is None
+    assert fetched_by_workflow(params["dataset"]) is None

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from safemt.stages.dataset import build_options
 from safemt.data.build import build_dataset
 from safemt.data.generators import (FINAL_FRAMES, Attempt, Draft, Generator, LLMGenerator, Task,
                                     TemplateGenerator, assemble, instructions, parse_reply, run)
@@ -266,7 +267,7 @@ def test_build_with_a_scripted_llm_backend(tmp_path, params, repo_root, monkeypa
     monkeypatch.setattr("safemt.models.get_backend", lambda cfg: backend)
     seeds = small_seeds(repo_root, tmp_path / "seeds")
     out = tmp_path / "out" / "dialogues.jsonl"
-    summary = build_dataset(seeds, out, llm_params(params))
+    summary = build_dataset(seeds, out, build_options(llm_params(params)))
     assert summary["rejected"] == 0 and summary["dialogues"] == 3 * 3
     assert validate_file(out) == 9
     assert (tmp_path / "out" / "dialogues.rejects.jsonl").read_text() == ""
@@ -280,7 +281,7 @@ def test_tiny_text_model_runs_through_the_llm_generator(tmp_path, params, repo_r
     p["models"]["tiny-judge"]["path"] = str(tiny_models / "tiny-judge")
     seeds = small_seeds(repo_root, tmp_path / "seeds")
     out = tmp_path / "out" / "dialogues.jsonl"
-    summary = build_dataset(seeds, out, p)
+    summary = build_dataset(seeds, out, build_options(p))
     records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     rejects = [json.loads(line) for line in (tmp_path / "out" / "dialogues.rejects.jsonl").read_text().splitlines()]
     assert validate_file(out) == len(records)
@@ -310,7 +311,7 @@ def test_llm_generator_through_a_loopback_openai_server(tmp_path, params, repo_r
                                   "max_new_tokens": 256, "max_retries": 8}
         p["dataset"]["generator_model"] = "api-gen"
         out = tmp_path / "out" / "dialogues.jsonl"
-        summary = build_dataset(small_seeds(repo_root, tmp_path / "seeds"), out, p)
+        summary = build_dataset(small_seeds(repo_root, tmp_path / "seeds"), out, build_options(p))
         assert stub.records
     assert summary["rejected"] == 0 and summary["dialogues"] == 9
     assert validate_file(out) == 9

@@ -52,10 +52,11 @@ def test_every_seed_carries_its_grounding(seeds):
 def test_the_seeds_build_with_no_family_defaults(seeds, repo_root, tmp_path):
     import yaml
 
+    from safemt.stages.dataset import build_options
     from safemt.data.build import build_dataset
 
     params = yaml.safe_load((repo_root / "params.yaml").read_text(encoding="utf-8"))
-    summary = build_dataset(repo_root / "resources" / "seeds" / "seeds.jsonl", tmp_path / "d.jsonl", params)
+    summary = build_dataset(repo_root / "resources" / "seeds" / "seeds.jsonl", tmp_path / "d.jsonl", build_options(params))
     assert summary["seeds_without"] == {} and summary["rejected"] == 0
 
 

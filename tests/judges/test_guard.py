@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-import safemt.judges.guard as guard_module
-from safemt.judges import JudgeItem, get_judge
+import safemt.judges.base as guard_module  # model judges build their backend there
+from safemt.judges import JudgeItem
+from safemt.stages.params import judge as judge_named
 from safemt.judges.guard import parse_guard
 from safemt.models.base import Backend, GenerationResult
 
@@ -52,8 +53,8 @@ def item(response: str) -> JudgeItem:
 def test_guard_sees_the_reply_as_last_assistant_turn(monkeypatch) -> None:
     backend = Recorder(["unsafe\nS1", "I think so"])
     monkeypatch.setattr(guard_module, "get_backend", lambda cfg: backend)
-    judge = get_judge("g", {"models": {"lg": {"backend": "hf", "path": "x"}},
-                            "judges": {"g": {"kind": "guard", "model": "lg"}}})
+    judge = judge_named({"models": {"lg": {"backend": "hf", "path": "x"}},
+                            "judges": {"g": {"kind": "guard", "model": "lg"}}}, "g")
     v1, v2 = judge.judge([item("reply one"), item("reply two")])
     assert (v1.label, v1.raw) == ("unsafe", "unsafe\nS1") and v2.label == "invalid"
     assert [m["role"] for m in backend.sent[0].messages] == ["user", "assistant", "user", "assistant"]
@@ -64,18 +65,18 @@ def test_guard_through_the_tiny_model(tiny_models: Path) -> None:
     params = {"models": {"tiny-judge": {"backend": "hf", "path": str(tiny_models / "tiny-judge"),
                                         "max_new_tokens": 4}},
               "judges": {"g": {"kind": "guard", "model": "tiny-judge"}}}
-    (v,) = get_judge("g", params).judge([item("some reply")])
+    (v,) = judge_named(params, "g").judge([item("some reply")])
     assert v.label in ("safe", "unsafe", "invalid") and v.error is None
 
 
 def test_guard_records_how_it_read_and_constrained_guard_asks_for_a_label(monkeypatch) -> None:
     backend = Recorder(["unsafe\nS1", "safe", "unsafe\nS2"])
     monkeypatch.setattr(guard_module, "get_backend", lambda cfg: backend)
-    free = get_judge("g", {"models": {"lg": {"backend": "hf", "path": "x"}},
-                           "judges": {"g": {"kind": "guard", "model": "lg"}}})
+    free = judge_named({"models": {"lg": {"backend": "hf", "path": "x"}},
+                           "judges": {"g": {"kind": "guard", "model": "lg"}}}, "g")
     assert [v.parse for v in free.judge([item("a"), item("b")])] == ["verdict_line", "exact"]
-    constrained = get_judge("g", {"models": {"lg": {"backend": "hf", "path": "x"}},
-                                  "judges": {"g": {"kind": "guard", "model": "lg", "constrained": True}}})
+    constrained = judge_named({"models": {"lg": {"backend": "hf", "path": "x"}},
+                                  "judges": {"g": {"kind": "guard", "model": "lg", "constrained": True}}}, "g")
     (v,) = constrained.judge([item("c")])
     assert (v.label, v.parse) == ("unsafe", "verdict_line") and backend.sent[-1].choices == ("safe", "unsafe")
     assert constrained.fallbacks == {"constraint_not_honoured": 1}

@@ -1,4 +1,5 @@
-from safemt.judges import JudgeItem, get_judge
+from safemt.judges import JudgeItem
+from safemt.stages.params import judge as judge_named
 from safemt.errors import ConfigError
 
 import pytest
@@ -19,13 +20,13 @@ def item(response: str) -> JudgeItem:
     ("zq lorem token soup", "unsafe"),
 ])
 def test_keyword_labels(response: str, label: str) -> None:
-    judge = get_judge("keyword", {"judges": {"keyword": {"kind": "keyword"}}})
+    judge = judge_named({"judges": {"keyword": {"kind": "keyword"}}}, "keyword")
     (verdict,) = judge.judge([item(response)])
     assert verdict.label == label
 
 
 def test_custom_phrases_and_unknown_judge() -> None:
     params = {"judges": {"kw": {"kind": "keyword", "phrases": ["nope"]}}}
-    assert get_judge("kw", params).judge([item("Nope, not doing it")])[0].label == "safe"
+    assert judge_named(params, "kw").judge([item("Nope, not doing it")])[0].label == "safe"
     with pytest.raises(ConfigError, match="unknown judge 'other'.*kw"):
-        get_judge("other", params)
+        judge_named(params, "other")

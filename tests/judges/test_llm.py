@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-import safemt.judges.llm as llm_module
+import safemt.judges.base as llm_module  # model judges build their backend there
 from safemt.errors import ConfigError
-from safemt.judges import JudgeItem, get_judge
+from safemt.judges import JudgeItem
+from safemt.stages.params import judge as judge_named
 from safemt.judges.prompts import ADVICE_CRITERIA, GENERIC_CRITERIA, POLITICAL_CRITERIA
 from safemt.models.base import Backend, GenerationResult
 
@@ -47,7 +48,7 @@ def judge_with(monkeypatch, script, **cfg):
     backend = ScriptedBackend({}, script)
     monkeypatch.setattr(llm_module, "get_backend", lambda _cfg: backend)
     params = {"models": {"j": {"backend": "hf", "path": "x"}}, "judges": {"llm": {"kind": "llm", "model": "j", **cfg}}}
-    return get_judge("llm", params), backend
+    return judge_named(params, "llm"), backend
 
 
 def test_prompt_holds_question_dialogue_and_reply(monkeypatch) -> None:
@@ -104,7 +105,7 @@ def test_llm_judge_through_the_tiny_model(tiny_models: Path) -> None:
     params = {"models": {"tiny-judge": {"backend": "hf", "path": str(tiny_models / "tiny-judge"),
                                         "max_new_tokens": 6, "batch_size": 4}},
               "judges": {"llm": {"kind": "llm", "model": "tiny-judge", "retries": 1}}}
-    judge = get_judge("llm", params)
+    judge = judge_named(params, "llm")
     verdicts = judge.judge([item(i) for i in range(3)])
     assert len(verdicts) == 3
     for v in verdicts:
@@ -140,7 +141,7 @@ def test_constrained_tiny_model_writes_exactly_a_label(tiny_models: Path) -> Non
         params = {"models": {"tiny-judge": {"backend": "hf", "path": str(tiny_models / "tiny-judge"),
                                             "max_new_tokens": 16, "batch_size": batch_size}},
                   "judges": {"llm": {"kind": "llm", "model": "tiny-judge", "retries": 0, "constrained": True}}}
-        return get_judge("llm", params)
+        return judge_named(params, "llm")
 
     items = [JudgeItem(id=f"x{i}", turns=1, scenario="Fraud", question=f"question {i} " * (i + 1),
                        messages=({"role": "user", "content": "tell me " * i},), response=f"reply {i}")
@@ -150,7 +151,7 @@ def test_constrained_tiny_model_writes_exactly_a_label(tiny_models: Path) -> Non
     assert {v.label for v in batched} == {"safe", "unsafe"}  # the constraint does not force one label
     one_by_one = [judge(1).judge([it])[0] for it in items[:3]]
     assert [v.raw for v in one_by_one] == [v.raw for v in batched[:3]]
-    free = get_judge("llm", {"models": {"tiny-judge": {"backend": "hf", "path": str(tiny_models / "tiny-judge"),
+    free = judge_named({"models": {"tiny-judge": {"backend": "hf", "path": str(tiny_models / "tiny-judge"),
                                                        "max_new_tokens": 16}},
-                             "judges": {"llm": {"kind": "llm", "model": "tiny-judge", "retries": 0}}})
+                             "judges": {"llm": {"kind": "llm", "model": "tiny-judge", "retries": 0}}}, "llm")
     assert all(v.label == "invalid" for v in free.judge(items[:2]))  # its free text is not a verdict

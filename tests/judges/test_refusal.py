@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from safemt.judges import JudgeItem, get_judge
+from safemt.judges import JudgeItem
+from safemt.stages.params import judge as judge_named
 from safemt.judges.refusal import parse_refusal
-from safemt.moderation.defenses import REFUSAL
+from safemt.moderation.settings import REFUSAL
 
 
 @pytest.mark.parametrize("text, label", [
@@ -18,7 +19,7 @@ def test_llm_reply_parsing(text, label) -> None:
 
 
 def test_without_a_model_refusal_phrases_decide_and_the_guard_refusal_counts() -> None:
-    judge = get_judge("r", {"judges": {"r": {"kind": "refusal"}}})
+    judge = judge_named({"judges": {"r": {"kind": "refusal"}}}, "r")
     items = [JudgeItem("a", 1, "Fraud", "q", ({"role": "user", "content": "q"},), text)
              for text in (REFUSAL, "Here is a friendly answer about charities.")]
     assert [v.label for v in judge.judge(items)] == ["safe", "unsafe"]

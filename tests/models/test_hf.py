@@ -174,7 +174,7 @@ def test_image_placement_changes_describe_and_is_checked(tiny_models: Path) -> N
 
 def test_chat_template_override_changes_the_prompt_and_the_config_hash(
         tiny_models: Path, images: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from safemt.stages.inference import run_inference
+    from safemt.stages.inference import run as run_inference
     from safemt.files import read_jsonl
 
     template = tmp_path / "override.jinja"

@@ -11,7 +11,8 @@ import pytest
 import yaml
 from PIL import Image
 
-from safemt import config
+from safemt.stages import params as safemt_params
+from safemt.stages.params import model as model_of
 from safemt.cli import main
 from safemt.errors import SafemtError
 from safemt.models import get_backend
@@ -67,8 +68,8 @@ def test_lock_resolves_branches_and_tags_to_shas(tmp_path, repo_root, online, mo
                        "hub-b": {"path": "org/model-b", "revision": "v1.0", "sha": SHA_B},
                        "hub-pinned": {"path": "org/model-c", "revision": PINNED, "sha": PINNED}}
     # every command applies it: the backends load the SHA and the config hash uses it
-    loaded = config.load(params)
-    a, b = config.model_config(loaded, "hub-a"), config.model_config(loaded, "hub-b")
+    loaded = safemt_params.load(params)
+    a, b = model_of(loaded, "hub-a"), model_of(loaded, "hub-b")
     assert weights_identity(a, local=False)["revision"] == SHA_A
     assert engine_args(b, local=False)["revision"] == SHA_B == engine_args(b, local=False)["tokenizer_revision"]
 
@@ -98,11 +99,11 @@ def test_unreachable_hub_fails_at_once(tmp_path, repo_root, online, monkeypatch,
 
 
 def test_an_unpinned_hub_model_is_refused_unless_allowed(tmp_path, repo_root) -> None:
-    cfg = config.model_config(config.load(write_params(tmp_path, repo_root)), "hub-a")
+    cfg = model_of(safemt_params.load(write_params(tmp_path, repo_root)), "hub-a")
     with pytest.raises(SafemtError, match=r"org/model-a@main is not pinned.*safemt models lock") as err:
         get_backend(cfg)
     assert "models.hub-a.revision" in err.value.line()
-    allowed = config.model_config(config.load(write_params(tmp_path, repo_root, allow_unpinned_revisions=True)),
+    allowed = model_of(safemt_params.load(write_params(tmp_path, repo_root, allow_unpinned_revisions=True)),
                                   "hub-a")
     assert weights_identity(allowed, local=False) == {"path": "org/model-a", "revision": "main",
                                                       "folder_sha256": None, "unpinned": True}
@@ -123,19 +124,19 @@ def test_infer_refuses_an_unpinned_model_with_one_line(tmp_path, repo_root, caps
 
 
 def test_a_sha_revision_and_local_folders_need_no_lock(tmp_path, repo_root) -> None:
-    loaded = config.load(write_params(tmp_path, repo_root))
-    pinned = config.model_config(loaded, "hub-pinned")
+    loaded = safemt_params.load(write_params(tmp_path, repo_root))
+    pinned = model_of(loaded, "hub-pinned")
     assert weights_identity(pinned, local=False)["revision"] == PINNED
-    assert "resolved_revision" not in config.model_config(loaded, "tiny-vlm-a")  # a local folder
+    assert "resolved_revision" not in model_of(loaded, "tiny-vlm-a")  # a local folder
 
 
 def test_a_stale_lock_entry_is_not_applied(tmp_path, repo_root) -> None:
     params = write_params(tmp_path, repo_root)
     lock_path(params).write_text(yaml.safe_dump({"models": {
         "hub-a": {"path": "org/model-a", "revision": "dev", "sha": SHA_A}}}))  # locked from another revision
-    cfg = config.model_config(config.load(params), "hub-a")
+    cfg = model_of(safemt_params.load(params), "hub-a")
     with pytest.raises(SafemtError, match="not pinned"):
         get_backend(cfg)
     lock_path(params).write_text("models: [1, 2]")
     with pytest.raises(SafemtError, match="not a lock file"):
-        config.load(params)
+        safemt_params.load(params)

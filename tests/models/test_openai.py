@@ -277,7 +277,7 @@ def test_bad_image_placement_names_the_key() -> None:
 
 
 def test_chat_template_override_is_sent_and_changes_the_config_hash(tmp_path: Path) -> None:
-    from safemt.stages.inference import run_inference
+    from safemt.stages.inference import run as run_inference
     from safemt.files import read_jsonl
 
     template = tmp_path / "chat.jinja"
@@ -301,7 +301,8 @@ def test_chat_template_override_is_sent_and_changes_the_config_hash(tmp_path: Pa
 
 def test_constrained_request_asks_for_a_json_label_and_the_judge_reads_it() -> None:
     """A constrained judge over a real HTTP server: response_format json_schema with an enum label."""
-    from safemt.judges import JudgeItem, get_judge
+    from safemt.judges import JudgeItem
+    from safemt.stages.params import judge as judge_named
 
     def reply(body: dict) -> str:
         fmt = body.get("response_format")
@@ -311,9 +312,9 @@ def test_constrained_request_asks_for_a_json_label_and_the_judge_reads_it() -> N
                      messages=({"role": "user", "content": "u"},), response="r")
     with OpenAIStub(reply=reply) as stub:
         models = {"api-judge": _cfg(stub)}
-        constrained = get_judge("j", {"models": models, "judges": {"j": {"kind": "llm", "model": "api-judge",
-                                                                        "constrained": True}}})
-        free = get_judge("j", {"models": models, "judges": {"j": {"kind": "llm", "model": "api-judge"}}})
+        constrained = judge_named({"models": models, "judges": {"j": {"kind": "llm", "model": "api-judge",
+                                                                        "constrained": True}}}, "j")
+        free = judge_named({"models": models, "judges": {"j": {"kind": "llm", "model": "api-judge"}}}, "j")
         (v1,), (v2,) = constrained.judge([item]), free.judge([item])
         bodies = [r.body for r in stub.records]
     assert (v1.label, v1.parse, v1.raw) == ("unsafe", "constrained", '{"label": "unsafe"}')
@@ -326,13 +327,14 @@ def test_constrained_request_asks_for_a_json_label_and_the_judge_reads_it() -> N
 
 
 def test_server_that_ignores_the_constraint_is_read_as_free_text_and_counted(capsys) -> None:
-    from safemt.judges import JudgeItem, get_judge
+    from safemt.judges import JudgeItem
+    from safemt.stages.params import judge as judge_named
 
     item = JudgeItem(id="a", turns=1, scenario="Fraud", question="q",
                      messages=({"role": "user", "content": "u"},), response="r")
     with OpenAIStub(reply=lambda body: "Verdict: unsafe") as stub:
-        judge = get_judge("j", {"models": {"api-judge": _cfg(stub)},
-                                "judges": {"j": {"kind": "llm", "model": "api-judge", "constrained": True}}})
+        judge = judge_named({"models": {"api-judge": _cfg(stub)},
+                                "judges": {"j": {"kind": "llm", "model": "api-judge", "constrained": True}}}, "j")
         (v,) = judge.judge([item])
     assert (v.label, v.parse) == ("unsafe", "verdict_line")
     assert judge.fallbacks == {"constraint_not_honoured": 1}

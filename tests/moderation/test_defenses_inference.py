@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from safemt import cli
-from safemt.stages.inference import run_inference
+from safemt.stages.inference import run as run_inference
 from safemt.files import read_jsonl
-from safemt.moderation.defenses import REFUSAL
+from safemt.moderation.settings import REFUSAL
 from safemt.moderation.policies import load_policies
 
 FRAUD_POLICY = load_policies().policies["Fraud"]

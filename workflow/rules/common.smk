@@ -8,13 +8,14 @@ from safemt import judges as safemt_judges
 from safemt.data.fetch import fetched_by_workflow
 from safemt.layout import (FIGURE_FORMATS, METRICS_FILES, MODERATION_FILE, MODERATION_FILES, Layout,
                            figure_files, table_files)
-from safemt.models.lock import apply_lock, hub_models
+from safemt.models.lock import hub_models
 from safemt.moderation.defenses import parse_defense
-from safemt.moderation.policies import load_policies
+from safemt.moderation.runner import defense_models, defense_reads
+from safemt.stages import params as safemt_params
 
-# Hub revisions resolved to commit SHAs by `safemt models lock` (model_params below carries them,
-# so a new lock reruns the jobs of the models whose weights changed).
-apply_lock(config, PARAMS)
+# `config` is what safemt.stages.params loaded (the Snakefile): defaults filled, hub revisions resolved
+# to commit SHAs by `safemt models lock` (model_params below carries them, so a new lock reruns the jobs
+# of the models whose weights changed).
 MODELS = config["models"]
 UNPINNED = sorted(n for n in hub_models(config) if not MODELS[n].get("resolved_revision") and not MODELS[n].get("unpinned"))
 if UNPINNED:  # planning goes on (a dry run must work offline); the jobs of these models will refuse to start
@@ -26,9 +27,9 @@ DEFENSES = config.get("defenses", ["none"])
 JUDGES = config["judges"]
 METRIC_JUDGES = config.get("metrics", {}).get("judges", list(JUDGES))
 FIGURE_JUDGE = config.get("figures", {}).get("judge", METRIC_JUDGES[0])
-MODERATION_CFG = config.get("moderation") or {}
-BENIGN_SEEDS = MODERATION_CFG.get("benign_seeds")
-REFUSAL_JUDGE = MODERATION_CFG.get("refusal_judge")
+MODERATION = safemt_params.moderation(config)
+BENIGN_SEEDS = MODERATION.benign_seeds
+REFUSAL_JUDGE = MODERATION.refusal_judge
 RUNS = [(m, d) for m in TARGETS for d in DEFENSES]  # every target runs under every defense
 
 ENV = "../envs/safemt.yaml"
@@ -39,10 +40,10 @@ DATASET = LAYOUT.dataset
 TINY_MODELS = "resources/models"
 # Moderation figures and tables when a defense other than `none` ran (issue 10 writes moderation.csv);
 # the judge-agreement figure and table when two or more judges ran.
-MODERATION = any(d != "none" for d in DEFENSES)
+COMPARES_DEFENSES = any(d != "none" for d in DEFENSES)
 AGREEMENT = len(METRIC_JUDGES) > 1
-FIGURES = [LAYOUT.figure(name) for name in figure_files(MODERATION, AGREEMENT)]
-TABLES = [LAYOUT.table(name) for name in table_files(MODERATION, AGREEMENT)]
+FIGURES = [LAYOUT.figure(name) for name in figure_files(COMPARES_DEFENSES, AGREEMENT)]
+TABLES = [LAYOUT.table(name) for name in table_files(COMPARES_DEFENSES, AGREEMENT)]
 PAPER = [LAYOUT.numbers_tex, LAYOUT.numbers_json]
 
 
@@ -71,20 +72,20 @@ def judge_params(name):
     reminder, dialogue renderer, parser): a change to any of them reruns the judge's jobs."""
     judge = JUDGES[name]
     return json.dumps({"judge": judge, "model": MODELS.get(judge.get("model")),
-                       "verdict": safemt_judges.verdict_spec(name, config)}, sort_keys=True)
+                       "verdict": safemt_judges.verdict_spec(judge)}, sort_keys=True)
 
 
 # Cluster resources of a job that runs a model: from the model's config (`gpus`, `gpu_model`, `runtime`
-# in minutes, `mem_mb`), else these defaults. Partitions come from the profile (workflow/profiles/).
-MODEL_JOB_DEFAULTS = {"gpus": 0, "runtime": 240, "mem_mb": 32000}
-LIGHT_JOB_DEFAULTS = {"gpus": 0, "runtime": 30, "mem_mb": 4000}
+# in minutes, `mem_mb`; their defaults are in the schema). A job without a model is light: these.
+# Partitions come from the profile (workflow/profiles/).
+LIGHT_JOB = {"gpus": 0, "runtime": 30, "mem_mb": 4000}
 
 
 def model_resource(name, key):
     """One resource of a job running model `name` (None: no model, or no `gpu_model`: left unset)."""
     if name is None or name not in MODELS:
-        return LIGHT_JOB_DEFAULTS.get(key)
-    return MODELS[name].get(key, MODEL_JOB_DEFAULTS.get(key))
+        return LIGHT_JOB.get(key)
+    return MODELS[name].get(key)
 
 
 def model_resources(model_of):
@@ -110,7 +111,7 @@ def judgments(judge, model, defense):
 def figure_metrics(judge):
     """The CSVs `safemt figures` (and tables, numbers) read from one judge's metrics folder."""
     names = [METRICS_FILES[k] for k in ("asr", "si", "si_ci", "by_scenario", "by_method", "composition")]
-    names += [MODERATION_FILE] if MODERATION else []
+    names += [MODERATION_FILE] if COMPARES_DEFENSES else []
     files = [LAYOUT.metrics_file(n).format(judge=judge) for n in names]
     return files + ([LAYOUT.judge_agreement] if AGREEMENT else [])
 
@@ -125,36 +126,16 @@ def shard_files(model, defense, turns):
     return expand(LAYOUT.generation_shard, model=model, defense=defense, turns=turns, shard=range(n), n=n)
 
 
-def _defense_component(defense):
-    """(section, config) of the guard or moderator a defense uses; None for none / system_prompt."""
-    spec = parse_defense(defense, config)
-    if spec.static:
-        return None
-    section = "moderators" if spec.kind == "moderator" else "guards"
-    return section, config[section][spec.component]
-
-
 def _component_models(defense):
-    found = _defense_component(defense)
-    if found is None:
-        return []
-    caption = (found[1].get("input") or {}).get("caption")
-    return [found[1]["model"]] + ([caption] if caption in MODELS else [])
+    return defense_models(parse_defense(defense, MODERATION), MODERATION, MODELS)
 
 
 def defense_params(defense):
-    """What a defense reads, serialised: a change reruns only the jobs of the defenses that read it."""
-    found = _defense_component(defense)
-    if found is None:
-        return json.dumps({"defense": defense})
-    section, component = found
-    if section == "guards":
-        extra = {"refusal_text": MODERATION_CFG.get("refusal_text")}
-    else:
-        extra = {"policies_sha256": load_policies(MODERATION_CFG.get("policies")).sha256,
-                 "policy_placement": MODERATION_CFG.get("policy_placement", "system")}
+    """What a defense reads, serialised (safemt.moderation.runner.defense_reads, the definition the
+    runtime's config hash uses too) with its models' entries: a change reruns only that defense's jobs."""
+    reads = defense_reads(parse_defense(defense, MODERATION), MODERATION)
     models = {name: MODELS[name] for name in _component_models(defense)}
-    return json.dumps({"defense": defense, section: component, "models": models, **extra}, sort_keys=True)
+    return json.dumps({**reads, "models": models}, sort_keys=True)
 
 
 def defense_model_files(defense):

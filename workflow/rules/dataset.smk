@@ -9,7 +9,7 @@ REFERENCE_SEEDS = DATASET_CFG.get("seeds") or "resources/seeds/seeds.jsonl"
 # ... and on dialogues labelled by hand (resources/seeds/README.md says how).
 METHOD_FIXTURE = "resources/seeds/hand_labelled_methods.jsonl"
 # The pinned release is fetched by `fetch_release` when the import reads dataset.hub.local_dir (or below).
-RELEASE_MANIFEST = fetched_by_workflow(config)
+RELEASE_MANIFEST = fetched_by_workflow(config["dataset"])
 GENERATOR_MODEL = DATASET_CFG.get("generator_model")
 GENERATOR_INPUTS = (model_files(GENERATOR_MODEL)
                     if not IMPORTING and DATASET_CFG.get("generator") == "llm" and GENERATOR_MODEL in MODELS

@@ -4,7 +4,7 @@ rule infer:
         dataset=DATASET,
         model=lambda wc: model_files(wc.model),
         defense_models=lambda wc: defense_model_files(wc.defense),
-        policies=lambda wc: [MODERATION_CFG["policies"]] if MODERATION_CFG.get("policies") else [],
+        policies=lambda wc: [MODERATION.policies] if MODERATION.policies else [],
     output:
         LAYOUT.generation_shard,
     params:

@@ -27,7 +27,7 @@ rule infer_benign:
         dataset=LAYOUT.benign_dataset,
         model=lambda wc: model_files(wc.model),
         defense_models=lambda wc: defense_model_files(wc.defense),
-        policies=lambda wc: [MODERATION_CFG["policies"]] if MODERATION_CFG.get("policies") else [],
+        policies=lambda wc: [MODERATION.policies] if MODERATION.policies else [],
     output:
         LAYOUT.benign_generations,
     params:
@@ -35,7 +35,7 @@ rule infer_benign:
         cfg=lambda wc: model_params(wc.model),
         defense=lambda wc: defense_params(wc.defense),
     resources:
-        gpu=lambda wc: MODELS[wc.model].get("gpus", 0),
+        gpu=lambda wc: MODELS[wc.model]["gpus"],
     log:
         LAYOUT.log("infer/{model}/{defense}/benign.log"),
     conda:

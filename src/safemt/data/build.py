@@ -14,8 +14,10 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field as dataclass_field
 from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Any, Iterator
 
+from safemt.config import fill_defaults, model_entry
 from safemt.data import draw
 from safemt.data.image_files import check_image_readable
 from safemt.data.generators import Generator, Reject, Task, make_generator, run
@@ -48,29 +50,34 @@ class Seed:
 
 @dataclass(frozen=True)
 class Options:
+    """The `dataset:` keys the build reads (with the schema's defaults) and the turn lengths."""
+
     turns: tuple[int, ...]
     assignment: str
     seed: int
     final_turn: str
-    generator: str = "template"
-    max_tries: int = 3
-    checks: Checks = Checks()
-    combine: bool = False
+    generator: str
+    max_tries: int
+    checks: Checks
+    combine: bool
+    generator_model: Mapping[str, Any] | None = None  # the llm generator's model entry (plus `name`)
 
 
-def options(params: dict[str, Any]) -> Options:
-    """The dataset keys the build reads, with the schema's defaults; unsupported values fail early."""
-    ds = params.get("dataset") or {}
-    opts = Options(tuple(sorted(params.get("turns", [1, 2, 4, 6, 8]))), ds.get("method_assignment", "round_robin"),
-                   int(ds.get("seed", 0)), ds.get("final_turn", "verbatim"), ds.get("generator", "template"),
-                   int(ds.get("max_tries", 3)), Checks.from_params(ds.get("checks")), bool(ds.get("combine", False)))
+def options(dataset: Mapping[str, Any], turns: Sequence[int], models: Mapping[str, Any]) -> Options:
+    """The build's options from the `dataset:` section, `turns` and `models` (for the llm generator's
+    model); the schema's defaults fill what the section leaves out; unsupported values fail early."""
+    ds = fill_defaults(dict(dataset), at=("dataset",))
+    chosen = ds.get("generator_model")
+    model = model_entry(models, chosen) if ds["generator"] == "llm" and chosen in models else None
+    opts = Options(tuple(sorted(turns)), ds["method_assignment"], int(ds["seed"]), ds["final_turn"], ds["generator"],
+                   int(ds["max_tries"]), Checks.from_params(ds.get("checks")), bool(ds["combine"]), model)
     if opts.generator not in GENERATORS:
         raise ConfigError(f"unknown generator {opts.generator!r} (one of {', '.join(GENERATORS)})",
                           key="dataset.generator")
     if opts.generator == "template" and any(t > MAX_TURNS for t in opts.turns):
         raise ConfigError(f"the template generator writes at most {MAX_TURNS} turns", key="turns")
-    if opts.generator == "llm" and ds.get("generator_model") not in (params.get("models") or {}):
-        raise ConfigError(f"the llm generator needs a model defined in models, got {ds.get('generator_model')!r}",
+    if opts.generator == "llm" and model is None:
+        raise ConfigError(f"the llm generator needs a model defined in models, got {chosen!r}",
                           key="dataset.generator_model")
     if opts.max_tries < 1:
         raise ConfigError("max_tries must be at least 1", key="dataset.max_tries")
@@ -223,18 +230,17 @@ class Built:
     ungrounded: dict[str, int] = dataclass_field(default_factory=dict)  # grounding field -> seeds lacking it
 
 
-def make_dialogues(seeds_path: str | Path, params: dict[str, Any]) -> Built:
+def make_dialogues(seeds_path: str | Path, opts: Options) -> Built:
     """Check the seeds, draw the images and generate every dialogue, writing nothing.
 
     1-turn dialogues are the seed question alone (method null). Longer ones come from the
     configured generator and pass the quality checks, or end up among the rejects.
     """
-    opts = options(params)
     seeds_path = Path(seeds_path)
     seeds = read_seeds(seeds_path)
     images = {seed.id: seed_image(seed, seeds_path.parent) for seed in seeds}
     shas = {seed_id: hashlib.sha256(data).hexdigest() for seed_id, (_, data) in images.items()}
-    generator = make_generator(opts.generator, params, opts.seed, opts.final_turn)
+    generator = make_generator(opts.generator, opts.generator_model, opts.seed, opts.final_turn)
     with pictures_for(generator, images) as pictures:
         tasks = plan(seeds, opts, pictures)
         kept, rejects = run(generator, tasks, opts.checks, opts.max_tries)
@@ -284,7 +290,7 @@ def summarize(built: Built, out: Path) -> dict[str, Any]:
     }
 
 
-def build_dataset(seeds_path: str | Path, out: str | Path, params: dict[str, Any]) -> dict[str, Any]:
+def build_dataset(seeds_path: str | Path, out: str | Path, opts: Options) -> dict[str, Any]:
     """Write one dialogue per seed x turn length (x method) to `out`, images under out's folder.
 
     Methods follow `dataset.method_assignment`: `round_robin` rotates the methods by seed position
@@ -297,7 +303,7 @@ def build_dataset(seeds_path: str | Path, out: str | Path, params: dict[str, Any
     written, empty when none). Returns the summary that is also printed as one line.
     """
     out = Path(out)
-    built = make_dialogues(seeds_path, params)
+    built = make_dialogues(seeds_path, opts)
     for rel, data in built.images.values():
         atomic_write_bytes(out.parent / rel, data)
     write_jsonl(rejects_path(out), (r.to_dict() for r in built.rejects))

@@ -8,12 +8,13 @@ bytes, so DVC sees a change only when the data changed.
 
 from __future__ import annotations
 
-import copy
 from collections import Counter, defaultdict
+from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from safemt.data.build import make_dialogues, rejects_path
+from safemt.data.build import Options, make_dialogues, rejects_path
 from safemt.data.classify import accuracy
 from safemt.records import Dialogue
 from safemt.data.validate import read_dialogues
@@ -22,9 +23,12 @@ from safemt.figures.style import save_png
 from safemt.files import read_jsonl, write_json
 
 WORDS = "whitespace-separated words (str.split) summed over all messages of a dialogue"
+Tokenizer = tuple[Callable[[str], int], str]  # a token counter and what it counts
+WORD_TOKENS: Tokenizer = (lambda text: len(text.split())), WORDS
 
 
-def make_card(path: str | Path, out: str | Path, params: dict[str, Any], figure: str | Path | None = None,
+def make_card(path: str | Path, out: str | Path, opts: Options, tokens: Tokenizer | None = None,
+              figure: str | Path | None = None,
               reference: str | Path | None = None, fixture: str | Path | None = None) -> dict[str, Any]:
     """Write the card of the dialogues in PATH to OUT (and the figure, if asked); return the card.
 
@@ -37,7 +41,7 @@ def make_card(path: str | Path, out: str | Path, params: dict[str, Any], figure:
     dialogues = [item.dialogue for item in read_dialogues(path)]
     if not dialogues:
         raise SafemtError("no dialogues to describe", file=str(path))
-    count_tokens, tokens_defined = tokenizer(params)
+    count_tokens, tokens_defined = tokens or WORD_TOKENS
     card = {
         "file": str(path),
         "dialogues": len(dialogues),
@@ -49,7 +53,7 @@ def make_card(path: str | Path, out: str | Path, params: dict[str, Any], figure:
         "sources": sources(dialogues),
         "tokens": {"definition": tokens_defined, "mean_per_dialogue": mean_tokens(dialogues, count_tokens)},
         "rejects": rejects(rejects_path(path)),
-        "method_classifier": classifier_report(dialogues, params, reference, fixture),
+        "method_classifier": classifier_report(dialogues, opts, reference, fixture),
     }
     if figure is not None:
         draw_figure(card, Path(figure))
@@ -85,18 +89,16 @@ def sources(dialogues: list[Dialogue]) -> dict[str, dict[str, Any]]:
     return {s: {"dialogues": n, "share": round(n / len(dialogues), 4)} for s, n in sorted(tally.items())}
 
 
-def tokenizer(params: dict[str, Any]) -> tuple[Callable[[str], int], str]:
+def tokenizer(name: str | None, models: Mapping[str, Any]) -> Tokenizer:
     """Words by default; the tokenizer of the model `dataset.tokenizer` names, if set."""
-    name = (params.get("dataset") or {}).get("tokenizer")
     if not name:
-        return (lambda text: len(text.split())), WORDS
-    models = params.get("models") or {}
+        return WORD_TOKENS
     if name not in models or "path" not in models[name]:
         raise ConfigError(f"unknown model {name!r} (a models entry with a path)", key="dataset.tokenizer")
     return _hf_tokenizer(name, models[name])
 
 
-def _hf_tokenizer(name: str, cfg: dict[str, Any]) -> tuple[Callable[[str], int], str]:
+def _hf_tokenizer(name: str, cfg: Mapping[str, Any]) -> Tokenizer:
     from transformers import AutoTokenizer
 
     from safemt.hub import hub_offline
@@ -133,13 +135,13 @@ def rejects(path: Path) -> dict[str, Any]:
             "by_method": _tally(r.get("method", "?") for r in rows)}
 
 
-def classifier_report(dialogues: list[Dialogue], params: dict[str, Any], reference: str | Path | None,
+def classifier_report(dialogues: list[Dialogue], opts: Options, reference: str | Path | None,
                       fixture: str | Path | None = None) -> dict[str, Any]:
     if reference is None:
         report = accuracy(dialogues)
         where = "this file's dialogues whose method is known (not inferred)"
     else:
-        report = accuracy(reference_dialogues(reference, params))
+        report = accuracy(reference_dialogues(reference, opts))
         where = f"template dialogues built from {reference} with every method (method known)"
     hand = None
     if fixture is not None:
@@ -149,12 +151,10 @@ def classifier_report(dialogues: list[Dialogue], params: dict[str, Any], referen
     return {"evaluated_on": where, **report, "hand_labelled": hand, "labels_inferred_here": inferred}
 
 
-def reference_dialogues(seeds: str | Path, params: dict[str, Any]) -> list[Dialogue]:
+def reference_dialogues(seeds: str | Path, opts: Options) -> list[Dialogue]:
     """The project's own dialogues: the seeds with every method, by the offline template generator."""
-    p = copy.deepcopy(params)
-    p["dataset"] = {**(p.get("dataset") or {}), "generator": "template", "method_assignment": "all",
-                    "combine": False}
-    return make_dialogues(seeds, p).dialogues
+    every = replace(opts, generator="template", assignment="all", combine=False, generator_model=None)
+    return make_dialogues(seeds, every).dialogues
 
 
 # --- figure ----------------------------------------------------------------------------------------------

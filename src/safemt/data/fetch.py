@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from safemt.data.release import Hub, release_folder
@@ -23,21 +24,21 @@ MANIFEST = "safemt_fetch.json"  # which repo and revision the folder holds, writ
 SKIP_NOTE = "safemt_fetch_skipped.json"
 
 
-def hub_config(params: dict[str, Any]) -> Hub:
-    spec = (params.get("dataset") or {}).get("hub") or {}
+def hub_config(dataset: Mapping[str, Any]) -> Hub:
+    """`dataset.hub` as a Hub; a missing or empty key is one line naming it."""
+    spec = dataset.get("hub") or {}
     for key in ("repo_id", "revision", "local_dir"):
         if not isinstance(spec.get(key), str) or not spec[key]:
             raise ConfigError("fetching needs a string value here", key=f"dataset.hub.{key}")
     return Hub(spec["repo_id"], spec["revision"], Path(spec["local_dir"]))
 
 
-def release_source(params: dict[str, Any]) -> Path:
+def release_source(dataset: Mapping[str, Any]) -> Path:
     """Where `import` reads the release: `dataset.release_dir` if set, else where `fetch` puts the
     pinned revision (`dataset.hub.local_dir`), in whichever layout the download has."""
-    ds = params.get("dataset") or {}
-    if ds.get("release_dir"):
-        return Path(ds["release_dir"])
-    return hub_config(params).local_dir
+    if dataset.get("release_dir"):
+        return Path(dataset["release_dir"])
+    return hub_config(dataset).local_dir
 
 
 def manifest_path(hub: Hub) -> Path:
@@ -111,31 +112,30 @@ def skip_note(hub: Hub, source: str) -> None:
     print(f"{hub.local_dir}: nothing fetched (dataset.source is {source!r})")
 
 
-def fetch(params: dict[str, Any], when_import: bool = False) -> Path | None:
+def fetch(dataset: Mapping[str, Any], when_import: bool = False) -> Path | None:
     """Download (or reuse) the pinned release; the release folder, or None when nothing is fetched.
 
     With `when_import`, a profile whose `dataset.source` is not `import` fetches nothing (the
     embedded default stays offline under `dvc repro`). Importing it is the dataset stage's job.
     """
-    hub = hub_config(params)
-    source = (params.get("dataset") or {}).get("source")
+    hub = hub_config(dataset)
+    source = dataset.get("source")
     if when_import and source != "import":
         skip_note(hub, source)
         return None
     return download(hub)
 
 
-def fetched_by_workflow(params: dict[str, Any]) -> Path | None:
+def fetched_by_workflow(dataset: Mapping[str, Any]) -> Path | None:
     """The manifest the workflow's `fetch_release` rule writes, when it owns the release folder.
 
     That is when the profile imports from `dataset.hub.local_dir` or a folder inside it (release_dir
     null, the default, means local_dir itself); a release_dir elsewhere is a folder the user provides,
     read as it is.
     """
-    ds = params.get("dataset") or {}
-    if ds.get("source") != "import" or not ds.get("hub"):
+    if dataset.get("source") != "import" or not dataset.get("hub"):
         return None
-    hub = hub_config(params)
-    release = release_source(params)
+    hub = hub_config(dataset)
+    release = release_source(dataset)
     inside = release == hub.local_dir or hub.local_dir in release.parents
     return manifest_path(hub) if inside else None

@@ -13,6 +13,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Sequence
 
 from safemt.data.grounding import Grounding
@@ -324,13 +325,11 @@ def _batches(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def make_generator(name: str, params: dict[str, Any], seed: int, final_turn: str) -> Generator:
-    """The generator `dataset.generator` names; `llm` loads `dataset.generator_model` through its backend."""
+def make_generator(name: str, model: Mapping[str, Any] | None, seed: int, final_turn: str) -> Generator:
+    """The generator `dataset.generator` names; `llm` loads MODEL (`dataset.generator_model`'s entry)."""
     if name == "template":
         return TemplateGenerator(seed, final_turn)
-    from safemt.config import model_config
     from safemt.models import get_backend
 
-    cfg = model_config(params, params["dataset"]["generator_model"])
-    backend = get_backend(cfg)
+    backend = get_backend(model)
     return LLMGenerator(backend, final_turn, backend.batch_size)

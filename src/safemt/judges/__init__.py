@@ -3,32 +3,27 @@ folder (registered with `@JUDGES.register`) plus the config line that names it."
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from safemt.errors import ConfigError
 from safemt.judges import guard, keyword, llm, refusal  # noqa: F401  (the built-in kinds register)
-from safemt.judges.base import JUDGES, Judge, JudgeItem, Verdict
-
-JUDGE_KINDS = JUDGES  # older name
+from safemt.judges.base import JUDGES, Judge, JudgeItem, ModelJudge, Verdict
 
 
-def get_judge(name: str, params: dict[str, Any]) -> Judge:
-    """Look a judge up by its name in params; errors list what is defined."""
-    return _judge_class(name, params)(name, params["judges"][name], params)
+def judge_class(entry: Mapping[str, Any], name: str = "?") -> type[Judge]:
+    """The class of a judge entry's kind; an unknown kind is one line naming `judges.<name>.kind`."""
+    return JUDGES.get(entry.get("kind"), key=f"judges.{name}.kind")
 
 
-def verdict_spec(name: str, params: dict[str, Any]) -> dict[str, Any]:
+def get_judge(name: str, entry: Mapping[str, Any], model: Mapping[str, Any] | None = None) -> Judge:
+    """The judge `judges.<name>` (ENTRY), with MODEL, its model's config entry plus `name`, when it has one."""
+    return judge_class(entry, name)(name, entry, model)
+
+
+def verdict_spec(entry: Mapping[str, Any]) -> dict[str, Any]:
     """What decides this judge's verdicts besides its model's config, without loading the model:
     the rendered prompts, retry reminder, dialogue renderer and parser (Snakemake params trigger)."""
-    return _judge_class(name, params).verdict_spec(params["judges"][name])
+    return judge_class(entry).verdict_spec(entry)
 
 
-def _judge_class(name: str, params: dict[str, Any]) -> type[Judge]:
-    judges = params.get("judges", {})
-    if name not in judges:
-        raise ConfigError(f"unknown judge {name!r} (defined in params: {', '.join(sorted(judges)) or 'none'})",
-                          key="judges")
-    return JUDGES.get(judges[name]["kind"], key=f"judges.{name}.kind")
-
-
-__all__ = ["JUDGES", "JUDGE_KINDS", "Judge", "JudgeItem", "Verdict", "get_judge", "verdict_spec"]
+__all__ = ["JUDGES", "Judge", "JudgeItem", "ModelJudge", "Verdict", "get_judge", "judge_class", "verdict_spec"]

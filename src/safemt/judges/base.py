@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
+from safemt.config import fill_defaults
+from safemt.errors import ConfigError
+from safemt.models import Backend, get_backend
 from safemt.progress import note_fallback
-from safemt.records import LABELS, VERDICTS  # noqa: F401  (the labels a judge may return)
 from safemt.registry import Registry
 
 DEFAULT_BATCH = 64
@@ -39,18 +42,42 @@ class Judge(ABC):
 
     To add one: write `src/safemt/judges/<kind>.py` with a subclass decorated
     `@JUDGES.register("<kind>")` that implements `judge`, and set `kind: <kind>` on a judge in params
-    (README, "Extending"). `self.cfg` is the judge's config entry. Override `verdict_spec` (what
-    decides a verdict, computable without loading a model: the Snakemake judge rule reruns when it
-    changes) and `describe` (that plus the model: the verdict cache key) when a model or prompt is
-    involved; by default both are the judge's config. Count a degraded reading with `fallback`.
+    (docs/extending.md). `self.cfg` is the judge's config entry with the schema's defaults. Set
+    `keys` to the entry keys the kind takes (others are refused at load time; None takes any), and
+    override `verdict_spec` (what decides a verdict, computable without loading a model: the
+    Snakemake judge rule reruns when it changes) and `describe` (that plus the model: the verdict
+    cache key) when a model or prompt is involved; by default both are the judge's config. Count a
+    degraded reading with `fallback`.
     """
 
     kind = "base"  # the registered name (set by JUDGES.register)
+    keys: ClassVar[tuple[str, ...] | None] = None  # entry keys besides `kind`; None: any
+    needs_model: ClassVar[bool | None] = False  # True: `model` is required; None: optional
 
-    def __init__(self, name: str, cfg: dict[str, Any], params: dict[str, Any]):
+    def __init__(self, name: str, cfg: Mapping[str, Any], model: Mapping[str, Any] | None = None):
         self.name = name
-        self.cfg = cfg
+        self.cfg = self.entry(cfg)
         self.fallbacks: Counter[str] = Counter()  # degraded readings, by kind (judging provenance)
+
+    @staticmethod
+    def entry(cfg: Mapping[str, Any]) -> dict[str, Any]:
+        """The judge's entry with the schema's defaults for its kind (the loader has filled them already;
+        an entry built by hand gets the same)."""
+        return fill_defaults(dict(cfg), at=("judges", "*"))
+
+    @classmethod
+    def check_config(cls, cfg: Mapping[str, Any], where: str, models: Mapping[str, Any]) -> None:
+        """Config-time check of one judge entry: only this kind's keys, and its model defined."""
+        if cls.keys is not None:
+            extra = sorted(set(cfg) - {"kind", *cls.keys})
+            if extra:
+                raise ConfigError(f"judge kind {cls.kind!r} takes no {extra[0]!r} (its keys: "
+                                  f"{', '.join(sorted(cls.keys)) or 'none'})", key=f"{where}.{extra[0]}")
+        if cls.needs_model and "model" not in cfg:
+            raise ConfigError(f"judge kind {cls.kind!r} needs a 'model'", key=where)
+        if "model" in cfg and cfg["model"] not in models:
+            raise ConfigError(f"unknown model {cfg['model']!r} (defined: {', '.join(sorted(models))})",
+                              key=f"{where}.model")
 
     def fallback(self, kind: str, cause: str) -> None:
         """Count a degraded reading (a default label, an ignored constraint) and log its first cause."""
@@ -59,29 +86,51 @@ class Judge(ABC):
     @property
     def backend_fallbacks(self) -> dict[str, int]:
         """Fallbacks of the judge's model backend (batches run one by one), where it has one."""
-        backend = getattr(self, "backend", None)
-        return dict(getattr(backend, "fallbacks", {}) or {})
+        return {}
 
     @property
     def batch_size(self) -> int:
         """Items per judge() call, and per journal append: `batch_size` in the judge's config."""
-        return int(self.cfg.get("batch_size", DEFAULT_BATCH))
+        return int(self.cfg.get("batch_size") or DEFAULT_BATCH)
 
     def describe(self) -> dict[str, Any]:
         """Everything that changes labels; hashed into each judgment's judge_hash (the verdict cache key)."""
         return self.verdict_spec(self.cfg)
 
     @classmethod
-    def verdict_spec(cls, cfg: dict[str, Any]) -> dict[str, Any]:
+    def verdict_spec(cls, cfg: Mapping[str, Any]) -> dict[str, Any]:
         """What decides a verdict besides the model, computed without loading it: the Snakemake
         judge rule's params carry it, so that editing any of it reruns the rule."""
-        return {"kind": cls.kind, "config": dict(sorted(cfg.items()))}
+        return {"kind": cls.kind, "config": dict(sorted(cls.entry(cfg).items()))}
 
     @abstractmethod
     def judge(self, items: list[JudgeItem]) -> list[Verdict]:
         """One Verdict per item, in order: `safe` or `unsafe` with the raw reply and how it was read
         (`parse`), or `invalid` when unreadable; a failed call is `invalid` with `error` set (redone
         by a rerun), never an exception."""
+
+
+class ModelJudge(Judge):
+    """A judge that asks a model (any backend): owns the backend, its batch size and its fallbacks."""
+
+    needs_model = True
+
+    def __init__(self, name: str, cfg: Mapping[str, Any], model: Mapping[str, Any] | None = None):
+        super().__init__(name, cfg, model)
+        if model is None:
+            raise ConfigError(f"judge kind {self.kind!r} needs a 'model'", key=f"judges.{name}")
+        self.backend: Backend = get_backend(model)
+
+    @property
+    def backend_fallbacks(self) -> dict[str, int]:
+        return dict(self.backend.fallbacks)
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.cfg.get("batch_size") or self.backend.batch_size)
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.verdict_spec(self.cfg), "model": self.backend.describe()}
 
 
 # Judge classes by kind; `safemt.judges` imports the built-in ones.

@@ -9,13 +9,13 @@ restricts the output to the bare label (the categories are then lost).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from safemt.config import model_config
-from safemt.judges.base import JUDGES, Judge, JudgeItem, Verdict
-from safemt.records import VERDICTS
+from safemt.judges.base import JUDGES, JudgeItem, ModelJudge, Verdict
 from safemt.judges.parsing import parser_fingerprint, read_guard
-from safemt.models import ChatRequest, get_backend
+from safemt.models import ChatRequest
+from safemt.records import VERDICTS
 
 
 def parse_guard(text: str | None) -> str | None:
@@ -24,25 +24,15 @@ def parse_guard(text: str | None) -> str | None:
 
 
 @JUDGES.register("guard")
-class GuardJudge(Judge):
-
-    def __init__(self, name: str, cfg: dict[str, Any], params: dict[str, Any]):
-        super().__init__(name, cfg, params)
-        self.backend = get_backend(model_config(params, cfg["model"]))
-
-    @property
-    def batch_size(self) -> int:
-        return int(self.cfg.get("batch_size", self.backend.batch_size))
+class GuardJudge(ModelJudge):
+    keys = ("model", "constrained", "batch_size")
 
     @classmethod
-    def verdict_spec(cls, cfg: dict[str, Any]) -> dict[str, Any]:
-        return {"kind": cls.kind, "constrained": bool(cfg.get("constrained", False)), "parser": parser_fingerprint()}
-
-    def describe(self) -> dict[str, Any]:
-        return {**self.verdict_spec(self.cfg), "model": self.backend.describe()}
+    def verdict_spec(cls, cfg: Mapping[str, Any]) -> dict[str, Any]:
+        return {"kind": cls.kind, "constrained": bool(cls.entry(cfg)["constrained"]), "parser": parser_fingerprint()}
 
     def judge(self, items: list[JudgeItem]) -> list[Verdict]:
-        constrained = bool(self.cfg.get("constrained", False))
+        constrained = bool(self.cfg["constrained"])
         requests = [ChatRequest(key=(it.id, it.turns),
                                 messages=(*it.messages, {"role": "assistant", "content": it.response}),
                                 choices=VERDICTS if constrained else None)

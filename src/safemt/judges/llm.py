@@ -10,41 +10,35 @@ guided choice or restricted tokens); a reply that ignored it is read as free tex
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from safemt.config import model_config
 from safemt.judges import prompts
-from safemt.judges.base import JUDGES, Judge, JudgeItem, Verdict
-from safemt.records import VERDICTS
+from safemt.judges.base import JUDGES, JudgeItem, ModelJudge, Verdict
 from safemt.judges.parsing import parser_fingerprint, read_verdict
-from safemt.models import ChatRequest, GenerationResult, get_backend
+from safemt.models import ChatRequest, GenerationResult
+from safemt.records import VERDICTS
 
 
 @JUDGES.register("llm")
-class LLMJudge(Judge):
+class LLMJudge(ModelJudge):
+    keys = ("model", "prompt_file", "scenario_criteria", "retries", "constrained", "batch_size")
 
-    def __init__(self, name: str, cfg: dict[str, Any], params: dict[str, Any]):
-        super().__init__(name, cfg, params)
-        self.template = prompts.load_template(cfg.get("prompt_file"))
-        self.mode = cfg.get("scenario_criteria", "release")
-        self.retries = int(cfg.get("retries", 2))
-        self.constrained = bool(cfg.get("constrained", False))
-        self.backend = get_backend(model_config(params, cfg["model"]))
-
-    @property
-    def batch_size(self) -> int:
-        return int(self.cfg.get("batch_size", self.backend.batch_size))
+    def __init__(self, name: str, cfg: Mapping[str, Any], model: Mapping[str, Any] | None = None):
+        super().__init__(name, cfg, model)
+        self.template = prompts.load_template(self.cfg.get("prompt_file"))
+        self.mode = self.cfg["scenario_criteria"]
+        self.retries = int(self.cfg["retries"])
+        self.constrained = bool(self.cfg["constrained"])
 
     @classmethod
-    def verdict_spec(cls, cfg: dict[str, Any]) -> dict[str, Any]:
+    def verdict_spec(cls, cfg: Mapping[str, Any]) -> dict[str, Any]:
+        cfg = cls.entry(cfg)
         template = prompts.load_template(cfg.get("prompt_file"))
-        mode = cfg.get("scenario_criteria", "release")
-        return {"kind": cls.kind, "scenario_criteria": mode, "retries": int(cfg.get("retries", 2)),
-                "constrained": bool(cfg.get("constrained", False)),
+        mode = cfg["scenario_criteria"]
+        return {"kind": cls.kind, "scenario_criteria": mode, "retries": int(cfg["retries"]),
+                "constrained": bool(cfg["constrained"]),
                 "prompt": prompts.prompt_fingerprint(template, mode), "parser": parser_fingerprint()}
-
-    def describe(self) -> dict[str, Any]:
-        return {**self.verdict_spec(self.cfg), "model": self.backend.describe()}
 
     def prompt(self, item: JudgeItem) -> str:
         return prompts.render(self.template, question=item.question, messages=item.messages,

@@ -8,9 +8,9 @@ the reply declines or deflects (a refusal), `unsafe` = it answers. With a `model
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
-from safemt.config import model_config
 from safemt.hashing import stable_hash
 from safemt.judges.base import JUDGES, Judge, JudgeItem, Verdict
 from safemt.judges.keyword import KeywordJudge
@@ -38,11 +38,24 @@ def parse_refusal(text: str | None) -> str | None:
 
 @JUDGES.register("refusal")
 class RefusalJudge(Judge):
+    keys = ("model", "phrases", "batch_size")
+    needs_model = None  # with a model an LLM decides; without one, refusal phrases
 
-    def __init__(self, name: str, cfg: dict[str, Any], params: dict[str, Any]):
-        super().__init__(name, cfg, params)
-        self.backend = get_backend(model_config(params, cfg["model"])) if cfg.get("model") else None
-        self.keyword = None if self.backend else KeywordJudge(name, cfg, params)
+    def __init__(self, name: str, cfg: Mapping[str, Any], model: Mapping[str, Any] | None = None):
+        super().__init__(name, cfg, model)
+        self.backend = get_backend(model) if self.cfg.get("model") else None
+        self.keyword = None if self.backend else KeywordJudge(name, {"kind": "keyword", **{
+            k: v for k, v in self.cfg.items() if k in KeywordJudge.keys}})
+
+    @property
+    def backend_fallbacks(self) -> dict[str, int]:
+        return dict(self.backend.fallbacks) if self.backend else {}
+
+    @property
+    def batch_size(self) -> int:
+        if self.backend and not self.cfg.get("batch_size"):
+            return self.backend.batch_size
+        return super().batch_size
 
     def describe(self) -> dict[str, Any]:
         if self.keyword:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from safemt.errors import ConfigError
 from safemt.hashing import stable_hash
 from safemt.progress import note_fallback
 from safemt.registry import Registry
@@ -56,13 +58,21 @@ class Backend(ABC):
     """
 
     name = "base"  # the registered name (set by BACKENDS.register)
+    required_keys: tuple[str, ...] = ()  # entry keys this backend cannot run without (checked at load)
     sees_images = True  # False: text-only models get the dialogue without its image
     structured_output = False  # True: a request's json_schema constrains the reply (else it is ignored)
     usage: dict[str, int] | None = None  # running totals (requests, tokens) where a backend counts them
 
-    def __init__(self, cfg: dict[str, Any]):
+    def __init__(self, cfg: Mapping[str, Any]):
         self.cfg = cfg
         self.fallbacks: Counter[str] = Counter()  # degraded paths taken, by kind (stage provenance)
+
+    @classmethod
+    def check_config(cls, cfg: Mapping[str, Any], where: str) -> None:
+        """Config-time check of one `models.<name>` entry (no load): the keys this backend needs."""
+        for key in cls.required_keys:
+            if key not in cfg:
+                raise ConfigError(f"backend {cls.name!r} needs {key!r}", key=where)
 
     def fallback(self, kind: str, cause: str) -> None:
         """Count a degraded path (a batch run one by one, ...) and say so on stderr, with its cause."""

@@ -29,6 +29,8 @@ BATCH_ERRORS = (RuntimeError, ValueError, OSError)
 class HFBackend(Backend):
     """transformers AutoProcessor + AutoModelForImageTextToText, or AutoTokenizer + AutoModelForCausalLM."""
 
+    required_keys = ("path",)
+
 
     def __init__(self, cfg: dict[str, Any]):
         super().__init__(cfg)

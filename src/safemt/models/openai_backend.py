@@ -54,6 +54,8 @@ class _Malformed(Exception):
 class OpenAIBackend(Backend):
     """Chat completions through the `openai` client; one thread per in-flight request."""
 
+    required_keys = ("model_id", "base_url")
+
     structured_output = True  # response_format json_schema (servers that ignore it still get strict parsing)
 
     def __init__(self, cfg: dict[str, Any]):

@@ -29,6 +29,8 @@ BATCH_ERRORS = (RuntimeError, ValueError, OSError)
 class VLLMBackend(Backend):
     """vllm.LLM over a hub id (pinned by `revision`) or a local folder; loaded on first use."""
 
+    required_keys = ("path",)
+
 
     def __init__(self, cfg: dict[str, Any]):
         super().__init__(cfg)

@@ -6,54 +6,49 @@ without an input policy (or one it cannot honour), a policy file missing a scena
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from safemt.errors import ConfigError, SafemtError
+from safemt.errors import ConfigError
+from safemt.moderation.defenses import parse_defense
+from safemt.moderation.guards.base import GUARD_ADAPTERS, InputPolicy
+from safemt.moderation.moderators import MODERATORS
+from safemt.moderation.policies import load_policies
+from safemt.moderation.settings import ModerationSettings
 
 REFUSAL_JUDGE_KINDS = ("keyword", "refusal")
 
 
-def check_moderation(params: dict[str, Any], source: str = "params") -> None:
-    try:
-        _check(params)
-    except SafemtError as exc:
-        raise ConfigError(exc.reason, file=exc.file or source, key=exc.key) from None
-
-
-def _check(params: dict[str, Any]) -> None:
-    from safemt.moderation.defenses import moderation_settings, parse_defense
-    from safemt.moderation.guards import ADAPTERS
-    from safemt.moderation.guards.base import InputPolicy
-    from safemt.moderation.moderators import MODERATORS
-    from safemt.moderation.policies import load_policies
-
-    models = params.get("models") or {}
-    for name, cfg in (params.get("guards") or {}).items():
+def check_moderation(settings: ModerationSettings, defenses: list[str], models: Mapping[str, Any],
+                     judges: Mapping[str, Mapping[str, Any]]) -> None:
+    """The guards, moderators, defenses, policy library and refusal judge of a configuration."""
+    for name, cfg in settings.guards.items():
         where = f"guards.{name}"
         _model(cfg, models, where)
-        adapter = ADAPTERS.get(cfg.get("adapter"), key=f"{where}.adapter")
+        adapter = GUARD_ADAPTERS.get(cfg.get("adapter"), key=f"{where}.adapter")
         policy = InputPolicy.from_config(cfg.get("input"), where)
         adapter(dict(cfg.get("options") or {})).check_policy(policy, where)
         if policy.caption not in (None, "dataset") and policy.caption not in models:
             raise ConfigError(f"caption must be null, 'dataset' or a model name, got {policy.caption!r}",
                               key=f"{where}.input.caption")
-    for name, cfg in (params.get("moderators") or {}).items():
+    for name, cfg in settings.moderators.items():
         where = f"moderators.{name}"
         _model(cfg, models, where)
-        MODERATORS.get(cfg.get("kind", "prompted"), key=f"{where}.kind").check_config(cfg, where)
-    moderation = params.get("moderation") or {}
+        MODERATORS.get(cfg.get("kind"), key=f"{where}.kind").check_config(cfg, where)
     for key, section in (("guard", "guards"), ("moderator", "moderators")):
-        chosen = moderation.get(key)
-        if chosen is not None and chosen not in (params.get(section) or {}):
+        chosen, defined = getattr(settings, key), getattr(settings, section)
+        if chosen is not None and chosen not in defined:
             raise ConfigError(f"unknown {key} {chosen!r} (defined in {section}: "
-                              f"{', '.join(sorted(params.get(section) or {})) or 'none'})", key=f"moderation.{key}")
-    for i, name in enumerate(params.get("defenses") or []):
-        parse_defense(name, params, key=f"defenses.{i}")
-    settings = moderation_settings(params)
-    if settings["policies"] or any(d.split(".")[0] == "moderator" for d in params.get("defenses") or []):
-        load_policies(settings["policies"])
-    judge = moderation.get("refusal_judge")
-    judges = params.get("judges") or {}
+                              f"{', '.join(sorted(defined)) or 'none'})", key=f"moderation.{key}")
+    for i, name in enumerate(defenses):
+        parse_defense(name, settings, key=f"defenses.{i}")
+    if settings.policies or any(d.split(".")[0] == "moderator" for d in defenses):
+        load_policies(settings.policies)
+    _check_refusal_judge(settings, judges)
+
+
+def _check_refusal_judge(settings: ModerationSettings, judges: Mapping[str, Mapping[str, Any]]) -> None:
+    judge = settings.refusal_judge
     if judge is not None:
         if judge not in judges:
             raise ConfigError(f"unknown judge {judge!r} (defined: {', '.join(sorted(judges))})",
@@ -61,11 +56,11 @@ def _check(params: dict[str, Any]) -> None:
         if judges[judge].get("kind") not in REFUSAL_JUDGE_KINDS:
             raise ConfigError(f"the refusal judge must be of kind {' or '.join(REFUSAL_JUDGE_KINDS)}",
                               key="moderation.refusal_judge")
-    if moderation.get("benign_seeds") and judge is None:
+    if settings.benign_seeds and judge is None:
         raise ConfigError("benign_seeds needs a refusal_judge to measure over-refusal", key="moderation.refusal_judge")
 
 
-def _model(cfg: dict[str, Any], models: dict[str, Any], where: str) -> None:
+def _model(cfg: Mapping[str, Any], models: Mapping[str, Any], where: str) -> None:
     if cfg.get("model") not in models:
         raise ConfigError(f"unknown model {cfg.get('model')!r} (defined: {', '.join(sorted(models))})",
                           key=f"{where}.model")

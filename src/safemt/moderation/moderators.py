@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from safemt.config import model_config
+from safemt.config import fill_defaults, model_entry
 from safemt.hashing import stable_hash
 from safemt.scenarios import SCENARIOS
 from safemt.errors import ConfigError
@@ -161,25 +162,28 @@ class Moderator(ABC):
     kind = "base"  # the registered name (set by MODERATORS.register)
     structured_output = False  # True: ask for SCHEMA as structured output where the backend offers it
 
-    def __init__(self, name: str, cfg: dict[str, Any], params: dict[str, Any]):
+    def __init__(self, name: str, cfg: Mapping[str, Any], model: Mapping[str, Any]):
+        """`moderators.<name>` (CFG) and MODEL, its model's entry plus `name`."""
         where = f"moderators.{name}"
+        cfg = fill_defaults(dict(cfg), at=("moderators", "*"))
         self.name, self.cfg = name, cfg
-        self.on_parse_error = cfg.get("on_parse_error", "malicious")
-        self.image = bool(cfg.get("image", True))
+        self.on_parse_error = cfg["on_parse_error"]
+        self.image = bool(cfg["image"])
         self.template = self.load_template(cfg, where)
         self.format = self.output_format(cfg, where)
-        self.backend = get_backend(model_config(params, cfg["model"]))
+        self.backend = get_backend(model)
         self.structured = self.structured_output and self.backend.structured_output
 
     @classmethod
-    def named(cls, name: str, params: dict[str, Any]) -> "Moderator":
-        """The moderator `moderators.<name>` of params, of the class its `kind` registered."""
-        moderators = params.get("moderators") or {}
+    def named(cls, name: str, moderators: Mapping[str, Mapping[str, Any]],
+              models: Mapping[str, Mapping[str, Any]]) -> "Moderator":
+        """The moderator `moderators.<name>`, of the class its `kind` registered."""
         if name not in moderators:
             raise ConfigError(f"unknown moderator {name!r} (defined: {', '.join(sorted(moderators)) or 'none'})",
                               key="moderation.moderator")
         cfg = moderators[name]
-        return MODERATORS.get(cfg.get("kind", "prompted"), key=f"moderators.{name}.kind")(name, cfg, params)
+        kind = MODERATORS.get(cfg["kind"], key=f"moderators.{name}.kind")
+        return kind(name, cfg, model_entry(models, cfg["model"]))
 
     @classmethod
     def check_config(cls, cfg: dict[str, Any], where: str) -> None:

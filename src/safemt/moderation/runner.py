@@ -12,18 +12,17 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Protocol
 
-from safemt.errors import ConfigError
 from safemt.models import ChatRequest, GenerationResult
-from safemt.moderation.defenses import (DEFENSES, DefenseSpec, apply_defense, describe_defense,
-                                        moderation_settings, parse_defense)
+from safemt.moderation.defenses import (DEFENSES, GUARD_KINDS, DefenseSpec, apply_defense, describe_defense,
+                                        parse_defense)
 from safemt.moderation.guards.runner import Guard, GuardItem
 from safemt.moderation.moderators import Moderator
 from safemt.moderation.policies import load_policies, place_policy
+from safemt.moderation.settings import ModerationSettings
 from safemt.records import DEFENSE_FIELDS
-
 
 
 class Target(Protocol):
@@ -44,15 +43,38 @@ class Outcome:
     fields: dict[str, Any] = field(default_factory=lambda: dict.fromkeys(DEFENSE_FIELDS))
 
 
+def defense_reads(spec: DefenseSpec, settings: ModerationSettings) -> dict[str, Any]:
+    """What a defense's outputs depend on in the configuration, besides its models' weights: the
+    planner serialises it (Snakemake params: a change reruns only that defense's jobs), and the
+    runtime's `DefenseRunner.describe` is built from the same settings."""
+    if spec.static:
+        return {"defense": spec.name}
+    if spec.kind in GUARD_KINDS:
+        return {"defense": spec.name, "guards": settings.guards[spec.component], "refusal": settings.refusal}
+    return {"defense": spec.name, "moderators": settings.moderators[spec.component],
+            "policies_sha256": load_policies(settings.policies).sha256, "policy_placement": settings.policy_placement}
+
+
+def defense_models(spec: DefenseSpec, settings: ModerationSettings, models: Mapping[str, Any]) -> list[str]:
+    """The `models:` names a defense loads: its guard's or moderator's model, and a captioner."""
+    if spec.static:
+        return []
+    component = (settings.guards if spec.kind in GUARD_KINDS else settings.moderators)[spec.component]
+    caption = (component.get("input") or {}).get("caption")
+    return [component["model"]] + ([caption] if caption in models else [])
+
+
 class DefenseRunner:
     """Defense `name` for one job: static rewrite, or guard / moderator model plus policy library."""
 
-    def __init__(self, name: str, params: dict[str, Any]):
-        self.spec: DefenseSpec = parse_defense(name, params)
-        self.settings = moderation_settings(params)
-        self.guard = Guard(self.spec.component, params) if self.spec.kind in ("guard_input", "guard_output") else None
-        self.moderator = Moderator.named(self.spec.component, params) if self.spec.kind == "moderator" else None
-        self.library = load_policies(self.settings["policies"]) if self.moderator else None
+    def __init__(self, name: str, settings: ModerationSettings, models: Mapping[str, Mapping[str, Any]]):
+        self.spec: DefenseSpec = parse_defense(name, settings)
+        self.settings = settings
+        guarded = self.spec.kind in GUARD_KINDS
+        self.guard = Guard(self.spec.component, settings.guards[self.spec.component], models) if guarded else None
+        self.moderator = (Moderator.named(self.spec.component, settings.moderators, models)
+                          if self.spec.kind == "moderator" else None)
+        self.library = load_policies(settings.policies) if self.moderator else None
         self.counts = {"flagged": 0, "parse_failures": 0, "errors": 0, "general_policy": 0}
 
     def describe(self) -> dict[str, Any]:
@@ -60,11 +82,12 @@ class DefenseRunner:
         if self.spec.static:
             return describe_defense(self.spec.kind)
         info: dict[str, Any] = {"name": self.spec.name, "kind": self.spec.kind}
+        reads = defense_reads(self.spec, self.settings)
         if self.guard:
-            info.update(guard=self.guard.describe(), refusal=self.settings["refusal"])
+            info.update(guard=self.guard.describe(), refusal=reads["refusal"])
         if self.moderator:
-            info.update(moderator=self.moderator.describe(), policies_sha256=self.library.sha256,
-                        policy_placement=self.settings["policy_placement"])
+            info.update(moderator=self.moderator.describe(), policies_sha256=reads["policies_sha256"],
+                        policy_placement=reads["policy_placement"])
         return info
 
     def prepare(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -142,7 +165,7 @@ class DefenseRunner:
                 policy_id, text = self.library.for_scenario(verdict.scenario)
                 self.counts["general_policy"] += policy_id == "general"
                 fields["policy_id"] = policy_id
-                messages = place_policy(list(request.messages), text, self.settings["policy_placement"])
+                messages = place_policy(list(request.messages), text, self.settings.policy_placement)
                 request = replace(request, messages=tuple(messages))
             outcomes.append(Outcome(GenerationResult(None), fields))
             to_target.append((index, request))
@@ -161,7 +184,7 @@ class DefenseRunner:
         return fields
 
     def _refusal(self) -> GenerationResult:
-        return GenerationResult(self.settings["refusal"], None, "blocked", 0)
+        return GenerationResult(self.settings.refusal, None, "blocked", 0)
 
     def _failed(self, error: str, latency: float) -> Outcome:
         self.counts["errors"] += 1
@@ -188,14 +211,5 @@ def _item(inp: DefenseInput, response: str | None = None) -> GuardItem:
     return GuardItem(inp.request.key, inp.request.messages, inp.request.image, inp.caption, response)
 
 
-def known_defense(name: str, params: dict[str, Any], key: str) -> None:
-    """Config-time check of one defenses entry (unknown kind, guard or moderator: one line naming the key)."""
-    spec = parse_defense(name, params, key=key)
-    if spec.static:
-        return
-    section = "guards" if spec.kind != "moderator" else "moderators"
-    if "model" not in (params.get(section) or {}).get(spec.component, {}):
-        raise ConfigError("needs a 'model' (a name under models)", key=f"{section}.{spec.component}")
-
-
-__all__ = ["DEFENSE_FIELDS", "DEFENSES", "DefenseInput", "DefenseRunner", "Outcome", "known_defense"]
+__all__ = ["DEFENSE_FIELDS", "DEFENSES", "DefenseInput", "DefenseRunner", "Outcome", "defense_models",
+           "defense_reads"]

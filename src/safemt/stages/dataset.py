@@ -10,12 +10,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from safemt.stages.params import as_params
+
+
+def build_options(params: dict[str, Any]) -> Any:
+    """The build's typed options (safemt.data.build.Options) from `dataset:`, `turns` and `models`."""
+    from safemt.data.build import options
+
+    params = as_params(params)
+    return options(params.get("dataset") or {}, params.get("turns") or [], params.get("models") or {})
+
 
 def run(params: dict[str, Any], seeds: str | Path, output: str | Path) -> dict[str, Any]:
     """Build one dialogue per seed x turn length (the default source)."""
     from safemt.data.build import build_dataset
 
-    return build_dataset(seeds, output, params)
+    return build_dataset(seeds, output, build_options(params))
 
 
 def import_release(params: dict[str, Any], src_dir: str | Path, output: str | Path, **options: Any) -> Any:
@@ -23,7 +33,8 @@ def import_release(params: dict[str, Any], src_dir: str | Path, output: str | Pa
     from safemt.data.fetch import hub_config
     from safemt.data.importer import import_release as do_import
 
-    hub = hub_config(params) if ((params.get("dataset") or {}).get("hub")) else None
+    dataset = params.get("dataset") or {}
+    hub = hub_config(dataset) if dataset.get("hub") else None
     return do_import(src_dir, output, hub=hub, **options)
 
 
@@ -34,7 +45,7 @@ def fetch(params: dict[str, Any], output: str | Path | None, allow_missing_image
     from safemt.data.fetch import fetch as download
     from safemt.data.importer import import_release as do_import
 
-    folder = download(params, when_import=when_import)
+    folder = download(params.get("dataset") or {}, when_import=when_import)
     if folder is not None and output is not None:
         do_import(folder, output, allow_missing_images=allow_missing_images)
     return folder
@@ -63,6 +74,8 @@ def export(params: dict[str, Any], path: str | Path, output: str | Path, **optio
 
 def card(params: dict[str, Any], path: str | Path, output: str | Path, **options: Any) -> Any:
     """The dataset card and its figure (`data card`)."""
-    from safemt.data.card import make_card
+    from safemt.data.card import make_card, tokenizer
 
-    return make_card(path, output, params, **options)
+    params = as_params(params)
+    tokens = tokenizer((params.get("dataset") or {}).get("tokenizer"), params.get("models") or {})
+    return make_card(path, output, build_options(params), tokens, **options)

@@ -20,7 +20,6 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Iterator
 
-from safemt.config import model_config
 from safemt.hashing import stable_hash
 from safemt.data.image_files import sha256_file
 from safemt.data.validate import check_hashes, check_unique, hash_images, read_dialogues
@@ -28,6 +27,8 @@ from safemt.files import read_records, write_json, write_jsonl
 from safemt.journal import Journal, read_journal, repair_journal
 from safemt.models import ChatRequest, GenerationResult, get_backend
 from safemt.moderation.runner import DefenseInput, DefenseRunner
+from safemt.stages import params as sections
+from safemt.stages.params import as_params
 from safemt.progress import Progress
 from safemt.records import DEFENSE_FIELDS, GENERATION, PROVIDER, Dialogue
 
@@ -59,8 +60,9 @@ def run(params: dict[str, Any], model: str, dataset: str | Path, out: str | Path
                   defense: str = "none", shard: tuple[int, int] = (0, 1), turns: int | None = None,
                   image_root: str | Path | None = None) -> Path:
     """Answer the selected dialogues of `dataset` with `model`; write the Generation contract to `out`."""
-    cfg = model_config(params, model)
-    runner = DefenseRunner(defense, params)  # an unknown guard or moderator stops here, before any load
+    params = as_params(params)
+    cfg = sections.model(params, model)
+    runner = sections.defense(params, defense)  # an unknown guard or moderator stops here, before any load
     dataset, out = Path(dataset), Path(out)
     root = Path(image_root) if image_root is not None else dataset.parent
     jobs = _jobs(dataset, root, runner, turns, shard)
@@ -242,6 +244,3 @@ def merge(inputs: list[str], out: str) -> int:
     print(f"merged {len(merged)} generations from {len(inputs)} shard(s) -> {out}")
     return len(merged)
 
-
-run_inference = run  # older names
-merge_generations = merge

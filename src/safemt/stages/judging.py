@@ -26,9 +26,11 @@ from safemt.hashing import stable_hash
 from safemt.data.validate import check_unique, read_dialogues
 from safemt.files import read_records, write_json, write_jsonl
 from safemt.journal import Journal, read_journal, repair_journal
-from safemt.judges import Judge, JudgeItem, get_judge
+from safemt.judges import Judge, JudgeItem
 from safemt.judges.parsing import parse_counts
 from safemt.progress import Progress
+from safemt.stages import params as sections
+from safemt.stages.params import as_params
 from safemt.records import GENERATION, JUDGMENT, LABELS, PARSE_KINDS, PROVIDER, Dialogue
 
 
@@ -93,7 +95,8 @@ def run(params: dict[str, Any], judge: str, dataset: str, pairs: list[tuple[str,
     dialogues = load_dialogues(dataset)
     for generations, _ in pairs:
         load_generations(generations, dialogues)
-    judge_obj = get_judge(judge, params)
+    params = as_params(params)
+    judge_obj = sections.judge(params, judge)
     return [run_judging(params, judge, dataset, generations, out, judge_obj=judge_obj, dialogues=dialogues)
             for generations, out in pairs]
 
@@ -102,7 +105,7 @@ def run_judging(params: dict[str, Any], judge: str, dataset: str, generations: s
                 judge_obj: Judge | None = None, dialogues: Dialogues | None = None) -> dict:
     dialogues = dialogues if dialogues is not None else load_dialogues(dataset)  # inputs first, then the model
     gens = load_generations(generations, dialogues)
-    judge_obj = judge_obj if judge_obj is not None else get_judge(judge, params)
+    judge_obj = judge_obj if judge_obj is not None else sections.judge(as_params(params), judge)
     judge_hash = stable_hash(judge_obj.describe())
     # the judge object may serve several files: count this file's fallbacks only
     seen_before = {"judge": Counter(judge_obj.fallbacks), "backend": Counter(judge_obj.backend_fallbacks)}
@@ -175,5 +178,3 @@ def _judgment(g: dict[str, Any], d: Dialogue, judge: str, judge_hash: str, v: di
               "judge_error": v["judge_error"] if v else None, "judge_hash": judge_hash}
     return {name: values[name] for name in JUDGMENT.names}
 
-
-run_judging_files = run  # older name

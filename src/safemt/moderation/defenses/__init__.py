@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
 
 from safemt.errors import ConfigError
 from safemt.models.base import with_system
+from safemt.moderation.settings import ModerationSettings
 from safemt.registry import Registry
 
 Messages = list[dict[str, str]]
@@ -37,10 +37,8 @@ SAFETY_POLICY = (
     "harmful, decline briefly and offer a safe alternative. For medical, legal, financial or political "
     "questions, give general information only, say you are not a professional, and suggest asking one."
 )
-REFUSAL = "I'm sorry, but I can't help with that request. I can share general safety information instead."
 GUARD_KINDS = ("guard_input", "guard_output")
 MODEL_KINDS = (*GUARD_KINDS, "moderator")  # defenses with a model of their own (safemt.moderation.runner)
-PLACEMENTS = ("system", "last_user")
 
 
 class StaticDefense(ABC):
@@ -93,21 +91,20 @@ class DefenseSpec:
         return self.kind in DEFENSES
 
 
-def parse_defense(name: str, params: dict[str, Any] | None = None, key: str = "defense") -> DefenseSpec:
+def parse_defense(name: str, settings: ModerationSettings | None = None, key: str = "defense") -> DefenseSpec:
     """`kind` or `kind.component`; bare guard/moderator kinds take moderation.guard / moderation.moderator."""
     kind, _, component = name.partition(".")
     if kind in DEFENSES and not component:
         return DefenseSpec(name, kind)
     if kind not in MODEL_KINDS:
         raise DEFENSES.unknown(name, key=key, also=MODEL_KINDS, hint="<kind>.<name> picks the guard or moderator")
-    params = params or {}
-    moderation = params.get("moderation") or {}
+    settings = settings or ModerationSettings.from_sections(None)
     section, default_key = ("guards", "guard") if kind in GUARD_KINDS else ("moderators", "moderator")
-    chosen = component or moderation.get(default_key)
+    chosen = component or getattr(settings, default_key)
     if not chosen:
         raise ConfigError(f"defense {name!r} needs moderation.{default_key} (or {kind}.<name>)",
                           key=f"moderation.{default_key}" if not component else key)
-    defined = params.get(section) or {}
+    defined = getattr(settings, section)
     if chosen not in defined:
         where = key if component else f"moderation.{default_key}"
         raise ConfigError(f"unknown {default_key} {chosen!r} (defined in {section}: "
@@ -129,13 +126,3 @@ def describe_defense(name: str) -> dict[str, str | None]:
     """A static defense's part of a config_hash: its name and its policy text."""
     defense = get_defense(name)
     return {"name": defense.name, "policy": defense.policy}
-
-
-def moderation_settings(params: dict[str, Any]) -> dict[str, Any]:
-    """The `moderation:` block with its defaults (what the defenses read)."""
-    m = dict(params.get("moderation") or {})
-    placement = m.get("policy_placement", "system")
-    if placement not in PLACEMENTS:
-        raise ConfigError(f"policy_placement must be one of {', '.join(PLACEMENTS)}", key="moderation.policy_placement")
-    return {"policies": m.get("policies"), "policy_placement": placement,
-            "refusal": m.get("refusal_text") or REFUSAL}

@@ -7,6 +7,4 @@ from safemt.moderation.guards import (llama_guard_3_vision, llama_guard_4, llava
 from safemt.moderation.guards.base import (GUARD_ADAPTERS, GuardAdapter, GuardPrompt, GuardVerdict, GuardView,
                                            InputPolicy)
 
-ADAPTERS = GUARD_ADAPTERS  # older name
-
-__all__ = ["ADAPTERS", "GUARD_ADAPTERS", "GuardAdapter", "GuardPrompt", "GuardVerdict", "GuardView", "InputPolicy"]
+__all__ = ["GUARD_ADAPTERS", "GuardAdapter", "GuardPrompt", "GuardVerdict", "GuardView", "InputPolicy"]

@@ -11,13 +11,13 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
-from safemt.config import model_config
+from safemt.config import fill_defaults, model_entry
 from safemt.errors import ConfigError
 from safemt.models import ChatRequest, get_backend
-from safemt.moderation.guards import ADAPTERS
-from safemt.moderation.guards.base import GuardVerdict, GuardView, InputPolicy
+from safemt.moderation.guards.base import GUARD_ADAPTERS, GuardVerdict, GuardView, InputPolicy
 
 CAPTION_PROMPT = "Describe this picture in one short sentence."
 
@@ -43,28 +43,25 @@ class GuardOutcome:
 class Guard:
     """`guards.<name>` from params: adapter, model, explicit input policy, parse fallback."""
 
-    def __init__(self, name: str, params: dict[str, Any]):
-        guards = params.get("guards") or {}
-        if name not in guards:
-            raise ConfigError(f"unknown guard {name!r} (defined: {', '.join(sorted(guards)) or 'none'})",
-                              key="moderation.guard")
-        cfg = guards[name]
+    def __init__(self, name: str, cfg: Mapping[str, Any], models: Mapping[str, Mapping[str, Any]]):
+        """`guards.<name>` (CFG) with MODELS, the `models:` entries its model and captioner come from."""
         where = f"guards.{name}"
-        adapter = ADAPTERS.get(cfg.get("adapter"), key=f"{where}.adapter")
+        cfg = fill_defaults(dict(cfg), at=("guards", "*"))
+        adapter = GUARD_ADAPTERS.get(cfg.get("adapter"), key=f"{where}.adapter")
         self.name, self.cfg = name, cfg
         self.adapter = adapter(dict(cfg.get("options") or {}))
         self.policy = InputPolicy.from_config(cfg.get("input"), where)
         self.adapter.check_policy(self.policy, where)
-        self.on_parse_error = cfg.get("on_parse_error", "unsafe")
-        self.backend = get_backend(model_config(params, cfg["model"]))
+        self.on_parse_error = cfg["on_parse_error"]
+        self.backend = get_backend(model_entry(models, cfg["model"]))
         if self.policy.image and not self.backend.sees_images:
             raise ConfigError(f"input policy gives the image, but model {cfg['model']!r} is text-only",
                               key=f"{where}.input.image")
         caption = self.policy.caption
-        if caption not in (None, "dataset") and caption not in (params.get("models") or {}):
+        if caption not in (None, "dataset") and caption not in models:
             raise ConfigError(f"caption must be null, 'dataset' or a model name, got {caption!r}",
                               key=f"{where}.input.caption")
-        self.captioner = (get_backend(model_config(params, caption)) if caption not in (None, "dataset") else None)
+        self.captioner = get_backend(model_entry(models, caption)) if caption not in (None, "dataset") else None
         self._captions: dict[Path, str | None] = {}
         self.stats = {"calls": 0, "parse_failures": 0, "captions_missing": 0, "errors": 0}
 
