@@ -31,6 +31,11 @@ except ConfigError as exc:
     sys.exit(f"safemt: config error: {exc.line()}")
 config.clear()
 config.update(LOADED)
+if os.environ.get("SAFEMT_PLANNED_CONFIG"):  # tests/test_config_loader.py: what the planner sees
+    import json
+
+    with open(os.environ["SAFEMT_PLANNED_CONFIG"], "w", encoding="utf-8") as fh:
+        json.dump(config, fh, sort_keys=True)
 
 # `snakemake --report report.html`: the figures with their captions (workflow/report/*.rst).
 report: "workflow/report/workflow.rst"

@@ -14,6 +14,8 @@ vllm models run on vllm when it is installed, else on the hf backend (printed). 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import copy
 import json
 import os
@@ -43,7 +45,7 @@ def size_in_billions(path: str) -> float:
     return float(m.group(1)) if m else float("inf")
 
 
-def smallest_open_target(params: dict) -> str:
+def smallest_open_target(params: Mapping) -> str:
     wanted = os.environ.get("SAFEMT_GPU_CHECK_MODEL")
     if wanted:
         return wanted
@@ -58,7 +60,7 @@ def weights_cached(path: str, revision: str | None) -> bool:
     return isinstance(found, str)
 
 
-def check_config(params: dict, name: str) -> dict:
+def check_config(params: Mapping, name: str) -> dict:
     """paper.yaml reduced to NAME on 20 dialogues with the keyword judge, on one GPU."""
     check = copy.deepcopy(params)
     model = check["models"][name]

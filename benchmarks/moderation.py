@@ -16,6 +16,8 @@ are measured against --target instead.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import argparse
 import json
 import statistics
@@ -60,7 +62,7 @@ def _tiny_setup(tmp: Path) -> tuple[dict[str, Any], str, Path, list[str]]:
     return params, "tiny-vlm-a", dataset, ["guard_input", "moderator"]
 
 
-def measure(params: dict[str, Any], target: str, dataset: Path, defenses: list[str], out: Path) -> dict[str, Any]:
+def measure(params: Mapping[str, Any], target: str, dataset: Path, defenses: list[str], out: Path) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for defense in defenses:
         path = out / defense / "gen.jsonl"

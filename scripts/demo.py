@@ -20,6 +20,8 @@ Bad input (the wheel missing, a port in use, a server that does not start): one 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import argparse
 import importlib.metadata
 import importlib.util
@@ -108,7 +110,7 @@ def convert(out: Path) -> Path:
 
 # --- 2. serve ------------------------------------------------------------------------------------
 
-def served_models(params: dict) -> dict[str, tuple[str, int]]:
+def served_models(params: Mapping) -> dict[str, tuple[str, int]]:
     """name -> (model folder, port) of the openai models that point at a server on loopback: this
     script serves each one's model_id (a folder of the project) on its port."""
     found = {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import os
 import shutil
 import subprocess
@@ -46,7 +48,7 @@ def make_dialogue(i: int, turns: int, scenario: str) -> dict:
             "image": f"images/{i}.png", "messages": messages, "question": f"Question about picture {i}?"}
 
 
-def undefended(params: dict) -> dict:
+def undefended(params: Mapping) -> dict:
     """A test profile that replaces the default's models or judges: the undefended target only, without the
     default's guard, moderator and benign set (which name the default's tiny models and keyword judge)."""
     params["defenses"] = ["none"]

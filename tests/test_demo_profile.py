@@ -5,6 +5,8 @@ moderator served by `transformers serve` on loopback."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import importlib.util
 import json
 import socket
@@ -36,7 +38,7 @@ def params() -> dict:
     return yaml.safe_load((REPO / "config/demo.yaml").read_text(encoding="utf-8"))
 
 
-def test_demo_config_validates_and_names_its_roles(params: dict) -> None:
+def test_demo_config_validates_and_names_its_roles(params: Mapping) -> None:
     safemt_params.validate(params, "config/demo.yaml")
     assert params["results_dir"] == "results-demo"
     models = params["models"]
@@ -50,7 +52,7 @@ def test_demo_config_validates_and_names_its_roles(params: dict) -> None:
     assert params["metrics"]["judges"] == ["llm", "keyword"]
 
 
-def test_the_served_moderator_is_found_on_its_loopback_port(params: dict) -> None:
+def test_the_served_moderator_is_found_on_its_loopback_port(params: Mapping) -> None:
     assert demo.served_models(params) == {"smollm2-served": (demo.WEIGHTS, 8765)}
     other = {"models": {"api": {"backend": "openai", "model_id": "x", "base_url": "https://api.example.com/v1"},
                         "local": {"backend": "hf", "path": "p"}}}

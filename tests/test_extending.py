@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import json
 import os
 import re
@@ -31,7 +33,7 @@ def _examples() -> tuple[dict[str, str], list[dict]]:
     return files, configs
 
 
-def _merge(params: dict, extra: dict) -> None:
+def _merge(params: Mapping, extra: dict) -> None:
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(params.get(key), dict):
             params[key].update(value)

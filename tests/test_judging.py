@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import json
 from pathlib import Path
 
@@ -347,7 +349,7 @@ def _llm_setup(tmp_path: Path, monkeypatch, **judge_cfg) -> tuple[dict, list[str
     return params, [str(tmp_path / "d.jsonl"), str(tmp_path / "g.jsonl"), str(tmp_path / "j.jsonl")]
 
 
-def _judged(params: dict, files: list[str]) -> int:
+def _judged(params: Mapping, files: list[str]) -> int:
     CountingBackend.judged = []
     run_judging(params, "llm", *files)
     return len(CountingBackend.judged)

@@ -11,9 +11,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "safemt"
 
 # Bottom to top. A module belongs to the first entry that is its name or a prefix of it.
 FLOORS: list[tuple[str, ...]] = [
-    ("safemt.errors", "safemt.hashing", "safemt.scenarios", "safemt.hub", "safemt.progress", "safemt.layout",
-     "safemt.registry"),
-    ("safemt.config", "safemt.files"),
+    ("safemt", "safemt.errors", "safemt.hashing", "safemt.scenarios", "safemt.hub", "safemt.progress",
+     "safemt.layout"),
+    ("safemt.config", "safemt.files", "safemt.registry"),
     ("safemt.journal", "safemt.records"),
     ("safemt.models",),
     ("safemt.judges",),
@@ -21,8 +21,9 @@ FLOORS: list[tuple[str, ...]] = [
     ("safemt.figures",),
     ("safemt.data", "safemt.report", "safemt.dvc_profile"),
     ("safemt.stages",),
-    ("safemt.cli", "safemt.__main__", "safemt"),
+    ("safemt.cli", "safemt.__main__"),
 ]
+ROOT = "safemt"  # the package itself (its version) sits on the bottom floor; it is nobody's prefix
 FOUNDATION = FLOORS[0]
 
 
@@ -55,7 +56,7 @@ def imports(name: str, path: Path, known: set[str]) -> set[str]:
 
 def floor(name: str) -> int:
     for i, names in enumerate(FLOORS):
-        if any(name == n or name.startswith(n + ".") for n in names):
+        if any(name == n or (n != ROOT and name.startswith(n + ".")) for n in names):
             return i
     raise AssertionError(f"{name} is on no floor: add it to FLOORS")
 

@@ -57,7 +57,7 @@ def _describe(err: Any) -> str:
     return err.validator
 
 
-def check_references(params: dict[str, Any], source: str = "params") -> None:
+def check_references(params: Mapping[str, Any], source: str = "params") -> None:
     """Names used in one section must be defined in another (targets -> models, metrics -> judges, ...).
     What a judge, guard or moderator names is its own kind's check (safemt.stages.params)."""
     models = params.get("models", {})
@@ -86,7 +86,7 @@ def check_references(params: dict[str, Any], source: str = "params") -> None:
                           key="dataset.release_dir")
 
 
-def config_paths(params: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+def config_paths(params: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
     """(key, value) of every file or folder the config names (model folders and hub ids aside)."""
     yield "results_dir", params.get("results_dir")
     dataset = params.get("dataset", {})
@@ -99,7 +99,7 @@ def config_paths(params: dict[str, Any]) -> Iterator[tuple[str, Any]]:
         yield f"judges.{name}.prompt_file", judge.get("prompt_file")
 
 
-def check_paths(params: dict[str, Any], source: str = "params") -> None:
+def check_paths(params: Mapping[str, Any], source: str = "params") -> None:
     """Paths in the config stay under the project root: no `..` step out of it, and outputs
     (results_dir) are relative. An absolute input path is the user's explicit choice and is kept."""
     for key, value in config_paths(params):

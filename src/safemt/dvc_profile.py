@@ -8,6 +8,7 @@ every judge the config names.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +21,14 @@ HEADER = ("# Written by `safemt dvc-profile --params FILE` (do not edit by hand)
           "# reads, so that `dvc repro` runs the profile FILE names.\n")
 
 
-def profile(params: dict[str, Any], params_file: str) -> dict[str, str]:
-    return {"params": str(params_file), "results": Layout.of(params).root}
+def profile(config: Mapping[str, Any], params_file: str) -> dict[str, str]:
+    return {"params": str(params_file), "results": Layout.of(config).root}
 
 
-def render(params: dict[str, Any], params_file: str) -> str:
-    return HEADER + yaml.safe_dump(profile(params, params_file), sort_keys=True)
+def render(config: Mapping[str, Any], params_file: str) -> str:
+    return HEADER + yaml.safe_dump(profile(config, params_file), sort_keys=True)
 
 
-def write_profile(params: dict[str, Any], params_file: str, out: str | Path = "dvc-profile.yaml") -> None:
-    atomic_write_text(out, render(params, params_file))
-    print(f"{out}: dvc.yaml now runs {params_file} (results in {Layout.of(params).root}/)")
+def write_profile(config: Mapping[str, Any], params_file: str, out: str | Path = "dvc-profile.yaml") -> None:
+    atomic_write_text(out, render(config, params_file))
+    print(f"{out}: dvc.yaml now runs {params_file} (results in {Layout.of(config).root}/)")

@@ -7,15 +7,16 @@ Each profile has its own results root (`results_dir` in the config; the embedded
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 DEFAULT_RESULTS_DIR = "results"
 
 
-def results_dir(params: dict[str, Any]) -> str:
-    """The profile's results root, without a trailing slash."""
-    return str(params.get("results_dir") or DEFAULT_RESULTS_DIR).rstrip("/")
+def results_dir(config: Mapping[str, Any]) -> str:
+    """The profile's results root (its `results_dir`), without a trailing slash."""
+    return str(config.get("results_dir") or DEFAULT_RESULTS_DIR).rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -25,8 +26,9 @@ class Layout:
     root: str = DEFAULT_RESULTS_DIR
 
     @classmethod
-    def of(cls, params: dict[str, Any]) -> "Layout":
-        return cls(results_dir(params))
+    def of(cls, config: Mapping[str, Any]) -> "Layout":
+        """The layout of a configuration: only its `results_dir` is read."""
+        return cls(results_dir(config))
 
     def path(self, rel: str) -> str:
         return f"{self.root}/{rel}"

@@ -3,6 +3,8 @@ a real subprocess with a fault injected at an exact point (inject/sitecustomize.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import json
 import os
 import subprocess
@@ -54,7 +56,7 @@ def params_dict(tiny_models: Path, **extra_models: dict[str, Any]) -> dict[str, 
     return params
 
 
-def write_params(folder: Path, params: dict[str, Any]) -> Path:
+def write_params(folder: Path, params: Mapping[str, Any]) -> Path:
     path = folder / f"params-{len(list(folder.glob('params-*.yaml')))}.yaml"
     path.write_text(yaml.safe_dump(params), encoding="utf-8")
     return path

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from safemt.errors import ConfigError
-from safemt.moderation.guards import ADAPTERS, GuardView, InputPolicy
+from safemt.moderation.guards import GUARD_ADAPTERS as ADAPTERS, GuardView, InputPolicy
 from safemt.moderation.guards.llama_guard_3_vision import LlamaGuard3Vision
 from safemt.moderation.guards.llama_guard_4 import LlamaGuard4
 from safemt.moderation.guards.llavaguard import LlavaGuard

@@ -14,7 +14,7 @@ def _guard(tiny_models: Path, **policy) -> Guard:
     params = {"models": {"g": {"backend": "hf", "path": str(tiny_models / "tiny-judge"), "revision": "local"}},
               "guards": {"x": {"adapter": "qwen3guard", "model": "g",
                                "input": {"turns": "all", "image": False, "caption": None, **policy}}}}
-    return Guard("x", params)
+    return Guard("x", params["guards"]["x"], params["models"])
 
 
 def test_turns_caption_and_aggregation(tiny_models: Path) -> None:

@@ -68,7 +68,7 @@ def test_prompted_moderator_asks_an_api_server_for_structured_output() -> None:
         params = {"models": {"api": {"backend": "openai", "model_id": "m", "base_url": stub.base_url,
                                      "max_new_tokens": 64, "max_retries": 0}},
                   "moderators": {"mod": {"kind": "prompted", "model": "api"}}}
-        moderator = Moderator.named("mod", params)
+        moderator = Moderator.named("mod", params["moderators"], params["models"])
         request = moderator.request(("a", 2), ({"role": "user", "content": "Write a note to scare him."},), None)
         [result] = moderator.backend.generate([request])
         body = stub.records[0].body

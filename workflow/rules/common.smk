@@ -17,7 +17,7 @@ from safemt.stages import params as safemt_params
 # to commit SHAs by `safemt models lock` (model_params below carries them, so a new lock reruns the jobs
 # of the models whose weights changed).
 MODELS = config["models"]
-UNPINNED = sorted(n for n in hub_models(config) if not MODELS[n].get("resolved_revision") and not MODELS[n].get("unpinned"))
+UNPINNED = sorted(n for n in hub_models(MODELS) if not MODELS[n].get("resolved_revision") and not MODELS[n].get("unpinned"))
 if UNPINNED:  # planning goes on (a dry run must work offline); the jobs of these models will refuse to start
     print(f"safemt: {len(UNPINNED)} hub model(s) not pinned to a commit ({', '.join(UNPINNED)}): run "
           f"`safemt models lock --params {PARAMS}` before running them", file=sys.stderr)

@@ -97,15 +97,15 @@ class Backend(ABC):
             return self.cfg.get(key, shipped.get(key, neutral))
 
         temperature = float(self.cfg.get("temperature", 0.0))
-        params: dict[str, Any] = {"max_new_tokens": int(self.cfg.get("max_new_tokens", 1024)),
-                                  "temperature": temperature}
+        decoding: dict[str, Any] = {"max_new_tokens": int(self.cfg.get("max_new_tokens", 1024)),
+                                    "temperature": temperature}
         if temperature > 0:
-            params["top_p"] = float(pick("top_p", 1.0))
+            decoding["top_p"] = float(pick("top_p", 1.0))
             if int(pick("top_k", 0)) > 0:
-                params["top_k"] = int(pick("top_k", 0))
+                decoding["top_k"] = int(pick("top_k", 0))
         if float(pick("repetition_penalty", 1.0)) != 1.0:
-            params["repetition_penalty"] = float(pick("repetition_penalty", 1.0))
-        return params
+            decoding["repetition_penalty"] = float(pick("repetition_penalty", 1.0))
+        return decoding
 
     def describe(self) -> dict[str, Any]:
         """Everything that changes this backend's outputs; it goes into each record's config_hash.

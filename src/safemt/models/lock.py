@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import yaml
@@ -38,8 +39,9 @@ def is_hub_model(cfg: dict[str, Any]) -> bool:
     return cfg.get("backend") in PINNED_BACKENDS and bool(HUB_ID.fullmatch(path)) and not Path(path).exists()
 
 
-def hub_models(params: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {name: cfg for name, cfg in (params.get("models") or {}).items() if is_hub_model(cfg)}
+def hub_models(models: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """The `models:` entries whose weights come from the hub (and so need a pinned commit)."""
+    return {name: cfg for name, cfg in models.items() if is_hub_model(cfg)}
 
 
 def read_lock(path: Path) -> dict[str, dict[str, str]]:
@@ -57,14 +59,15 @@ def read_lock(path: Path) -> dict[str, dict[str, str]]:
     return models
 
 
-def apply_lock(params: dict[str, Any], params_file: str | Path) -> dict[str, Any]:
-    """Set `resolved_revision` (a SHA) on each hub model the revision or the lock pins; in place.
+def apply_lock(models: dict[str, Any], params_file: str | Path, allow_unpinned: bool = False) -> dict[str, Any]:
+    """Set `resolved_revision` (a SHA) on each hub model the revision or the lock pins, in place
+    (`unpinned: ALLOW_UNPINNED` on the others); returns MODELS.
 
     A lock entry made for another path or revision is stale and ignored (the model is then unpinned).
     """
     lock = read_lock(lock_path(params_file))
-    allow = bool(params.get("allow_unpinned_revisions", False))
-    for name, cfg in hub_models(params).items():
+    allow = bool(allow_unpinned)
+    for name, cfg in hub_models(models).items():
         revision = str(cfg.get("revision") or "main")
         entry = lock.get(name) or {}
         if SHA.fullmatch(revision):
@@ -74,7 +77,7 @@ def apply_lock(params: dict[str, Any], params_file: str | Path) -> dict[str, Any
         else:
             cfg.pop("resolved_revision", None)
             cfg["unpinned"] = allow
-    return params
+    return models
 
 
 def require_pinned(cfg: dict[str, Any]) -> None:
@@ -95,10 +98,10 @@ def pinned_revision(cfg: dict[str, Any]) -> str | None:
 
 # --- resolving (network) --------------------------------------------------------------------------
 
-def resolve(params: dict[str, Any], endpoint: str | None = None) -> dict[str, dict[str, str]]:
+def resolve(models: Mapping[str, Any], endpoint: str | None = None) -> dict[str, dict[str, str]]:
     """path, revision and commit SHA for every hub model; fails at once, with why, when offline."""
 
-    models = hub_models(params)
+    models = hub_models(models)
     todo = {n: c for n, c in models.items() if not SHA.fullmatch(str(c.get("revision") or "main"))}
     entries = {n: {"path": c["path"], "revision": c["revision"], "sha": c["revision"]}
                for n, c in models.items() if n not in todo}
@@ -133,12 +136,12 @@ def _check_reachable(endpoint: str) -> None:
                           "`safemt models lock` where the hub is reachable, or pin revision: to SHAs")
 
 
-def write_lock(params: dict[str, Any], params_file: str | Path, out: str | Path | None = None,
+def write_lock(models: Mapping[str, Any], params_file: str | Path, out: str | Path | None = None,
                endpoint: str | None = None) -> Path:
     """Resolve and write the lock file atomically; returns its path."""
     from safemt.files import atomic_write_text
 
-    entries = resolve(params, endpoint)
+    entries = resolve(models, endpoint)
     path = Path(out) if out else lock_path(params_file)
     header = (f"# Written by `safemt models lock --params {params_file}`: the commit each hub model's revision\n"
               "# resolved to. Commit this file (DVC tracks it); rerun the command to move to newer weights.\n")

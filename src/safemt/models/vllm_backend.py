@@ -129,11 +129,11 @@ def engine_args(cfg: dict[str, Any], local: bool) -> dict[str, Any]:
     return args
 
 
-def sampling_args(params: dict[str, Any], constraint: dict[str, Any] | None = None) -> dict[str, Any]:
+def sampling_args(decoding: dict[str, Any], constraint: dict[str, Any] | None = None) -> dict[str, Any]:
     """SamplingParams arguments, one for one from generation_params(); temperature 0 is greedy."""
-    return {"temperature": params["temperature"], "top_p": params.get("top_p", 1.0),
-            "max_tokens": params["max_new_tokens"], "seed": 0,
-            **{k: params[k] for k in ("top_k", "repetition_penalty") if k in params}, **(constraint or {})}
+    return {"temperature": decoding["temperature"], "top_p": decoding.get("top_p", 1.0),
+            "max_tokens": decoding["max_new_tokens"], "seed": 0,
+            **{k: decoding[k] for k in ("top_k", "repetition_penalty") if k in decoding}, **(constraint or {})}
 
 
 def choice_constraint(vllm: Any, choices: tuple[str, ...] | None) -> dict[str, Any] | None:

@@ -22,4 +22,4 @@ def lock(params: dict[str, Any], params_file: str | Path, output: str | Path | N
     """Pin every hub model's revision to a commit SHA (online); the lock file and how many were pinned."""
     from safemt.models.lock import hub_models, write_lock
 
-    return write_lock(params, params_file, out=output), len(hub_models(params))
+    return write_lock(params["models"], params_file, out=output), len(hub_models(params["models"]))

@@ -34,7 +34,8 @@ def prepare(raw: Any, source: str = "params.yaml") -> dict[str, Any]:
     """What `load` does after reading: RAW is left as it is; the filled, checked, locked copy is returned.
     The lock file is looked up beside SOURCE (`<stem>.lock.yaml`)."""
     params = validate(raw, source)
-    return apply_lock(params, source)
+    apply_lock(params["models"], source, allow_unpinned=params["allow_unpinned_revisions"])
+    return params
 
 
 def validate(raw: Any, source: str = "params") -> dict[str, Any]:
