@@ -10,7 +10,7 @@
 3. Throughput per stage here (tiny models, this CPU): dataset build, inference, judging, metrics,
    each timed as the `safemt` command the rule runs (process start included).
 4. Token counts of the released dialogues, measured on ../shared/safemt-sample when present, and the
-   projected GPU-hours and API cost of the paper run (docs/scaling.md states every assumption).
+   projected GPU-hours and API cost of the paper run (docs/clusters.md states every assumption).
 Prints one JSON object. Numbers measured here move with the machine's load: they are ratios and
 orders of magnitude, not timings to compare across machines.
 """
@@ -40,7 +40,7 @@ RELEASE_IDS = 2000                      # harmful queries, one image each, asked
 RELEASE_TURNS = (1, 2, 4, 6, 8)
 RELEASE_FILE_CHARS = {1: 914_823, 2: 2_056_442, 4: 4_098_948}
 
-# --- assumptions (each one is listed in docs/scaling.md) ------------------------------------------
+# --- assumptions (each one is listed in docs/clusters.md) ------------------------------------------
 TOKENS_PER_WORD = 1.3                   # English text under Llama/Qwen-style BPE tokenizers
 TEMPLATE_TOKENS_PER_MESSAGE = 5         # chat-template role markers per message
 MEAN_OUTPUT_TOKENS = 300                # mean answer length (cap max_new_tokens = 1024)
