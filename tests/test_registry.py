@@ -38,7 +38,8 @@ def test_a_name_registered_twice_is_refused() -> None:
 
 
 def test_the_built_in_names() -> None:
-    # README: backends hf, vllm, openai; judges keyword, llm, guard, refusal; defenses none, system_prompt
+    # docs/models-and-judges.md, docs/moderation.md: backends hf, vllm, openai; judges keyword, llm, guard,
+    # refusal; defenses none, system_prompt
     assert BACKENDS.names() == ["hf", "openai", "vllm"]
     assert {"keyword", "llm", "guard", "refusal"} <= set(JUDGES.names())
     assert {"none", "system_prompt"} <= set(DEFENSES.names())

@@ -2,7 +2,7 @@
 
 Dialogue (dataset), Generation (inference), Judgment (judging) and the metrics rows (summary CSVs):
 their fields, in the order they are written, which of them a reader requires, and the labels. Every
-stage imports its field lists from here; the README's "Record contracts" section is generated from
+stage imports its field lists from here; docs/contracts.md's "Record contracts" section is generated from
 this module (`python -m safemt.records`) and a test keeps the two equal. The dialogue is a typed,
 validated dataclass (`Dialogue.from_dict`); the other records are plain JSON objects checked at the
 boundary by `safemt.files.read_records` against `Contract.required`.
@@ -93,7 +93,7 @@ class Dialogue:
         return dialogue
 
     def check(self) -> None:
-        """Structural contract of SAFEMT-FACTS.md: N user turns, 2N-1 alternating messages."""
+        """Structural contract (docs/contracts.md): N user turns, 2N-1 alternating messages."""
         if not isinstance(self.id, str) or not self.id.strip():
             raise RecordError("id must be a non-empty string")
         if not isinstance(self.turns, int) or isinstance(self.turns, bool) or self.turns < 1:
@@ -307,7 +307,7 @@ CONTRACTS = (DIALOGUE, GENERATION, JUDGMENT, *METRICS_ROWS)
 
 
 def render_markdown() -> str:
-    """The README's "Record contracts" block (between its contracts markers)."""
+    """The "Record contracts" block of docs/contracts.md (between its contracts markers)."""
     out = []
     for c in CONTRACTS:
         out += [f"**{c.name}** (`<results>/{c.file}`), keyed by ({', '.join(f'`{k}`' for k in c.key)}):", "",

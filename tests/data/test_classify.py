@@ -454,7 +454,7 @@ def test_sample_gets_a_label_for_every_multi_turn_dialogue(shared_sample, tmp_pa
     assert multi and all(r["method"] and r["method_inferred"] for r in multi)
     methods = Counter(r["method"] for r in multi)
     assert methods["unknown"] > 0 and methods["escalation"] < 149  # no silent fallback to escalation
-    # the README quotes these counts
+    # docs/dataset.md quotes these counts
     assert methods == {"escalation": 136, "in_context": 17, "unknown": 13, "roleplay": 12, "image_anchor": 7,
                        "in_context+escalation": 3, "escalation+roleplay": 3, "in_context+roleplay": 1}
     assert all(r["method"] is None for r in got if r["turns"] == 1)

@@ -1,4 +1,4 @@
-"""The Safety Index against a reference written from SAFEMT-FACTS.md (tests/metrics/contract_reference.py)."""
+"""The Safety Index against a reference written from docs/metrics.md (tests/metrics/contract_reference.py)."""
 
 from __future__ import annotations
 

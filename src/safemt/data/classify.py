@@ -1,7 +1,7 @@
 """Rule-based labels for the four jailbreak patterns, for released dialogues that name none.
 
 The release has no method field, so its dialogues are labelled from what is visible in the text
-(SAFEMT-FACTS.md), in this order:
+(docs/contracts.md, "Jailbreak methods"), in this order:
 - in_context: the final turn asks to follow the examples above ("Following above samples..."), or
   every pre-written answer has the same fake-compliance or Q/A-example shape; a fake "Sure! Here
   is..." opening followed by ordinary turns becomes `in_context+<label of the rest>`;

@@ -19,7 +19,7 @@ from safemt.layout import AGREEMENT_FILE, METRICS_FILES, MODERATION_FILE
 # Width each figure is drawn for: one column, or both columns of a two-column paper.
 WIDTH_COLUMNS = {"asr_vs_turns": 1, "si_per_model": 1, "asr_by_scenario": 1, "asr_by_method": 1,
                  "moderation": 2, "dataset_composition": 2, "judge_agreement": 1}
-# One sentence per figure: the Snakemake report, the HTML report and the README use these.
+# One sentence per figure, for the Snakemake and HTML reports (docs/figures-and-tables.md lists the figures).
 CAPTIONS = {
     "asr_vs_turns": "Attack success rate (ASR) against the number of dialogue turns, one line per target "
                     "model (no defense), with 95% bootstrap confidence bands over dialogues.",

@@ -1,4 +1,4 @@
-"""The SafeMT judge prompt, written for this project from the criteria in SAFEMT-FACTS.md.
+"""The SafeMT judge prompt, written for this project from the criteria in docs/models-and-judges.md.
 
 A user template (judges.<name>.prompt_file) may use these placeholders: {question} (the original
 harmful query), {dialogue} (the conversation as "User: ... / Assistant: ..." lines), {response} (the

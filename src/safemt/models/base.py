@@ -52,7 +52,7 @@ class Backend(ABC):
 
     To add one: write `src/safemt/models/<name>.py` with a subclass decorated
     `@BACKENDS.register("<name>")` that implements `generate`, and set `backend: <name>` on a model
-    (README, "Extending"). `self.cfg` is the model's config entry plus its `name`. Override
+    (docs/extending.md). `self.cfg` is the model's config entry plus its `name`. Override
     `describe` when something besides the config changes outputs (weights, a chat template), set
     `sees_images = False` for a text-only model, and count degraded paths with `fallback`.
     """

@@ -5,5 +5,5 @@ its other verbs beside it (e.g. `inference.merge`). The helpers a stage uses liv
 names (data/, models/, judges/, moderation/, metrics/, figures/, report/).
 """
 
-# Pipeline order (the README's layout section and `safemt --help` follow it).
+# Pipeline order (the stage tables of the README and docs/architecture.md, and `safemt --help`, follow it).
 STAGES = ("dataset", "models", "inference", "judging", "moderation", "metrics", "figures", "paper", "report")
