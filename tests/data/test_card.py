@@ -15,7 +15,7 @@ from safemt.cli import main
 from safemt.stages.dataset import build_options
 from safemt.stages.dataset import card as card_stage
 from safemt.data.build import build_dataset
-from safemt.data.card import WORDS, make_card
+from safemt.data.card import WORDS
 from safemt.errors import SafemtError
 
 

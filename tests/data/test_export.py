@@ -152,7 +152,8 @@ def test_an_all_mode_build_survives_export_and_import(tmp_path, repo_root):
     export_release(built, tmp_path / "release")
     back = tmp_path / "back" / "d.jsonl"
     import_release(tmp_path / "release", back)
-    key = lambda r: (r["turns"], r["id"], r["method"] or "")
+    def key(r):
+        return (r["turns"], r["id"], r["method"] or "")
     fields = ("id", "turns", "method", "messages", "question", "image_sha256")
     original = sorted(({f: r[f] for f in fields} for r in map(json.loads, built.read_text().splitlines())), key=key)
     again = sorted(({f: r[f] for f in fields} for r in map(json.loads, back.read_text().splitlines())), key=key)
