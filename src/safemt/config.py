@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from functools import lru_cache
@@ -182,3 +183,23 @@ def model_config(params: dict[str, Any], name: str) -> dict[str, Any]:
         raise ConfigError(f"unknown model {name!r} (defined: {', '.join(sorted(models)) or 'none'})",
                           key="models")
     return {"name": name, **models[name]}
+
+
+def _fill(value: Any, schema: dict[str, Any]) -> Any:
+    if not isinstance(value, dict):
+        return value
+    props = schema.get("properties", {})
+    for key, sub in props.items():
+        if key not in value and isinstance(sub, dict) and "default" in sub:
+            value[key] = copy.deepcopy(sub["default"])
+    extra = schema.get("additionalProperties")
+    for key, item in value.items():
+        sub = props.get(key, extra)
+        if isinstance(sub, dict):
+            _fill(item, sub)
+    return value
+
+
+def fill_defaults(raw: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of `raw` with the schema's defaults filled in, as Snakemake's validate(set_default=True) does."""
+    return _fill(copy.deepcopy(raw), _schema())

@@ -152,7 +152,7 @@ def moderation(mod, judge: str):
 
     import pandas as pd
 
-    from safemt.report.tables import pooled_moderation
+    from safemt.metrics.moderation import pooled_moderation
 
     rows = mod.astype(object).where(mod.notna(), "").astype(str).to_dict("records")
     pooled = pd.DataFrame(pooled_moderation(rows))
