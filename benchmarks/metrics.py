@@ -16,7 +16,10 @@ from pathlib import Path
 
 from safemt.scenarios import METHODS, SCENARIOS
 from safemt.files import write_jsonl
-from safemt.metrics.summary import compute_metrics, load_judgments
+from safemt.config import fill_defaults
+from safemt.metrics.labels import load_judgments
+from safemt.metrics.options import MetricsOptions
+from safemt.metrics.summary import compute_metrics
 
 N_MODELS, N_IDS, TURNS = 17, 2000, [1, 2, 4, 6, 8]
 
@@ -50,9 +53,9 @@ def main() -> int:
         t0 = time.perf_counter()
         load_judgments(paths)
         t_read = time.perf_counter() - t0
-        params = {"turns": TURNS, "metrics": {"bootstrap": {"n": 1000, "seed": 0}}}
+        params = fill_defaults({"turns": TURNS, "metrics": {"bootstrap": {"n": 1000, "seed": 0}}})
         t0 = time.perf_counter()
-        compute_metrics(params, paths, str(folder / "out"))
+        compute_metrics(MetricsOptions.from_config(params["metrics"]), TURNS, paths, str(folder / "out"))
         t_all = time.perf_counter() - t0
     print(json.dumps({"judgments": N_MODELS * N_IDS * len(TURNS), "bootstrap": 1000,
                       "read_s": round(t_read, 3), "metrics_s": round(t_all, 3),

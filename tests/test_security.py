@@ -113,6 +113,6 @@ def test_names_with_tex_are_drawn_literally(results_tree: dict, tmp_path: Path) 
     for csv_file in metrics.glob("*.csv"):
         csv_file.write_text(csv_file.read_text().replace("vlm-safe", name).replace("Fraud", name))
     matplotlib.rcParams["text.parse_math"] = True  # matplotlib's default
-    paths = plots.draw_figures(_params(results_tree["params"].parent), str(metrics), str(tmp_path / "out"))
+    paths = plots.draw_figures(str(metrics), str(tmp_path / "out"))
     assert len(paths) == 12 and all(p.stat().st_size > 0 for p in paths)
     assert matplotlib.rcParams["text.parse_math"] is False

@@ -179,3 +179,4 @@ def model_entry(models: Mapping[str, Mapping[str, Any]], name: str) -> dict[str,
         raise ConfigError(f"unknown model {name!r} (defined: {', '.join(sorted(models)) or 'none'})",
                           key="models")
     return {"name": name, **models[name]}
+

@@ -11,13 +11,20 @@ import numpy as np
 import pytest
 
 from safemt.cli import main
+from safemt.config import fill_defaults
 from safemt.files import write_jsonl
 from safemt.metrics.bootstrap import rng_for
 from safemt.metrics.extras import si_bootstrap
+from safemt.metrics.options import MetricsOptions
 from safemt.metrics.safety_index import safety_index
 from tests.metrics.test_summary import judgments, params_file
 
 K = [1, 2, 4, 6, 8]
+
+
+def _options(n: int, seed: int) -> MetricsOptions:
+    """The schema's default options (those of `safety_index` called without options), this bootstrap."""
+    return MetricsOptions.from_config(fill_defaults({"metrics": {"bootstrap": {"n": n, "seed": seed}}})["metrics"])
 
 
 def _labels(seed: int, n_ids: int = 40, weights=(50, 40, 5, 5)) -> dict:
@@ -30,8 +37,7 @@ def _labels(seed: int, n_ids: int = 40, weights=(50, 40, 5, 5)) -> dict:
 def test_si_bootstrap_equals_brute_force_resampling(seed: int) -> None:
     """Each resample scored by safety_index on the resampled ids (copies renamed) gives the same CI."""
     labels = _labels(seed)
-    boot = {"n": 60, "seed": 5}
-    fast = si_bootstrap(labels, K, {}, boot, ("j", "m", "none"))
+    fast = si_bootstrap(labels, K, _options(60, 5), ("j", "m", "none"))
     ids = sorted({i for i, _ in labels})
     draws = rng_for(5, "si", "j", "m", "none").integers(0, len(ids), size=(60, len(ids)))
     values = []
@@ -46,15 +52,15 @@ def test_si_bootstrap_equals_brute_force_resampling(seed: int) -> None:
 
 
 def test_si_ci_brackets_the_estimate_and_narrows_with_more_ids() -> None:
-    small = si_bootstrap(_labels(7, n_ids=30), K, {}, {"n": 300, "seed": 0}, ("c",))
-    large = si_bootstrap(_labels(7, n_ids=600), K, {}, {"n": 300, "seed": 0}, ("c",))
+    small = si_bootstrap(_labels(7, n_ids=30), K, _options(300, 0), ("c",))
+    large = si_bootstrap(_labels(7, n_ids=600), K, _options(300, 0), ("c",))
     for r in (small, large):
         assert r["si_lo"] <= r["si"] <= r["si_hi"]
     assert (large["si_hi"] - large["si_lo"]) < (small["si_hi"] - small["si_lo"])
 
 
 def test_no_resamples_gives_point_only() -> None:
-    r = si_bootstrap(_labels(1), K, {}, {"n": 0, "seed": 0}, ("c",))
+    r = si_bootstrap(_labels(1), K, _options(0, 0), ("c",))
     assert r["resamples"] == 0 and r["si_lo"] is None and r["si"] == safety_index(_labels(1), K)["si"]
 
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 import csv
 import json
 
+from safemt.config import fill_defaults
 from safemt.files import write_jsonl
 from safemt.metrics.moderation import COLUMNS, LATENCY_COLUMNS, write_moderation
+from safemt.metrics.options import MetricsOptions
 
 CONTRACT = ("judge,target,defense,turns,n,asr,asr_lo,asr_hi,asr_reduction,benign_n,over_refusal,over_refusal_lo,"
             "over_refusal_hi,flag_rate,parse_failures").split(",")
 # Measured seconds are not metrics (no two runs agree): a separate file, beside the run's other records.
 LATENCY = "judge,target,defense,turns,dialogues,added_latency_s,target_latency_s,added_ratio".split(",")
-PARAMS = {"turns": [1, 2], "metrics": {"bootstrap": {"n": 200, "seed": 0}}}
+TURNS = [1, 2]
+OPTIONS = MetricsOptions.from_config(fill_defaults({"metrics": {"bootstrap": {"n": 200, "seed": 0}}})["metrics"])
 
 
 def _j(i, turns, defense, label, judge="keyword"):
@@ -48,7 +51,7 @@ def test_table_follows_the_definitions(tmp_path) -> None:
     for name, recs in {"j": none + guard, "g": gens_none + gens_guard, "bj": bj, "bg": bg}.items():
         paths[name] = tmp_path / f"{name}.jsonl"
         write_jsonl(paths[name], recs)
-    write_moderation(PARAMS, [str(paths["j"])], [str(paths["g"])], str(tmp_path / "out"),
+    write_moderation(OPTIONS, TURNS, None, [str(paths["j"])], [str(paths["g"])], str(tmp_path / "out"),
                      [str(paths["bj"])], [str(paths["bg"])], latency_out=str(tmp_path / "t" / "lat.csv"))
     with open(tmp_path / "out" / "moderation.csv", newline="") as fh:
         reader = csv.DictReader(fh)
@@ -84,7 +87,7 @@ def test_table_follows_the_definitions(tmp_path) -> None:
     assert section["table"]["m"]["guard_input"]["1"]["asr"] == 0.25 and section["refusal_judge"] == ["refusal"]
     # same inputs, same bytes
     first = (tmp_path / "out" / "moderation.csv").read_bytes()
-    write_moderation(PARAMS, [str(paths["j"])], [str(paths["g"])], str(tmp_path / "out"),
+    write_moderation(OPTIONS, TURNS, None, [str(paths["j"])], [str(paths["g"])], str(tmp_path / "out"),
                      [str(paths["bj"])], [str(paths["bg"])])
     assert (tmp_path / "out" / "moderation.csv").read_bytes() == first
 
@@ -100,7 +103,7 @@ def test_benign_dialogues_sharing_id_and_length_are_told_apart_by_method(tmp_pat
     for name, recs in {"j": harm, "g": [_g(0, 1, "none"), _g(0, 1, "guard_input")], "bj": bj, "bg": bg}.items():
         paths[name] = tmp_path / f"{name}.jsonl"
         write_jsonl(paths[name], recs)
-    rows = write_moderation({**PARAMS, "turns": [1]}, [str(paths["j"])], [str(paths["g"])], str(tmp_path / "o"),
+    rows = write_moderation(OPTIONS, [1], None, [str(paths["j"])], [str(paths["g"])], str(tmp_path / "o"),
                             [str(paths["bj"])], [str(paths["bg"])])
     cell = next(r for r in rows if (r["defense"], r["turns"]) == ("guard_input", 1))
     assert (cell["benign_n"], cell["over_refusal"]) == (2, 0.5)

@@ -273,3 +273,37 @@ def test_one_method_per_length_keeps_s2_per_id(tmp_path, files, repo_root) -> No
     assert main(["metrics", "-i", *files, "-o", str(tmp_path / "m"), "--params", params_file(tmp_path, repo_root)]) == 0
     summary = json.loads((tmp_path / "m" / "summary.json").read_text())
     assert {d["s2_per"] for per in summary["models"].values() for d in per.values()} == {"id"}
+
+
+def _schema_defaults(repo_root: Path) -> dict:
+    """The `metrics:` section with every default of the schema written out (`judges` has none)."""
+    import yaml
+
+    schema = yaml.safe_load((repo_root / "workflow/schemas/params.schema.yaml").read_text())
+    props = schema["properties"]["metrics"]["properties"]
+    written = {k: v["default"] for k, v in props.items() if "default" in v and k != "bootstrap"}
+    written["bootstrap"] = {k: v["default"] for k, v in props["bootstrap"]["properties"].items()}
+    return written
+
+
+def test_a_default_written_out_changes_no_byte(tmp_path, files, repo_root) -> None:
+    """Defaults live in the schema: no metrics section at all and one that writes out every schema
+    default give the same bytes in every file, summary.json's params hash included."""
+    import yaml
+
+    base = yaml.safe_load((repo_root / "params.yaml").read_text())
+    written = _schema_defaults(repo_root)
+    outputs = {}
+    for name, section in (("left_out", None), ("written", written)):
+        p = {k: v for k, v in base.items() if k != "metrics"}
+        if section is not None:
+            p["metrics"] = section
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(p))
+        out = tmp_path / name
+        assert main(["metrics", "-i", *files, "-o", str(out / "m"), "--scores", str(out / "s"),
+                     "--params", str(tmp_path / f"{name}.yaml")]) == 0
+        outputs[name] = {str(f.relative_to(out)): f.read_bytes() for f in sorted(out.rglob("*")) if f.is_file()}
+    assert outputs["left_out"] == outputs["written"] and len(outputs["written"]) >= 9
+    s = json.loads(outputs["written"]["m/summary.json"])
+    assert s["provenance"]["bootstrap"] == written["bootstrap"]
+    assert s["provenance"]["options"] == {k: v for k, v in written.items() if k != "bootstrap"}

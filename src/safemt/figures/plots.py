@@ -152,7 +152,7 @@ def moderation(mod, judge: str):
 
     import pandas as pd
 
-    from safemt.report.tables import pooled_moderation
+    from safemt.metrics.moderation import pooled_moderation
 
     rows = mod.astype(object).where(mod.notna(), "").astype(str).to_dict("records")
     pooled = pd.DataFrame(pooled_moderation(rows))
@@ -243,7 +243,7 @@ def sources(mdir: Path) -> dict[str, tuple[Path, Callable[..., Any], bool]]:
     }
 
 
-def draw_figures(params: dict[str, Any], metrics_dir: str, out_dir: str, pdf_dir: str | None = None) -> list[Path]:
+def draw_figures(metrics_dir: str, out_dir: str, pdf_dir: str | None = None) -> list[Path]:
     """Every figure whose data exist (PNG in OUT_DIR, PDF in PDF_DIR, default OUT_DIR); required CSVs
     are read before anything is written."""
     style.apply()

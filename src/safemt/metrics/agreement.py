@@ -13,7 +13,7 @@ from typing import Any
 
 from safemt.errors import SafemtError
 from safemt.files import write_csv
-from safemt.metrics.summary import load_judgments, provider_refused
+from safemt.metrics.labels import load_judgments, provider_refused
 from safemt.records import AGREEMENT_ROW, VERDICTS
 
 REFUSED = "refused_by_provider"  # stands in for both labels of a refused item: never a verdict

@@ -20,23 +20,19 @@ from typing import Any
 import numpy as np
 
 from safemt.errors import SafemtError
-from safemt.files import write_csv, write_json
+from safemt.files import write_json
 from safemt.metrics.bootstrap import rng_for
+from safemt.metrics.labels import base_id, method_chains
+from safemt.metrics.options import MetricsOptions
 from safemt.metrics.safety_index import s1, s2, safety_index
 from safemt.records import COMPOSITION_ROW, SI_CI_ROW, VERDICTS
 
 SI_CI_COLUMNS = list(SI_CI_ROW.names)
 COMPOSITION_COLUMNS = list(COMPOSITION_ROW.names)
-# Keys of `metrics:` that are options of `safety_index` (passed through as they are).
-SI_OPTION_KEYS = ("missing_turns", "weighting", "turn_index", "s2_labels")
-
-
-def si_options(mcfg: dict[str, Any]) -> dict[str, Any]:
-    return {k: mcfg[k] for k in SI_OPTION_KEYS if k in mcfg}
 
 
 def _s2_presence(own: dict[tuple[str, int], str | None], single: float, lengths: list[int],
-                 kwargs: dict[str, Any]) -> bool:
+                 s2_labels: str) -> bool:
     """Whether `s2` counts this id at all, asked of `s2` itself rather than re-implementing its rule.
 
     With a reference id whose r = [1, 0] (sigma 0.5) beside it, `s2` gives 0.25 + single / 2 when the
@@ -45,14 +41,7 @@ def _s2_presence(own: dict[tuple[str, int], str | None], single: float, lengths:
     if len(lengths) < 2:
         return True  # one length: every sigma is 0, presence cannot change S2
     ref = {("\0ref", lengths[0]): "unsafe", ("\0ref", lengths[1]): "safe"}
-    return abs(s2({**own, **ref}, **kwargs) - (0.25 + single / 2)) < 1e-12
-
-
-def _base_id(key: str) -> str:
-    """The dialogue id of a label key (summary.method_chains joins id and method with SEP)."""
-    from safemt.metrics.summary import SEP
-
-    return key.split(SEP, 1)[0]
+    return abs(s2({**own, **ref}, s2_labels) - (0.25 + single / 2)) < 1e-12
 
 
 def _by_key(labels: dict[tuple[str, int], str | None], turns: list[int]) -> dict[str, dict[int, str | None]]:
@@ -63,37 +52,36 @@ def _by_key(labels: dict[tuple[str, int], str | None], turns: list[int]) -> dict
     return out
 
 
-def si_bootstrap(labels: dict[tuple[str, int], str | None], turns: list[int], mcfg: dict[str, Any],
-                 boot: dict[str, int], cell: tuple,
-                 chains: dict[tuple[str, int], str | None] | None = None) -> dict[str, Any]:
-    """Point SI/S1/S2 and percentile 95% CIs from `boot['n']` resamples of dialogue ids.
+def si_bootstrap(labels: dict[tuple[str, int], str | None], turns: list[int], options: MetricsOptions,
+                 cell: tuple, chains: dict[tuple[str, int], str | None] | None = None) -> dict[str, Any]:
+    """Point SI/S1/S2 and percentile 95% CIs from `options.bootstrap.n` resamples of dialogue ids.
 
     `labels` are keyed as the metrics key them for S1, `chains` (when several methods share a length)
     as they key them for S2; either way a resample draws dialogue ids with all their keys. A resample
     that lacks valid labels at a length the full data has is skipped and counted (its S1 would need
     other weights); with every id at every length none is skipped.
     """
-    full = safety_index(labels, turns, **si_options(mcfg))
-    kwargs = _s2_kwargs(mcfg)
-    full_s2 = full["s2"] if chains is None else s2({k: v for k, v in chains.items() if k[1] in turns}, **kwargs)
+    full = safety_index(labels, turns, **options.si_options())
+    s2_labels, boot = options.s2_labels, options.bootstrap
+    full_s2 = full["s2"] if chains is None else s2({k: v for k, v in chains.items() if k[1] in turns}, s2_labels)
     full = {**full, "s2": full_s2, "si": full["s1"] * full_s2}
     weights = {int(k): w for k, w in full["weights"].items()}
     lengths = sorted(weights)
     s1_keys, s2_keys = _by_key(labels, turns), _by_key(labels if chains is None else chains, turns)
-    ids = sorted({_base_id(key) for key in s1_keys} | {_base_id(key) for key in s2_keys})
+    ids = sorted({base_id(key) for key in s1_keys} | {base_id(key) for key in s2_keys})
     index = {i: n for n, i in enumerate(ids)}
     unsafe, valid = np.zeros((len(ids), len(lengths))), np.zeros((len(ids), len(lengths)))
     for key, per_turn in s1_keys.items():
         for j, k in enumerate(lengths):
-            unsafe[index[_base_id(key)], j] += per_turn.get(k) == "unsafe"
-            valid[index[_base_id(key)], j] += per_turn.get(k) in VERDICTS
+            unsafe[index[base_id(key)], j] += per_turn.get(k) == "unsafe"
+            valid[index[base_id(key)], j] += per_turn.get(k) in VERDICTS
     one_minus_sigma, present = np.zeros(len(ids)), np.zeros(len(ids))
     for key, per_turn in s2_keys.items():
         own = {(key, k): lab for k, lab in per_turn.items()}
-        v = s2(own, **kwargs)
-        if _s2_presence(own, v, sorted(turns), kwargs):
-            one_minus_sigma[index[_base_id(key)]] += v
-            present[index[_base_id(key)]] += 1
+        v = s2(own, s2_labels)
+        if _s2_presence(own, v, sorted(turns), s2_labels):
+            one_minus_sigma[index[base_id(key)]] += v
+            present[index[base_id(key)]] += 1
     check = float(one_minus_sigma.sum() / present.sum()) if present.sum() else 1.0
     if abs(check - full["s2"]) > 1e-9:
         raise SafemtError(f"SI bootstrap: per-id S2 decomposition gives {check}, safety_index {full['s2']} "
@@ -101,10 +89,10 @@ def si_bootstrap(labels: dict[tuple[str, int], str | None], turns: list[int], mc
     out = {"si": full["si"], "s1": full["s1"], "s2": full["s2"], "ids": len(ids), "resamples": 0,
            "skipped": 0, "si_lo": None, "si_hi": None, "s1_lo": None, "s1_hi": None, "s2_lo": None,
            "s2_hi": None}
-    if boot["n"] == 0 or not ids:
+    if boot.n == 0 or not ids:
         return out
-    rng = rng_for(boot["seed"], "si", *cell)
-    draws = rng.integers(0, len(ids), size=(boot["n"], len(ids)))
+    rng = rng_for(boot.seed, "si", *cell)
+    draws = rng.integers(0, len(ids), size=(boot.n, len(ids)))
     counts = np.stack([np.bincount(row, minlength=len(ids)) for row in draws]).astype(float)
     n_valid, n_unsafe = counts @ valid, counts @ unsafe
     n_present = counts @ present
@@ -125,19 +113,13 @@ def si_bootstrap(labels: dict[tuple[str, int], str | None], turns: list[int], mc
     return out
 
 
-def _s2_kwargs(mcfg: dict[str, Any]) -> dict[str, Any]:
-    return {"s2_labels": mcfg["s2_labels"]} if "s2_labels" in mcfg else {}
-
-
-def si_ci_rows(judge: str, groups: dict[tuple, list[dict[str, Any]]], params: dict[str, Any],
-               boot: dict[str, int]) -> list[dict[str, Any]]:
-    mcfg = params.get("metrics", {})
+def si_ci_rows(judge: str, groups: dict[tuple, list[dict[str, Any]]], turns: list[int],
+               options: MetricsOptions) -> list[dict[str, Any]]:
+    """One SI-with-CI row per (model, defense) group of judgments."""
     rows = []
-    from safemt.metrics.summary import method_chains
-
     for (model, defense), recs in groups.items():
         labels, chains = method_chains(recs)
-        row = si_bootstrap(labels, list(params["turns"]), mcfg, boot, (judge, model, defense), chains)
+        row = si_bootstrap(labels, list(turns), options, (judge, model, defense), chains)
         rows.append({"judge": judge, "model": model, "defense": defense, **row})
     return rows
 

@@ -30,8 +30,10 @@ import numpy as np
 from safemt.hashing import stable_hash
 from safemt.errors import SafemtError
 from safemt.files import read_jsonl, write_csv, write_json
-from safemt.layout import MODERATION_FILES
+from safemt.layout import MODERATION_FILE, MODERATION_FILES
 from safemt.metrics.bootstrap import proportion_ci, rng_for
+from safemt.metrics.labels import effective_labels, load_judgments
+from safemt.metrics.options import Bootstrap, MetricsOptions
 from safemt.records import LATENCY_ROW, MODERATION_ROW
 
 COLUMNS = list(MODERATION_ROW.names)
@@ -67,17 +69,17 @@ def _by_cell(records: list[dict[str, Any]]) -> dict[tuple[str, str], dict[Any, l
     return cells
 
 
-def _ci(values: list[float], boot: dict[str, int], *cell: object) -> tuple[float | None, float | None, float | None]:
+def _ci(values: list[float], boot: Bootstrap, *cell: object) -> tuple[float | None, float | None, float | None]:
     if not values:
         return None, None, None
     arr = np.array(values, dtype=float)
-    ci = proportion_ci(arr, boot["n"], rng_for(boot["seed"], "moderation", *cell)) or (None, None)
+    ci = proportion_ci(arr, boot.n, rng_for(boot.seed, "moderation", *cell)) or (None, None)
     return float(arr.mean()), ci[0], ci[1]
 
 
 def moderation_rows(judge: str, judgments: list[dict[str, Any]], generations: list[dict[str, Any]],
                     benign_judgments: list[dict[str, Any]], benign_generations: list[dict[str, Any]],
-                    turns: list[int], boot: dict[str, int]) -> list[dict[str, Any]]:
+                    turns: list[int], boot: Bootstrap) -> list[dict[str, Any]]:
     harm, gens = _by_cell(judgments), _by_cell(generations)
     benign, bgens = _by_cell(benign_judgments), _by_cell(benign_generations)
     blocked = {_key(g) for g in benign_generations if g.get("blocked_by")}
@@ -131,24 +133,24 @@ def latency_rows(judge: str, generations: list[dict[str, Any]], benign_generatio
     return rows
 
 
-def write_moderation(params: dict[str, Any], judgments: list[str], generations: list[str], out_dir: str,
+def write_moderation(options: MetricsOptions, turns: list[int], settings: dict[str, Any] | None,
+                     judgments: list[str], generations: list[str], out_dir: str,
                      benign_judgments: list[str] = (), benign_generations: list[str] = (),
                      latency_out: str | None = None) -> list[dict[str, Any]]:
     """Write OUT_DIR/moderation.csv and moderation.json (the section `safemt metrics` copies into summary.json),
-    and the measured times to LATENCY_OUT (when given; printed in any case)."""
-    from safemt.metrics.summary import OPTION_DEFAULTS, bootstrap_settings, effective_labels, load_judgments
-
-    provider = (params.get("metrics") or {}).get("provider_refusals", OPTION_DEFAULTS["provider_refusals"])
-    recs = effective_labels(load_judgments(judgments), provider)  # provider refusals as the metrics count them
+    and the measured times to LATENCY_OUT (when given; printed in any case). `options` are the metrics'
+    (provider refusals, bootstrap), `settings` the `moderation:` section (hashed into the provenance)."""
+    turns = list(turns)
+    recs = effective_labels(load_judgments(judgments), options.provider_refusals)  # as the metrics count them
     judges = sorted({r["judge"] for r in recs})
     if len(judges) != 1:
         raise SafemtError(f"moderation needs the judgments of exactly one judge, got {judges or 'none'}",
                           file=", ".join(judgments))
     brecs = load_judgments(benign_judgments) if benign_judgments else []
-    boot = bootstrap_settings(params)
+    boot = options.bootstrap
     gens, bgens = _records(generations), _records(benign_generations)
-    rows = moderation_rows(judges[0], recs, gens, brecs, bgens, list(params["turns"]), boot)
-    times = latency_rows(judges[0], gens, bgens, list(params["turns"]))
+    rows = moderation_rows(judges[0], recs, gens, brecs, bgens, turns, boot)
+    times = latency_rows(judges[0], gens, bgens, turns)
     out = Path(out_dir)
     write_csv(out / MODERATION_FILES["table"], rows, COLUMNS)
     table: dict[str, Any] = {}
@@ -159,9 +161,9 @@ def write_moderation(params: dict[str, Any], judgments: list[str], generations: 
         "judge": judges[0],
         "refusal_judge": sorted({r["judge"] for r in brecs}) or None,
         "table": table,
-        "provenance": {"bootstrap": boot, "n_judgments": len(recs), "n_benign_judgments": len(brecs),
-                       "params_hash": stable_hash({"turns": params["turns"], "moderation": params.get("moderation"),
-                                                   "bootstrap": boot})},
+        "provenance": {"bootstrap": boot.as_dict(), "n_judgments": len(recs), "n_benign_judgments": len(brecs),
+                       "params_hash": stable_hash({"turns": turns, "moderation": settings,
+                                                   "bootstrap": boot.as_dict()})},
     })
     if latency_out:
         write_csv(latency_out, times, LATENCY_COLUMNS)
@@ -178,3 +180,29 @@ def write_moderation(params: dict[str, Any], judgments: list[str], generations: 
 
 def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f}"
+
+
+def pooled_moderation(mod: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The pooled rows (turns: all) of moderation.csv; without them, rows pooled here by n (ASR) and
+    benign_n (over-refusal), without intervals, and said so on stdout."""
+    pooled = [r for r in mod if r["turns"] == "all"]
+    if pooled or not mod:
+        return pooled
+    print(f"{MODERATION_FILE}: no pooled rows (turns: all); pooling the per-length rows by n, without intervals")
+    groups: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for r in mod:
+        groups.setdefault((r["target"], r["defense"]), []).append(r)
+    out = []
+    for (target, defense), rows in sorted(groups.items()):
+        def mean(col: str, weight: str) -> str:
+            pairs = [(float(r[col]), float(r[weight] or 0)) for r in rows if r[col] not in ("", None)]
+            total = sum(w for _, w in pairs)
+            return repr(sum(v * w for v, w in pairs) / total) if total else ""
+        out.append({**rows[0], "turns": "all", "asr": mean("asr", "n"), "asr_lo": "", "asr_hi": "",
+                    "over_refusal": mean("over_refusal", "benign_n"), "over_refusal_lo": "",
+                    "over_refusal_hi": "", "flag_rate": mean("flag_rate", "n"), "asr_reduction": ""})
+    base = {r["target"]: float(r["asr"]) for r in out if r["defense"] == "none" and r["asr"]}
+    for r in out:
+        if r["defense"] != "none" and base.get(r["target"]) and r["asr"]:
+            r["asr_reduction"] = repr(1 - float(r["asr"]) / base[r["target"]])
+    return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,19 @@ from safemt.figures.plots import CAPTIONS
 from safemt.files import atomic_write_text, read_jsonl
 from safemt.layout import FIGURE_NAMES, OPTIONAL_FIGURES, Layout
 from safemt.report.tables import Table, build_tables, fmt, latency_table, read_rows
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """What the page reads of the configuration (the report stage builds it from params)."""
+
+    judge: str | None               # whose metrics, figures and verdicts are shown
+    targets: tuple[str, ...]        # the target x defense cells sampled, at these turn lengths
+    defenses: tuple[str, ...]
+    turns: tuple[int, ...]
+    samples_per_model: int          # report.samples_per_model
+    sample_seed: int                # report.sample_seed
+
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 STYLE = """
@@ -60,10 +74,9 @@ def _key(rec: dict[str, Any]) -> tuple:
     return rec["id"], rec["turns"], rec.get("method")
 
 
-def sample_items(params: dict[str, Any], layout: Layout, judge: str) -> tuple[list[dict[str, Any]], list[str]]:
+def sample_items(settings: ReportSettings, layout: Layout) -> tuple[list[dict[str, Any]], list[str]]:
     """Up to `report.samples_per_model` judged dialogues per target x defense, chosen by a seeded hash."""
-    cfg = params.get("report", {})
-    per_model, seed = int(cfg.get("samples_per_model", 5)), int(cfg.get("sample_seed", 0))
+    judge, per_model, seed = settings.judge, int(settings.samples_per_model), int(settings.sample_seed)
     notes: list[str] = []
     dialogues = {}
     if Path(layout.dataset).is_file():
@@ -71,10 +84,10 @@ def sample_items(params: dict[str, Any], layout: Layout, judge: str) -> tuple[li
     else:
         notes.append(f"dataset {layout.dataset} not found: dialogue text not shown")
     items = []
-    for model in params.get("targets", []):
-        for defense in params.get("defenses", ["none"]):
+    for model in settings.targets:
+        for defense in settings.defenses:
             judged, responses = [], {}
-            for k in params.get("turns", []):
+            for k in settings.turns:
                 jpath = Path(layout.judgments.format(judge=judge, model=model, defense=defense, turns=k))
                 gpath = Path(layout.generations.format(model=model, defense=defense, turns=k))
                 if not jpath.is_file():
@@ -109,8 +122,8 @@ def item_html(item: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def render(params: dict[str, Any], layout: Layout) -> str:
-    judge = params.get("figures", {}).get("judge") or params.get("metrics", {}).get("judges", [None])[0]
+def render(settings: ReportSettings, layout: Layout) -> str:
+    judge = settings.judge
     metrics_dir = Path(layout.metrics_dir.format(judge=judge))
     figs = [figure_html(Path(layout.figure(f"{n}.png")), n) for n in FIGURE_NAMES + OPTIONAL_FIGURES
             if Path(layout.figure(f"{n}.png")).is_file()]
@@ -120,7 +133,7 @@ def render(params: dict[str, Any], layout: Layout) -> str:
         tables.append(table_html(latency_table(times)))
     prov_path = Path(layout.provenance)
     prov = json.loads(prov_path.read_text()) if prov_path.is_file() else None
-    items, notes = sample_items(params, layout, judge)
+    items, notes = sample_items(settings, layout)
     prov_html = (f"<pre>{escape(json.dumps(prov, indent=2, sort_keys=True))}</pre>" if prov
                  else f"<p>{escape(str(prov_path))} not found.</p>")
     git = (prov or {}).get("git", {})
@@ -129,18 +142,17 @@ def render(params: dict[str, Any], layout: Layout) -> str:
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
         f"<title>safemt results ({escape(str(judge))})</title><style>{STYLE}</style></head><body>",
         f"<h1>safemt results</h1><p>Judge: <b>{escape(str(judge))}</b>; targets: "
-        f"{escape(', '.join(params.get('targets', [])))}; commit {escape(str(git.get('commit')))}"
+        f"{escape(', '.join(settings.targets))}; commit {escape(str(git.get('commit')))}"
         f"{' (dirty)' if git.get('dirty') else ''}.</p>",
         "<h2>Figures</h2>", *figs,
         "<h2>Tables</h2>", *tables,
         f"<h2>Dialogues</h2><p>{len(items)} judged dialogues, up to "
-        f"{escape(str(params.get('report', {}).get('samples_per_model', 5)))} per model and defense.</p>",
+        f"{escape(str(settings.samples_per_model))} per model and defense.</p>",
         *(f"<p>note: {escape(n)}</p>" for n in notes), *(item_html(i) for i in items),
         "<h2>Provenance</h2>", prov_html, "</body></html>", ""])
 
 
-def write_report(params: dict[str, Any], out: str | Path) -> Path:
-    layout = Layout.of(params)
-    atomic_write_text(out, render(params, layout))
+def write_report(settings: ReportSettings, layout: Layout, out: str | Path) -> Path:
+    atomic_write_text(out, render(settings, layout))
     print(f"report: {out}")
     return Path(out)

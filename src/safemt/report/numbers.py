@@ -17,7 +17,8 @@ from typing import Any
 from safemt.errors import SafemtError
 from safemt.files import atomic_write_text
 from safemt.layout import AGREEMENT_FILE, METRICS_FILES, MODERATION_FILE
-from safemt.report.tables import num, pooled_moderation, read_rows
+from safemt.metrics.moderation import pooled_moderation
+from safemt.report.tables import num, read_rows
 
 DIGITS = ["Zero", "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine"]
 DECIMALS = 3

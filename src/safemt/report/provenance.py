@@ -15,19 +15,30 @@ import platform
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from safemt import __version__
-from safemt.hashing import stable_hash
 from safemt.files import atomic_write_text
 from safemt.layout import Layout
 
 PACKAGES = ["safemt", "torch", "transformers", "vllm", "openai", "numpy", "pandas", "matplotlib", "seaborn",
             "snakemake", "dvc", "pillow", "tokenizers", "safetensors"]
 MODEL_ID_KEYS = {"hf": "path", "vllm": "path", "openai": "model_id"}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What provenance.json records of the configuration (the report stage builds it from params)."""
+
+    params_sha256: str                # of the params as loaded
+    models: dict[str, Any]            # the models:, judges: and dataset: sections
+    targets: tuple[str, ...]
+    judges: dict[str, Any]
+    dataset: dict[str, Any]
 
 
 def git_state(cwd: str | Path = ".") -> dict[str, Any]:
@@ -71,16 +82,16 @@ def resolved_revision(cfg: dict[str, Any]) -> dict[str, Any]:
     return {"id": ident, "backend": backend, "revision": cfg.get("revision"), "resolved": cfg.get("revision")}
 
 
-def models_and_judges(params: dict[str, Any]) -> dict[str, Any]:
-    models = params.get("models", {})
-    targets = {name: resolved_revision(models[name]) for name in params.get("targets", [])}
-    judges = {}
-    for name, judge in params.get("judges", {}).items():
+def models_and_judges(models: dict[str, Any], targets: tuple[str, ...] | list[str],
+                      judges: dict[str, Any]) -> dict[str, Any]:
+    resolved = {name: resolved_revision(models[name]) for name in targets}
+    out = {}
+    for name, judge in judges.items():
         entry = {"kind": judge.get("kind")}
         if judge.get("model") in models:
             entry.update(model=judge["model"], **resolved_revision(models[judge["model"]]))
-        judges[name] = entry
-    return {"targets": targets, "judges": judges}
+        out[name] = entry
+    return {"targets": resolved, "judges": out}
 
 
 def sha256_file(path: Path) -> str | None:
@@ -93,8 +104,7 @@ def sha256_file(path: Path) -> str | None:
     return digest.hexdigest()
 
 
-def dataset_state(params: dict[str, Any], layout: Layout) -> dict[str, Any]:
-    ds = params.get("dataset", {})
+def dataset_state(ds: dict[str, Any], layout: Layout) -> dict[str, Any]:
     path = Path(layout.dataset)
     n = sum(1 for line in path.open(encoding="utf-8") if line.strip()) if path.is_file() else None
     out = {"source": ds.get("source"), "file": str(path), "dialogues": n, "sha256": sha256_file(path)}
@@ -126,24 +136,22 @@ def machine() -> dict[str, Any]:
     return out
 
 
-def provenance(params: dict[str, Any], params_file: str, exclude: set[str]) -> dict[str, Any]:
-    layout = Layout.of(params)
+def provenance(run: RunConfig, params_file: str, layout: Layout, exclude: set[str]) -> dict[str, Any]:
     return {
         "safemt": __version__,
         "git": git_state(),
         "params_file": params_file,
-        "params_sha256": stable_hash(params),
+        "params_sha256": run.params_sha256,
         "packages": package_versions(),
-        **models_and_judges(params),
-        "dataset": dataset_state(params, layout),
+        **models_and_judges(run.models, run.targets, run.judges),
+        "dataset": dataset_state(run.dataset, layout),
         "times": run_times(layout, exclude),
         "machine": machine(),
     }
 
 
-def write_provenance(params: dict[str, Any], params_file: str, out: str | Path) -> dict[str, Any]:
-    layout = Layout.of(params)
-    record = provenance(params, params_file, {str(out), layout.report})
+def write_provenance(run: RunConfig, params_file: str, layout: Layout, out: str | Path) -> dict[str, Any]:
+    record = provenance(run, params_file, layout, {str(out), layout.report})
     atomic_write_text(out, json.dumps(record, indent=2, sort_keys=True) + "\n")
     print(f"provenance: {out} (commit {record['git'].get('commit')}, dirty {record['git'].get('dirty')})")
     return record

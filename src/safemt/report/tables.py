@@ -15,6 +15,7 @@ from typing import Any
 
 from safemt.files import atomic_write_text, read_rows
 from safemt.layout import AGREEMENT_FILE, METRICS_FILES, MODERATION_FILE, TABLE_FORMATS
+from safemt.metrics.moderation import pooled_moderation
 
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
@@ -70,32 +71,6 @@ def dataset_table(comp: list[dict[str, str]]) -> Table:
     rows.append(["total", *[sum(r[i + 1] for r in rows) for i in range(len(methods))], sum(r[-1] for r in rows)])
     return Table("dataset", "Dialogues judged per scenario and jailbreak method (all turn lengths).",
                  ["scenario", *names, "total"], rows, digits=0)
-
-
-def pooled_moderation(mod: list[dict[str, str]]) -> list[dict[str, str]]:
-    """The pooled rows (turns: all) of moderation.csv; without them, rows pooled here by n (ASR) and
-    benign_n (over-refusal), without intervals, and said so on stdout."""
-    pooled = [r for r in mod if r["turns"] == "all"]
-    if pooled or not mod:
-        return pooled
-    print(f"{MODERATION_FILE}: no pooled rows (turns: all); pooling the per-length rows by n, without intervals")
-    groups: dict[tuple[str, str], list[dict[str, str]]] = {}
-    for r in mod:
-        groups.setdefault((r["target"], r["defense"]), []).append(r)
-    out = []
-    for (target, defense), rows in sorted(groups.items()):
-        def mean(col: str, weight: str) -> str:
-            pairs = [(float(r[col]), float(r[weight] or 0)) for r in rows if r[col] not in ("", None)]
-            total = sum(w for _, w in pairs)
-            return repr(sum(v * w for v, w in pairs) / total) if total else ""
-        out.append({**rows[0], "turns": "all", "asr": mean("asr", "n"), "asr_lo": "", "asr_hi": "",
-                    "over_refusal": mean("over_refusal", "benign_n"), "over_refusal_lo": "",
-                    "over_refusal_hi": "", "flag_rate": mean("flag_rate", "n"), "asr_reduction": ""})
-    base = {r["target"]: float(r["asr"]) for r in out if r["defense"] == "none" and r["asr"]}
-    for r in out:
-        if r["defense"] != "none" and base.get(r["target"]) and r["asr"]:
-            r["asr_reduction"] = repr(1 - float(r["asr"]) / base[r["target"]])
-    return out
 
 
 def moderation_table(mod: list[dict[str, str]]) -> Table:

@@ -12,6 +12,7 @@ from typing import Any
 
 
 def run(params: dict[str, Any], metrics_dir: str, out_dir: str, pdf_dir: str | None = None) -> list[Path]:
+    """Every figure from the metrics folder: the figures read nothing of params (the judge is in the CSVs)."""
     from safemt.figures.plots import draw_figures
 
-    return draw_figures(params, metrics_dir=metrics_dir, out_dir=out_dir, pdf_dir=pdf_dir)
+    return draw_figures(metrics_dir=metrics_dir, out_dir=out_dir, pdf_dir=pdf_dir)

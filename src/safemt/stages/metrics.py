@@ -8,14 +8,26 @@ Outputs: `<results>/metrics/<judge>/summary.json` and the CSVs of `safemt.layout
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from safemt.metrics.options import MetricsOptions
+
+
+def metrics_options(params: dict[str, Any]) -> MetricsOptions:
+    """The `metrics:` section as a `MetricsOptions`, the schema's defaults filled in."""
+    from safemt.config import fill_defaults
+    from safemt.metrics.options import MetricsOptions
+
+    return MetricsOptions.from_config(fill_defaults(params)["metrics"])
 
 
 def run(params: dict[str, Any], inputs: list[str], out_dir: str, scores_dir: str | None = None,
         moderation: str | None = None) -> dict[str, Any]:
     from safemt.metrics.summary import compute_metrics
 
-    return compute_metrics(params, inputs=inputs, out_dir=out_dir, scores_dir=scores_dir, moderation=moderation)
+    return compute_metrics(metrics_options(params), list(params["turns"]), inputs=inputs, out_dir=out_dir,
+                           scores_dir=scores_dir, moderation=moderation)
 
 
 def agreement(params: dict[str, Any], inputs: list[str], out: str) -> list[dict[str, Any]]:

@@ -16,7 +16,11 @@ def run(params: dict[str, Any], judgments: list[str], generations: list[str], ou
         benign_judgments: list[str] | None = None, benign_generations: list[str] | None = None,
         latency_out: str | None = None) -> Any:
     """The table and its summary section; the measured times to `latency_out` (not a metric)."""
+    from safemt.config import fill_defaults
     from safemt.metrics.moderation import write_moderation
+    from safemt.stages.metrics import metrics_options
 
-    return write_moderation(params, judgments, generations, out_dir, benign_judgments=benign_judgments or [],
+    settings = fill_defaults(params).get("moderation")
+    return write_moderation(metrics_options(params), list(params["turns"]), settings, judgments, generations,
+                            out_dir, benign_judgments=benign_judgments or [],
                             benign_generations=benign_generations or [], latency_out=latency_out)

@@ -7,18 +7,51 @@ Inputs: the whole results root of the params. Outputs: `<results>/provenance.jso
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from safemt.report.html import ReportSettings
+    from safemt.report.provenance import RunConfig
+
+
+def report_settings(params: dict[str, Any]) -> ReportSettings:
+    """What the HTML page reads: the judge shown (figures.judge, else the first metrics judge), the
+    sampled cells and report.samples_per_model / sample_seed."""
+    from safemt.config import fill_defaults
+    from safemt.report.html import ReportSettings
+
+    full = fill_defaults(params)
+    report = full.get("report", {})
+    judge = full.get("figures", {}).get("judge") or full.get("metrics", {}).get("judges", [None])[0]
+    return ReportSettings(judge=judge, targets=tuple(full.get("targets", [])),
+                          defenses=tuple(full.get("defenses", ["none"])), turns=tuple(full.get("turns", [])),
+                          samples_per_model=report.get("samples_per_model", 5),
+                          sample_seed=report.get("sample_seed", 0))
+
+
+def run_config(params: dict[str, Any]) -> RunConfig:
+    """What provenance.json records: the hash of the params as loaded, and the sections it describes."""
+    from safemt.config import fill_defaults
+    from safemt.hashing import stable_hash
+    from safemt.report.provenance import RunConfig
+
+    full = fill_defaults(params)
+    return RunConfig(params_sha256=stable_hash(params), models=full.get("models", {}),
+                     targets=tuple(full.get("targets", [])), judges=full.get("judges", {}),
+                     dataset=full.get("dataset", {}))
 
 
 def run(params: dict[str, Any], output: str | Path) -> Path:
     """The HTML report (`safemt report`)."""
+    from safemt.layout import Layout
     from safemt.report.html import write_report
 
-    return write_report(params, output)
+    return write_report(report_settings(params), Layout.of(params), output)
 
 
 def provenance(params: dict[str, Any], params_file: str, output: str | Path) -> dict[str, Any]:
     """What produced this run's results (`safemt provenance`)."""
+    from safemt.layout import Layout
     from safemt.report.provenance import write_provenance
 
-    return write_provenance(params, params_file, output)
+    return write_provenance(run_config(params), params_file, Layout.of(params), output)
