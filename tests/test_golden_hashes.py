@@ -43,15 +43,15 @@ def in_project(tmp_path: Path, tiny_models: Path, repo_root: Path):
     os.chdir(before)
 
 
-def job_hashes(params: dict) -> dict[str, str]:
+def job_hashes(loaded: dict) -> dict[str, str]:
     out = {}
-    for model in params["targets"]:
-        backend = get_backend(sections.model(params, model)).describe()
-        for defense in params["defenses"]:
-            runner = sections.defense(params, defense)
+    for model in loaded["targets"]:
+        backend = get_backend(sections.model(loaded, model)).describe()
+        for defense in loaded["defenses"]:
+            runner = sections.defense(loaded, defense)
             out[f"generation {model} {defense}"] = stable_hash({"backend": backend, "defense": runner.describe()})
-    for judge in params["judges"]:
-        out[f"judgment {judge}"] = stable_hash(sections.judge(params, judge).describe())
+    for judge in loaded["judges"]:
+        out[f"judgment {judge}"] = stable_hash(sections.judge(loaded, judge).describe())
     return out
 
 

@@ -46,12 +46,14 @@ def test_as_config_is_the_default_filled_section(repo_root: Path) -> None:
 
 def test_fill_defaults_copies_and_fills_map_sections(repo_root: Path) -> None:
     """Defaults of `properties` recursively, and of each entry of a map section (additionalProperties)."""
-    judge = _schema(repo_root)["properties"]["judges"]["additionalProperties"]["properties"]
-    raw = {"judges": {"kw": {"kind": "keyword"}}, "metrics": {"bootstrap": {"seed": 3}}}
+    llm_defaults = _schema(repo_root)["properties"]["judges"]["additionalProperties"]["allOf"][0]["then"]["properties"]
+    raw = {"judges": {"kw": {"kind": "keyword"}, "j": {"kind": "llm", "model": "m"}}, "metrics": {"bootstrap": {"seed": 3}}}
     filled = fill_defaults(raw)
-    assert raw == {"judges": {"kw": {"kind": "keyword"}}, "metrics": {"bootstrap": {"seed": 3}}}, "input untouched"
-    assert filled["judges"]["kw"]["scenario_criteria"] == judge["scenario_criteria"]["default"]
-    assert filled["judges"]["kw"]["constrained"] == judge["constrained"]["default"]
+    assert raw == {"judges": {"kw": {"kind": "keyword"}, "j": {"kind": "llm", "model": "m"}},
+                   "metrics": {"bootstrap": {"seed": 3}}}, "input untouched"
+    assert filled["judges"]["j"]["scenario_criteria"] == llm_defaults["scenario_criteria"]["default"]
+    assert filled["judges"]["j"]["constrained"] == llm_defaults["constrained"]["default"]
+    assert filled["judges"]["kw"] == {"kind": "keyword"}  # an llm judge's defaults are not a keyword judge's
     assert filled["metrics"]["bootstrap"]["seed"] == 3 and "n" in filled["metrics"]["bootstrap"]
     assert fill_defaults(filled) == filled
     filled["metrics"]["bootstrap"]["n"] = -1
