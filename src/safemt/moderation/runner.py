@@ -13,16 +13,18 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
+from safemt.errors import SafemtError
 from safemt.models import ChatRequest, GenerationResult
 from safemt.moderation.defenses import (DEFENSES, GUARD_KINDS, DefenseSpec, apply_defense, describe_defense,
                                         parse_defense)
-from safemt.moderation.guards.runner import Guard, GuardItem
-from safemt.moderation.moderators import Moderator
+from safemt.moderation.guards.runner import Guard, GuardItem, GuardOutcome
+from safemt.moderation.moderators import Moderator, ModeratorVerdict
 from safemt.moderation.policies import load_policies, place_policy
 from safemt.moderation.settings import ModerationSettings
 from safemt.records import DEFENSE_FIELDS
+from safemt.registry import Registry
 
 
 class Target(Protocol):
@@ -37,8 +39,10 @@ class DefenseInput:
     caption: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Outcome:
+    """What a defense made of one dialogue: the result recorded and the defense fields."""
+
     result: GenerationResult
     fields: dict[str, Any] = field(default_factory=lambda: dict.fromkeys(DEFENSE_FIELDS))
 
@@ -97,96 +101,42 @@ class DefenseRunner:
     # --- running ---------------------------------------------------------------------------------
 
     def run(self, inputs: list[DefenseInput], target: Target) -> list[Outcome]:
-        if self.spec.static:
-            return [Outcome(r) for r in target.generate([i.request for i in inputs])]
-        if self.spec.kind == "guard_input":
-            return self._guard_input(inputs, target)
-        if self.spec.kind == "guard_output":
-            return self._guard_output(inputs, target)
-        return self._moderate(inputs, target)
-
-    def _guard_input(self, inputs: list[DefenseInput], target: Target) -> list[Outcome]:
-        checks = self.guard.classify([_item(i) for i in inputs], "input")
-        outcomes: list[Outcome | None] = []
-        passed: list[int] = []
-        for index, check in enumerate(checks):
-            if check.error:
-                outcomes.append(self._failed(check.error, check.latency_s))
-                continue
-            fields = self._guard_fields(check)
-            if check.verdict.unsafe:
-                fields["blocked_by"] = self.guard.name
-                outcomes.append(Outcome(self._refusal(), fields))
-            else:
-                outcomes.append(Outcome(GenerationResult(None), fields))
-                passed.append(index)
-        answers = target.generate([inputs[i].request for i in passed]) if passed else []  # blocked: never sent
-        for index, answer in zip(passed, answers):
-            outcomes[index].result = answer
+        """One outcome per input, in order (checked): the defense kind's strategy from STRATEGIES."""
+        strategy = STRATEGIES.get("static" if self.spec.static else self.spec.kind, key="defense")
+        outcomes = strategy(self, inputs, target)
+        if len(outcomes) != len(inputs):
+            raise SafemtError(f"defense {self.spec.name}: {len(outcomes)} outcomes for {len(inputs)} dialogues")
         return outcomes
 
-    def _guard_output(self, inputs: list[DefenseInput], target: Target) -> list[Outcome]:
-        answers = target.generate([i.request for i in inputs])
-        answered = [k for k, a in enumerate(answers) if a.error is None and a.response is not None]
-        checks = self.guard.classify([_item(inputs[k], answers[k].response) for k in answered], "output")
-        outcomes = [Outcome(a) for a in answers]
-        for k, check in zip(answered, checks):
-            if check.error:
-                outcomes[k] = self._failed(check.error, check.latency_s)
-                continue
-            fields = self._guard_fields(check)
-            if check.verdict.unsafe:
-                fields.update(blocked_by=self.guard.name, target_response=answers[k].response)
-                outcomes[k] = Outcome(replace(self._refusal(), latency_s=answers[k].latency_s,
-                                              n_input_tokens=answers[k].n_input_tokens), fields)
-            else:
-                outcomes[k] = Outcome(answers[k], fields)
-        return outcomes
+    # --- pieces the strategies share ------------------------------------------------------------
 
-    def _moderate(self, inputs: list[DefenseInput], target: Target) -> list[Outcome]:
-        start = time.perf_counter()
-        requests = [self.moderator.request(i.request.key, i.request.messages, i.request.image) for i in inputs]
-        replies = self.moderator.backend.generate(requests)
-        latency = round((time.perf_counter() - start) / max(len(inputs), 1), 4)
-        outcomes: list[Outcome] = []
-        to_target: list[tuple[int, ChatRequest]] = []
-        for index, (inp, reply) in enumerate(zip(inputs, replies)):
-            if reply.error is not None or reply.response is None:
-                outcomes.append(self._failed(f"moderator {self.moderator.name}: {reply.error or 'no response'}",
-                                             latency))
-                continue
-            verdict = self.moderator.read(reply.response)
-            self.counts["parse_failures"] += not verdict.parsed
-            fields = dict.fromkeys(DEFENSE_FIELDS)
-            fields.update(defense_verdict=verdict.to_dict(), defense_latency_s=latency)
-            request = inp.request
-            if verdict.malicious:
-                self.counts["flagged"] += 1
-                policy_id, text = self.library.for_scenario(verdict.scenario)
-                self.counts["general_policy"] += policy_id == "general"
-                fields["policy_id"] = policy_id
-                messages = place_policy(list(request.messages), text, self.settings.policy_placement)
-                request = replace(request, messages=tuple(messages))
-            outcomes.append(Outcome(GenerationResult(None), fields))
-            to_target.append((index, request))
-        answers = target.generate([r for _, r in to_target]) if to_target else []
-        for (index, _), answer in zip(to_target, answers):
-            outcomes[index].result = answer
-        return outcomes
-
-    # --- pieces ----------------------------------------------------------------------------------
-
-    def _guard_fields(self, check: Any) -> dict[str, Any]:
+    def guard_fields(self, check: GuardOutcome) -> dict[str, Any]:
+        """The defense fields of a guard's reading (counted once per dialogue)."""
         self.counts["flagged"] += check.verdict.unsafe
         self.counts["parse_failures"] += not check.verdict.parsed
         fields = dict.fromkeys(DEFENSE_FIELDS)
         fields.update(defense_verdict=check.verdict.to_dict(), defense_latency_s=check.latency_s)
         return fields
 
-    def _refusal(self) -> GenerationResult:
+    def moderated(self, request: ChatRequest, verdict: ModeratorVerdict, latency: float
+                  ) -> tuple[ChatRequest, dict[str, Any]]:
+        """What the target receives after the moderator's verdict, with the defense fields."""
+        self.counts["parse_failures"] += not verdict.parsed
+        fields = dict.fromkeys(DEFENSE_FIELDS)
+        fields.update(defense_verdict=verdict.to_dict(), defense_latency_s=latency)
+        if verdict.malicious:
+            self.counts["flagged"] += 1
+            policy_id, text = self.library.for_scenario(verdict.scenario)
+            self.counts["general_policy"] += policy_id == "general"
+            fields["policy_id"] = policy_id
+            messages = place_policy(list(request.messages), text, self.settings.policy_placement)
+            request = replace(request, messages=tuple(messages))
+        return request, fields
+
+    def refusal(self) -> GenerationResult:
         return GenerationResult(self.settings.refusal, None, "blocked", 0)
 
-    def _failed(self, error: str, latency: float) -> Outcome:
+    def failed(self, error: str, latency: float) -> Outcome:
         self.counts["errors"] += 1
         fields = dict.fromkeys(DEFENSE_FIELDS)
         fields["defense_latency_s"] = latency
@@ -207,9 +157,92 @@ class DefenseRunner:
                 **({"guard_stats": self.guard.stats} if self.guard else {})}
 
 
+# --- strategies: how each defense kind runs a batch; each builds every outcome once -----------------
+
+Strategy = Callable[[DefenseRunner, list[DefenseInput], Target], list[Outcome]]
+STRATEGIES: Registry[Strategy] = Registry("defense strategy")
+
+
+def answered(target: Target, requests: list[ChatRequest]) -> list[GenerationResult]:
+    """The target's results for REQUESTS, exactly one each (checked); no call for none."""
+    if not requests:
+        return []
+    results = target.generate(requests)
+    if len(results) != len(requests):
+        raise SafemtError(f"the target returned {len(results)} results for {len(requests)} requests")
+    return results
+
+
+@STRATEGIES.register("static")
+def static(runner: DefenseRunner, inputs: list[DefenseInput], target: Target) -> list[Outcome]:
+    """The messages were rewritten up front (DefenseRunner.prepare): the target answers every dialogue."""
+    return [Outcome(r) for r in answered(target, [i.request for i in inputs])]
+
+
+@STRATEGIES.register("guard_input")
+def guard_input(runner: DefenseRunner, inputs: list[DefenseInput], target: Target) -> list[Outcome]:
+    """The guard reads each dialogue first; a flagged one gets the refusal and never reaches the target."""
+    checks = runner.guard.classify([_item(i) for i in inputs], "input")
+    passed = [k for k, c in enumerate(checks) if not c.error and not c.verdict.unsafe]
+    answers = dict(zip(passed, answered(target, [inputs[k].request for k in passed])))
+    outcomes = []
+    for k, check in enumerate(checks):
+        if check.error:
+            outcomes.append(runner.failed(check.error, check.latency_s))
+        elif check.verdict.unsafe:
+            outcomes.append(Outcome(runner.refusal(), {**runner.guard_fields(check), "blocked_by": runner.guard.name}))
+        else:
+            outcomes.append(Outcome(answers[k], runner.guard_fields(check)))
+    return outcomes
+
+
+@STRATEGIES.register("guard_output")
+def guard_output(runner: DefenseRunner, inputs: list[DefenseInput], target: Target) -> list[Outcome]:
+    """The target answers; the guard reads dialogue plus answer; a flagged answer is replaced by the
+    refusal and kept in `target_response`."""
+    answers = answered(target, [i.request for i in inputs])
+    readable = [k for k, a in enumerate(answers) if a.error is None and a.response is not None]
+    checks = dict(zip(readable, runner.guard.classify([_item(inputs[k], answers[k].response) for k in readable],
+                                                     "output")))
+    outcomes = []
+    for k, answer in enumerate(answers):
+        check = checks.get(k)
+        if check is None:
+            outcomes.append(Outcome(answer))
+        elif check.error:
+            outcomes.append(runner.failed(check.error, check.latency_s))
+        elif check.verdict.unsafe:
+            fields = {**runner.guard_fields(check), "blocked_by": runner.guard.name, "target_response": answer.response}
+            outcomes.append(Outcome(replace(runner.refusal(), latency_s=answer.latency_s,
+                                            n_input_tokens=answer.n_input_tokens), fields))
+        else:
+            outcomes.append(Outcome(answer, runner.guard_fields(check)))
+    return outcomes
+
+
+@STRATEGIES.register("moderator")
+def moderate(runner: DefenseRunner, inputs: list[DefenseInput], target: Target) -> list[Outcome]:
+    """The moderator reads each dialogue; on malicious the scenario's policy is placed into what the
+    target receives, on benign the dialogue goes through untouched."""
+    moderator = runner.moderator
+    start = time.perf_counter()
+    requests = [moderator.request(i.request.key, i.request.messages, i.request.image) for i in inputs]
+    replies = answered(moderator.backend, requests)
+    latency = round((time.perf_counter() - start) / max(len(inputs), 1), 4)
+    prepared: list[tuple[ChatRequest, dict[str, Any]] | Outcome] = []
+    for inp, reply in zip(inputs, replies):
+        if reply.error is not None or reply.response is None:
+            prepared.append(runner.failed(f"moderator {moderator.name}: {reply.error or 'no response'}", latency))
+        else:
+            prepared.append(runner.moderated(inp.request, moderator.read(reply.response), latency))
+    to_target = [p for p in prepared if not isinstance(p, Outcome)]
+    answers = iter(answered(target, [request for request, _ in to_target]))
+    return [p if isinstance(p, Outcome) else Outcome(next(answers), p[1]) for p in prepared]
+
+
 def _item(inp: DefenseInput, response: str | None = None) -> GuardItem:
     return GuardItem(inp.request.key, inp.request.messages, inp.request.image, inp.caption, response)
 
 
-__all__ = ["DEFENSE_FIELDS", "DEFENSES", "DefenseInput", "DefenseRunner", "Outcome", "defense_models",
+__all__ = ["DEFENSE_FIELDS", "DEFENSES", "STRATEGIES", "DefenseInput", "DefenseRunner", "Outcome", "defense_models",
            "defense_reads"]
