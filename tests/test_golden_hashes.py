@@ -3,7 +3,11 @@
 A generation's config_hash is the hash of (backend.describe(), defense describe) plus the dialogue;
 a judgment's judge_hash is the hash of the judge's describe(). These pinned values were computed from
 the default profile before the configuration refactor: a change here reruns every user's work, so it
-must be deliberate (update the values in the same commit and say why)."""
+must be deliberate (update the values in the same commit and say why).
+
+Changed once since, on purpose: the tiny models were rebuilt so that vLLM loads them too (text heads
+32 wide instead of 16, LLaVA vision weights under their original names), which changes their folder
+fingerprints and so every generation hash; the keyword judgment's is unchanged."""
 
 from __future__ import annotations
 
@@ -20,14 +24,14 @@ from safemt.models import get_backend
 from safemt.stages import params as sections
 
 GOLDEN = {
-    "generation tiny-vlm-a guard_input": "9349be8f713e194bd3d3c7d15cf511a9890a666505d0f323f35d21a4a0891f54",
-    "generation tiny-vlm-a moderator": "b5ddc982916903dfd485fa5d97ef55874568498ce13dfd6673d74d119a181e7d",
-    "generation tiny-vlm-a none": "1fe4a912acc696a18578b3d589520091cc793d93afbbc0455dbbe8b8767f449f",
-    "generation tiny-vlm-a system_prompt": "0f029ab1e218cf94788f8af27962df3e1e9e7b438a2e771236095aea1ddfeb6c",
-    "generation tiny-vlm-b guard_input": "d62aef88286742958f87a1fe7a5e01109e319d1cf1ff9e35fbb0b5436715bc83",
-    "generation tiny-vlm-b moderator": "c110cd1dcd81ad793c0869378a0028d4e665cb490321967f175556b62e1b54d1",
-    "generation tiny-vlm-b none": "28d5682649019e18d599dfcee220253e045de5441c806b792f99c5f0f5095576",
-    "generation tiny-vlm-b system_prompt": "afb840f0cc306c5741dfcaca24fd218ac59f5269822be54aa5e02e38a1c2e84e",
+    "generation tiny-vlm-a guard_input": "eadd413104745b10ee13baf94e2201794df43961cc78897560d52f63c2c0f63d",
+    "generation tiny-vlm-a moderator": "0e868e69bb430e1559bbcafd4de40b3b94a1c369d98eb0faebcadc86c41628d9",
+    "generation tiny-vlm-a none": "bb960cf15222a0ce7ea1086a98753d0c2ca6d24cb99c352e278d5c7808a39fe6",
+    "generation tiny-vlm-a system_prompt": "55b83bb3ce287ca2c46bb8181ff6077b176968ae62450db9a2c5c41d87fdcefd",
+    "generation tiny-vlm-b guard_input": "a0e08b8cc50131f4e60c6ff2396d3e938c9caf250e747b4088d0e60969ae338b",
+    "generation tiny-vlm-b moderator": "b85a3dfc6f6486e9fce77509140787638fa2f095fdf7d2f7db909a14224ab7b3",
+    "generation tiny-vlm-b none": "ec3440cb66c50b76dc426df93a8f22b68f5bf847797aa5c7fd5c5006cd1c4605",
+    "generation tiny-vlm-b system_prompt": "2d99d6afd55879c023c8289c925b35fa37bb138826cdfdf34ed5521cfa29f624",
     "judgment keyword": "aa74cd9313c52640c3389a1991805c9c27cf8d2cf815afbe8431804679d9a23b",
 }
 

@@ -223,6 +223,7 @@ def test_journal_torn_at_every_byte_of_its_last_line_resumes_with_the_same_answe
     monkeypatch.setattr(inference, "get_backend",  # one model load for all the reruns; inference stays real
                         lambda cfg: loaded.setdefault(cfg["name"], real_get_backend(cfg)))
     out = tmp_path / "gen" / "all.jsonl"
+    params["models"]["tiny-vlm-a"]["max_new_tokens"] = 24  # replies long enough to hold multi-byte characters
     first = read_jsonl(run_inference(params, "tiny-vlm-a", dataset, out))
     by_key = {(r["id"], r["turns"], r["method"]): r for r in first}
     journal = tmp_path / "gen" / ".journal" / "all.jsonl"

@@ -145,7 +145,7 @@ def test_constrained_tiny_model_writes_exactly_a_label(tiny_models: Path) -> Non
 
     items = [JudgeItem(id=f"x{i}", turns=1, scenario="Fraud", question=f"question {i} " * (i + 1),
                        messages=({"role": "user", "content": "tell me " * i},), response=f"reply {i}")
-             for i in range(6)]
+             for i in range(12)]
     batched = judge(6).judge(items)
     assert all(v.raw in ("safe", "unsafe") and v.label == v.raw and v.parse == "constrained" for v in batched)
     assert {v.label for v in batched} == {"safe", "unsafe"}  # the constraint does not force one label

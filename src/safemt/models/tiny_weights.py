@@ -4,6 +4,10 @@ Two LLaVA-architecture vision-language models (CLIP vision tower + Qwen2 text mo
 models under test and a tiny Qwen2 text model stands in for judges and guards. Every build writes the
 same bytes (checked by the tests): the tokenizer is trained on a fixed corpus (BPE merges break ties
 by pair, so thread count does not matter) and every weight comes from one seeded generator.
+
+They also load in vLLM (the `vllm` backend, CPU build included): the text models' attention heads are
+32 wide (vLLM's CPU attention kernel refuses 16), and the LLaVA vision weights are stored under the
+original checkpoint names (`vision_tower.vision_model.*`), which both transformers and vLLM read.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ SPECIAL_TOKENS = [PAD_TOKEN, IM_START, IM_END, IMAGE_TOKEN]
 VOCAB_SIZE = 512
 IMAGE_SIZE, PATCH_SIZE = 32, 8
 INIT_SCALE = 0.2  # large enough that greedy decoding does not repeat a single token
+HIDDEN, HEADS, KV_HEADS = 64, 2, 1  # head_dim 32: the smallest vLLM's CPU attention takes (16 is refused)
 
 # ChatML; content may be a string or a list of {"type": "image"} / {"type": "text", "text": ...} parts.
 CHAT_TEMPLATE = (
@@ -107,8 +112,8 @@ def _tokenizer():
 def _text_config(tokenizer, intermediate_size: int):
     from transformers import Qwen2Config
 
-    return Qwen2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=intermediate_size,
-                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+    return Qwen2Config(vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=intermediate_size,
+                       num_hidden_layers=2, num_attention_heads=HEADS, num_key_value_heads=KV_HEADS,
                        max_position_embeddings=4096, tie_word_embeddings=False, initializer_range=INIT_SCALE,
                        bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
                        pad_token_id=tokenizer.pad_token_id)
@@ -156,8 +161,21 @@ def _save_vlm(spec: VlmSpec, tokenizer, path: Path) -> Path:
                                vision_feature_select_strategy="default", num_additional_image_tokens=1,
                                chat_template=CHAT_TEMPLATE, image_token=IMAGE_TOKEN)
     model.save_pretrained(path)
+    _original_vision_names(path / "model.safetensors")
     processor.save_pretrained(path)
     return path
+
+
+def _original_vision_names(weights: Path) -> None:
+    """Rename `vision_tower.X` to `vision_tower.vision_model.X`, the layout of the released LLaVA
+    checkpoints. transformers reads both; vLLM's LLaVA loader reads only this one."""
+    from safetensors.torch import load_file, save_file
+
+    prefix = "vision_tower."
+    tensors = load_file(weights)
+    renamed = {(prefix + "vision_model." + k[len(prefix):] if k.startswith(prefix)
+                and not k.startswith(prefix + "vision_model.") else k): v for k, v in sorted(tensors.items())}
+    save_file(renamed, weights, metadata={"format": "pt"})
 
 
 def _save_judge(tokenizer, path: Path) -> Path:
