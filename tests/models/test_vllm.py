@@ -30,6 +30,20 @@ class FakeSamplingParams:
         self.kwargs = kwargs
 
 
+class FakeTokenizer:
+    """Token 0 decodes to nothing; every other id to the text the stand-in engine stored for it."""
+
+    def __init__(self) -> None:
+        self.texts: dict[int, str] = {0: ""}
+
+    def add(self, text: str) -> int:
+        self.texts[len(self.texts)] = text
+        return len(self.texts) - 1
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
+        return "".join(self.texts[i] for i in ids)
+
+
 class FakeLLM:
     """Answers each conversation with `reply to <last text>`; LONG hits the limit, ABORT aborts, BOOM raises."""
 
@@ -38,21 +52,24 @@ class FakeLLM:
     def __init__(self, **kwargs: Any):
         self.kwargs = kwargs
         self.calls: list[dict[str, Any]] = []
+        self.tokenizer = FakeTokenizer()
         FakeLLM.instances.append(self)
+
+    def get_tokenizer(self) -> FakeTokenizer:
+        return self.tokenizer
 
     def chat(self, messages: list[list[dict[str, Any]]], sampling_params: FakeSamplingParams | None = None,
              chat_template: str | None = None, use_tqdm: bool = True) -> list[Any]:
         self.calls.append({"messages": messages, "sampling_params": sampling_params, "chat_template": chat_template})
         return [self._output(conv, sampling_params.kwargs["max_tokens"]) for conv in messages]
 
-    @staticmethod
-    def _output(conv: list[dict[str, Any]], max_tokens: int) -> Any:
+    def _output(self, conv: list[dict[str, Any]], max_tokens: int) -> Any:
         text = conv[-1]["content"] if isinstance(conv[-1]["content"], str) else conv[-1]["content"][-1]["text"]
         if "BOOM" in text:
             raise ValueError("prompt is longer than max_model_len")
         reason = "length" if "LONG" in text else ("abort" if "ABORT" in text else "stop")
-        ids = list(range(max_tokens if reason == "length" else 3))
-        completion = types.SimpleNamespace(text=f"reply to {text}", token_ids=ids, finish_reason=reason)
+        ids = [self.tokenizer.add(f"reply to {text}")] + [0] * ((max_tokens if reason == "length" else 3) - 1)
+        completion = types.SimpleNamespace(text="engine's own detokenization", token_ids=ids, finish_reason=reason)
         return types.SimpleNamespace(outputs=[completion], prompt_token_ids=list(range(11)))
 
 
@@ -63,6 +80,8 @@ def fake_vllm(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     module.SamplingParams = FakeSamplingParams
     FakeLLM.instances = []
     monkeypatch.setitem(sys.modules, "vllm", module)
+    # The stand-in hub ids have no config.json to read offline: every model here takes images.
+    monkeypatch.setattr("safemt.models.vllm_backend.takes_images", lambda *args: True)
     return module
 
 
@@ -96,7 +115,7 @@ def test_engine_arguments_come_from_config(fake_vllm, tmp_path: Path) -> None:
     assert FakeLLM.instances[0].kwargs == {
         "model": "org/some-vlm", "revision": "abc1230000000000000000000000000000000000", "tokenizer_revision": "abc1230000000000000000000000000000000000", "tensor_parallel_size": 4,
         "trust_remote_code": False, "dtype": "bfloat16", "gpu_memory_utilization": 0.8,
-        "load_format": "safetensors", "seed": 0, "max_model_len": 8192}
+        "enable_prefix_caching": True, "load_format": "safetensors", "seed": 0, "max_model_len": 8192}
     backend.generate([_request(1)])
     assert len(FakeLLM.instances) == 1  # started once
 

@@ -190,3 +190,20 @@ def shipped_generation_config(path: str, revision: str | None, local_files_only:
     except OSError:  # no generation_config.json: the model ships no decoding settings
         return {}
     return {k: getattr(config, k, None) for k in GENERATION_CONFIG_KEYS}
+
+
+def is_vision_config(config: Any) -> bool:
+    """Whether a transformers model config is a vision-language model's (it takes images)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+    auto_map = getattr(config, "auto_map", None) or {}
+    return config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES or "AutoModelForImageTextToText" in auto_map
+
+
+def takes_images(path: str, revision: str | None, local_files_only: bool, trust_remote_code: bool = False) -> bool:
+    """Whether the model at PATH (a folder, or a hub id at REVISION) is a vision-language model, read
+    from its config.json without loading weights."""
+    from transformers import AutoConfig
+
+    return is_vision_config(AutoConfig.from_pretrained(path, revision=revision, local_files_only=local_files_only,
+                                                       trust_remote_code=trust_remote_code))

@@ -16,8 +16,8 @@ from typing import Any
 from safemt.hashing import stable_hash
 from safemt.hub import hub_offline
 from safemt.errors import ConfigError, SafemtError, first_line
-from safemt.models.base import (BACKENDS, Backend, ChatRequest, GenerationResult, shipped_generation_config,
-                                weights_identity, with_system)
+from safemt.models.base import (BACKENDS, Backend, ChatRequest, GenerationResult, is_vision_config,
+                                shipped_generation_config, weights_identity, with_system)
 from safemt.models.message_images import image_placement, log_remote_code, read_chat_template, with_image
 from safemt.models.lock import pinned_revision
 
@@ -39,7 +39,7 @@ class HFBackend(Backend):
         self.source, self.local = _locate(cfg)
         self.device, self.dtype = _device_dtype(cfg.get("device", "auto"), cfg.get("dtype", "auto"))
         config = self._load("AutoConfig")
-        self.vision = _is_vision(config)
+        self.vision = is_vision_config(config)
         self.processor = self._load("AutoProcessor" if self.vision else "AutoTokenizer")
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
         self.tokenizer.padding_side = "left"
@@ -250,13 +250,6 @@ def _device_dtype(device: str | None, dtype: str | None) -> tuple[str, str]:
     if dtype in (None, "auto"):
         dtype = "bfloat16" if device == "cuda" else "float32"
     return device, dtype
-
-
-def _is_vision(config: Any) -> bool:
-    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
-
-    auto_map = getattr(config, "auto_map", None) or {}
-    return config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES or "AutoModelForImageTextToText" in auto_map
 
 
 def _free_cuda_memory() -> None:
