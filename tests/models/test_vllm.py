@@ -82,6 +82,7 @@ def fake_vllm(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
     monkeypatch.setitem(sys.modules, "vllm", module)
     # The stand-in hub ids have no config.json to read offline: every model here takes images.
     monkeypatch.setattr("safemt.models.vllm_backend.takes_images", lambda *args: True)
+    monkeypatch.setattr("safemt.models.vllm_backend.ENGINES", {})  # each test starts its own stand-in engines
     return module
 
 

@@ -32,8 +32,12 @@ from safemt.models.message_images import (chat_messages, image_data_url, image_p
                                   read_chat_template)
 from safemt.models.lock import pinned_revision
 
-# Failures that belong to one batch (a bad image, a prompt longer than the model takes), not the run.
+# Failures that belong to one batch (a bad image, a prompt longer than the model takes), not the run;
+# vLLM's own request errors (request_errors) are added once vllm is imported.
 BATCH_ERRORS = (RuntimeError, ValueError, OSError)
+# Started engines by their arguments: one per model and settings in a process. vLLM's in-process
+# engines share process-wide state that a torn-down engine would destroy, so none is torn down.
+ENGINES: dict[str, tuple[Any, float]] = {}
 
 
 @BACKENDS.register("vllm")
@@ -57,6 +61,8 @@ class VLLMBackend(Backend):
         self.sees_images = self._takes_images()  # a text-only model gets the dialogue without its image
         self._llm: Any = None
         self._decode: Any = None
+        self._batch_errors: tuple[type[BaseException], ...] = BATCH_ERRORS
+        self.engine_start_s: float | None = None  # seconds its engine took to start (None: not yet)
         self._shipped: dict[str, Any] | None = None
 
     def _takes_images(self) -> bool:
@@ -93,21 +99,31 @@ class VLLMBackend(Backend):
 
     @property
     def llm(self) -> Any:
-        """The engine, started on first use: a fully resumed run never starts it."""
+        """The engine, started on first use: a fully resumed run never starts it. Backends of one
+        process whose engine arguments are equal (a guard and a moderator on one model, a judge and
+        its retries) share one engine, kept until the process ends."""
         if self._llm is None:
             cpu = on_cpu(self._vllm)
             if cpu:
                 set_cpu_engine_environment(self.cfg)
             if self.cfg["engine_in_process"]:
                 set_in_process_environment(self.cfg)
-            try:
-                llm = self._vllm.LLM(**engine_args(self.cfg, self.local, cpu=cpu))
-                self._decode = llm.get_tokenizer().decode
-                self._llm = llm
-            except (OSError, ValueError, RuntimeError) as exc:
-                reason = first_line(exc)
-                raise SafemtError(f"vllm cannot load {self.cfg['path']!r}: {reason}",
-                                  key=f"models.{self.cfg.get('name')}") from None
+            structured = hasattr(_submodule(self._vllm, "sampling_params"), "StructuredOutputsParams")
+            args = engine_args(self.cfg, self.local, cpu=cpu, structured_outputs=structured)
+            key = stable_hash(args)
+            if key not in ENGINES:
+                try:
+                    started = time.perf_counter()
+                    llm = self._vllm.LLM(**args)
+                except (OSError, ValueError, RuntimeError) as exc:
+                    reason = first_line(exc)
+                    raise SafemtError(f"vllm cannot load {self.cfg['path']!r}: {reason}",
+                                      key=f"models.{self.cfg.get('name')}") from None
+                ENGINES[key] = (llm, round(time.perf_counter() - started, 2))
+            self._llm = ENGINES[key][0]
+            self.engine_start_s = ENGINES[key][1]
+            self._decode = self._llm.get_tokenizer().decode
+            self._batch_errors = BATCH_ERRORS + request_errors(self._vllm)
         return self._llm
 
     def generate(self, requests: list[ChatRequest]) -> list[GenerationResult]:
@@ -123,7 +139,7 @@ class VLLMBackend(Backend):
             sampling = self._sampling(requests)
             outputs = llm.chat(conversations, sampling_params=sampling, chat_template=self.chat_template,
                                use_tqdm=False)
-        except BATCH_ERRORS as exc:
+        except self._batch_errors as exc:
             if len(requests) > 1:
                 self.fallback("batch_split_in_halves", f"a batch of {len(requests)} failed "
                               f"({type(exc).__name__}: {exc}); its halves are retried separately")
@@ -155,8 +171,14 @@ def with_defaults(cfg: dict[str, Any]) -> dict[str, Any]:
     return fill_defaults({**cfg, "backend": "vllm"}, at=("models", "*"))
 
 
-def engine_args(cfg: dict[str, Any], local: bool, cpu: bool = False) -> dict[str, Any]:
+def engine_args(cfg: dict[str, Any], local: bool, cpu: bool = False, structured_outputs: bool = False
+                ) -> dict[str, Any]:
     """vllm.LLM arguments: pinned revision, safetensors only, remote code off unless config says so.
+
+    With `structured_outputs` (vLLM >= 0.12), JSON schema outputs are compact: the grammar allows no
+    whitespace between tokens, since one that does lets a weak model spend its whole token budget on
+    blanks before the first value. vLLM takes that setting only with a named grammar backend, so it is
+    xgrammar (what vLLM's `auto` picks first); guided choice is unaffected.
 
     Memory and caching settings come from the model's entry (their defaults are the schema's, for
     `backend: vllm`). On CPU, dtype `auto` means float32, as in the hf backend: vLLM's own `auto`
@@ -188,6 +210,8 @@ def engine_args(cfg: dict[str, Any], local: bool, cpu: bool = False) -> dict[str
         args["enforce_eager"] = True
     if cfg.get("engine_in_process"):
         args["distributed_executor_backend"] = "uni"
+    if structured_outputs:
+        args["structured_outputs_config"] = {"backend": "xgrammar", "disable_any_whitespace": True}
     return args
 
 
@@ -199,11 +223,7 @@ CPU_KVCACHE_VAR, CPU_BIND_VAR = "VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_
 
 def on_cpu(vllm: Any) -> bool:
     """True when vLLM runs on its CPU platform (the vllm-cpu build, or no accelerator)."""
-    try:
-        platforms = importlib.import_module(f"{vllm.__name__}.platforms")
-    except ImportError:  # a vllm without the platforms module (a stand-in in tests): not the CPU build
-        return False
-    platform = getattr(platforms, "current_platform", None)
+    platform = getattr(_submodule(vllm, "platforms"), "current_platform", None)
     is_cpu = getattr(platform, "is_cpu", None)
     return bool(is_cpu()) if callable(is_cpu) else False
 
@@ -267,7 +287,7 @@ def choice_constraint(vllm: Any, choices: tuple[str, ...] | None) -> dict[str, A
     """
     if not choices:
         return None
-    module = getattr(vllm, "sampling_params", None)
+    module = _submodule(vllm, "sampling_params")
     if hasattr(module, "StructuredOutputsParams"):
         return {"structured_outputs": module.StructuredOutputsParams(choice=list(choices))}
     if hasattr(module, "GuidedDecodingParams"):
@@ -278,10 +298,11 @@ def choice_constraint(vllm: Any, choices: tuple[str, ...] | None) -> dict[str, A
 
 def schema_constraint(vllm: Any, schema: dict[str, Any] | None) -> dict[str, Any] | None:
     """The SamplingParams argument that makes the output a JSON document valid against `schema`
-    (structured outputs, vLLM >= 0.12; guided decoding in 0.10 and 0.11)."""
+    (structured outputs, vLLM >= 0.12; guided decoding in 0.10 and 0.11). The engine is started
+    with whitespace between JSON tokens disallowed (engine_args): compact JSON."""
     if not schema:
         return None
-    module = getattr(vllm, "sampling_params", None)
+    module = _submodule(vllm, "sampling_params")
     if hasattr(module, "StructuredOutputsParams"):
         return {"structured_outputs": module.StructuredOutputsParams(json=schema)}
     if hasattr(module, "GuidedDecodingParams"):
@@ -326,6 +347,22 @@ def _import_vllm(cfg: dict[str, Any]) -> Any:
     except (OSError, RuntimeError) as exc:  # installed, but its CUDA libraries do not load here
         raise SafemtError(f"vllm is installed but does not import: {exc}", key=key) from None
     return vllm
+
+
+def request_errors(vllm: Any) -> tuple[type[BaseException], ...]:
+    """vLLM's exceptions for a request it rejects (too long for max_model_len, a bad image): a batch's
+    failure, bisected, not the run's."""
+    error = getattr(_submodule(vllm, "exceptions"), "VLLMClientError", None)
+    return (error,) if isinstance(error, type) else ()
+
+
+def _submodule(vllm: Any, name: str) -> Any:
+    """vllm.<name>, imported if it is not yet (vllm's package namespace fills in lazily); None when the
+    module has none (a stand-in in tests)."""
+    try:
+        return importlib.import_module(f"{vllm.__name__}.{name}")
+    except ImportError:
+        return getattr(vllm, name, None)
 
 
 def _latency(start: float, n: int) -> float:
