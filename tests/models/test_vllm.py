@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import sys
 import types
 from pathlib import Path
@@ -61,7 +62,8 @@ class FakeLLM:
     def chat(self, messages: list[list[dict[str, Any]]], sampling_params: FakeSamplingParams | None = None,
              chat_template: str | None = None, use_tqdm: bool = True) -> list[Any]:
         self.calls.append({"messages": messages, "sampling_params": sampling_params, "chat_template": chat_template})
-        return [self._output(conv, sampling_params.kwargs["max_tokens"]) for conv in messages]
+        each = sampling_params if isinstance(sampling_params, list) else [sampling_params] * len(messages)
+        return [self._output(conv, params.kwargs["max_tokens"]) for conv, params in zip(messages, each)]
 
     def _output(self, conv: list[dict[str, Any]], max_tokens: int) -> Any:
         text = conv[-1]["content"] if isinstance(conv[-1]["content"], str) else conv[-1]["content"][-1]["text"]
@@ -276,3 +278,55 @@ def test_hf_and_vllm_decode_with_the_same_merged_settings(fake_vllm, tiny_models
     assert "repetition_penalty" not in plain.generation_params()
     overridden = get_backend({"name": "m", "backend": "hf", **local, "repetition_penalty": 1.0, "temperature": 0.5})
     assert overridden.generation_params() == {"max_new_tokens": 8, "temperature": 0.5, "top_p": 1.0, "top_k": 5}
+
+
+def test_cpu_engine_variables_are_set_only_where_unset_and_said(capsys) -> None:
+    from safemt.models.vllm_backend import set_cpu_engine_environment
+
+    environ = {"VLLM_CPU_OMP_THREADS_BIND": "0"}
+    chosen = set_cpu_engine_environment({"name": "m", "cpu_kvcache_space_gib": 3}, environ)
+    assert chosen == {"VLLM_CPU_KVCACHE_SPACE": "3"} and environ["VLLM_CPU_OMP_THREADS_BIND"] == "0"
+    err = capsys.readouterr().err
+    assert err == "safemt: models.m: vLLM runs on CPU; VLLM_CPU_KVCACHE_SPACE was unset, set to 3\n"
+
+
+def test_cpu_bind_list_names_every_allowed_core(monkeypatch) -> None:
+    from safemt.models import vllm_backend
+
+    monkeypatch.setattr(vllm_backend.os, "sched_getaffinity", lambda pid: {0, 1, 2, 5, 7, 8}, raising=False)
+    assert vllm_backend.cpu_bind_list() == "0-2,5,7-8"
+
+
+def test_in_process_engine_needs_one_worker(fake_vllm) -> None:
+    backend = get_backend(_cfg(engine_in_process=True, tensor_parallel_size=2))
+    with pytest.raises(ConfigError, match="engine_in_process needs tensor_parallel_size 1"):
+        backend.generate([_request(0)])
+
+
+def test_engine_settings_and_json_schema_reach_the_engine(fake_vllm, monkeypatch) -> None:
+    class FakeStructured:
+        def __init__(self, **kwargs: Any):
+            self.kwargs = kwargs
+
+    monkeypatch.setattr(fake_vllm, "sampling_params", types.SimpleNamespace(StructuredOutputsParams=FakeStructured),
+                        raising=False)
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "")
+    backend = get_backend(_cfg(engine_in_process=True, enable_prefix_caching=False, enforce_eager=True,
+                               max_num_seqs=16))
+    schema = {"type": "object", "properties": {"verdict": {"enum": ["a", "b"]}}}
+    backend.generate([ChatRequest(("a", 1), ({"role": "user", "content": "x"},), json_schema=schema), _request(1)])
+    kwargs = FakeLLM.instances[0].kwargs
+    assert (kwargs["enable_prefix_caching"], kwargs["enforce_eager"], kwargs["max_num_seqs"],
+            kwargs["distributed_executor_backend"]) == (False, True, 16, "uni")
+    assert kwargs["structured_outputs_config"] == {"backend": "xgrammar", "disable_any_whitespace": True}
+    assert os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
+    first, second = FakeLLM.instances[0].calls[0]["sampling_params"]  # one SamplingParams per request
+    assert first.kwargs["structured_outputs"].kwargs == {"json": schema} and "structured_outputs" not in second.kwargs
+
+
+def test_an_engine_that_loses_a_request_stops_the_run(fake_vllm, monkeypatch) -> None:
+    backend = get_backend(_cfg())
+    backend.generate([_request(0)])
+    monkeypatch.setattr(FakeLLM, "chat", lambda self, messages, **kw: [])
+    with pytest.raises(SafemtError, match="vllm returned 0 outputs for 2 requests"):
+        backend.generate([_request(1), _request(2)])

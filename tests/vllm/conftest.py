@@ -21,6 +21,8 @@ REQUIRED = os.environ.get("SAFEMT_VLLM_TESTS") == "required"
 SKIP_REASON = ("vllm is not installed in this environment: the real-engine tests run in .venv-vllm "
                "(scripts/setup_env.sh vllm; .ci/run's vLLM step)")
 MAX_MODEL_LEN = 2048
+# The CPU engine variables as the user left them, before any backend sets them.
+USER_ENV = {var: os.environ.get(var) for var in ("VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND")}
 
 if REQUIRED and not HAVE_VLLM:
     raise pytest.UsageError(f"SAFEMT_VLLM_TESTS=required, but {SKIP_REASON}")

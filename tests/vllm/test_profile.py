@@ -1,0 +1,64 @@
+"""config/vllm-cpu.yaml under Snakemake against the embedded default (hf) on the same slice: every
+generation and the metrics are equal, but for what differs by design (the moderator's raw reply,
+structured on vLLM). The slice (one target, turn length 1, the defenses none and moderator) keeps the
+run inside the CI step's budget: every vLLM job is a process that starts its own engine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support import copy_checkout, run
+
+pytestmark = pytest.mark.slow
+# Fields that say when, how fast, or with which backend a record was made, not what it holds.
+RUN_FIELDS = {"latency_s", "config_hash"}
+
+
+def _slice(profile: dict, results_dir: str) -> dict:
+    params = {**profile, "results_dir": results_dir, "targets": ["tiny-vlm-a"], "turns": [1],
+              "defenses": ["none", "moderator"]}
+    return params
+
+
+def _records(root: Path) -> dict[str, list[dict]]:
+    out = {}
+    for path in sorted((root / "generations").rglob("*.jsonl")):
+        if ".journal" in path.parts:
+            continue
+        out[str(path.relative_to(root))] = [{k: v for k, v in json.loads(line).items() if k not in RUN_FIELDS}
+                                            for line in path.read_text(encoding="utf-8").splitlines()]
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    checkout = copy_checkout(repo_root, tmp_path_factory.mktemp("checkout"))
+    roots = {}
+    for name, source in (("hf", "params.yaml"), ("vllm", "config/vllm-cpu.yaml")):
+        params = _slice(yaml.safe_load((checkout / source).read_text(encoding="utf-8")), f"results-{name}")
+        (checkout / f"{name}.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+        run(["snakemake", "--cores", "2", "--configfile", f"{name}.yaml", "stage_metrics"], checkout, timeout=900)
+        roots[name] = checkout / f"results-{name}"
+    return roots
+
+
+def test_generations_equal_the_hf_runs(runs: dict[str, Path]) -> None:
+    hf, vllm = _records(runs["hf"]), _records(runs["vllm"])
+    assert set(hf) == set(vllm) and hf
+    for path in hf:
+        assert len(hf[path]) == len(vllm[path]) > 0
+        for a, b in zip(hf[path], vllm[path]):
+            if "moderator" in path.split("/"):  # the moderator's raw reply is structured on vLLM
+                a, b = ({k: v for k, v in r.items() if not k.startswith("moderator")} for r in (a, b))
+            assert a == b, path
+
+
+def test_metrics_equal_the_hf_runs(runs: dict[str, Path]) -> None:
+    hf = sorted(p.relative_to(runs["hf"]) for p in (runs["hf"] / "metrics").rglob("*") if p.is_file())
+    assert hf
+    for rel in hf:
+        assert (runs["vllm"] / rel).read_bytes() == (runs["hf"] / rel).read_bytes(), rel
