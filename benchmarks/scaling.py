@@ -59,7 +59,7 @@ OPEN_MODELS = {
     "qwen2.5-vl-7b": (8.3, 1000, "vllm", MEAN_OUTPUT_TOKENS),
     "llava-1.5-7b": (7.1, 576, "vllm", MEAN_OUTPUT_TOKENS),        # 24x24 patches of a 336 px image
     "llava-next-7b": (7.6, 2880, "vllm", MEAN_OUTPUT_TOKENS),      # anyres: up to 4 tiles + base, 576 each
-    "internvl3-8b": (7.9, 1792, "hf", MEAN_OUTPUT_TOKENS),         # 256 per 448 px tile, 6 tiles + thumbnail
+    "internvl3-8b": (7.9, 1792, "vllm", MEAN_OUTPUT_TOKENS),       # 256 per 448 px tile, 6 tiles + thumbnail
     "llama-3.2-11b-vision": (10.7, 1601, "hf", MEAN_OUTPUT_TOKENS),  # cross-attention over 1601 per tile
     "gemma-3-4b": (4.3, 256, "vllm", MEAN_OUTPUT_TOKENS),          # fixed 256 soft tokens
     "gemma-3-12b": (12.2, 256, "vllm", MEAN_OUTPUT_TOKENS),
@@ -190,7 +190,7 @@ def projection(text_tokens_total: float) -> dict:
     biggest = max(models, key=lambda k: models[k]["h100_hours"])
     return {
         "dialogues_per_model": n, "open_models": models,
-        "open_sweep_h100_hours": round(total, 1), "target_h100_hours": 12, "fits_target": total <= 12,
+        "open_sweep_h100_hours": round(total, 1), "target_h100_hours": 6, "fits_target": total <= 6,
         "open_sweep_usd": round(total * H100_PRICE_PER_HOUR),
         "largest": biggest,
         "engine_start_share": round(sum(m["start_h"] for m in models.values()) / total, 2),
