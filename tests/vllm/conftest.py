@@ -36,17 +36,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason=SKIP_REASON))
 
 
+def on_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def engine_cfg(models: Path, name: str, **extra: Any) -> dict[str, Any]:
     """A `backend: vllm` entry for a tiny model as the vllm-cpu profile writes it (float32, eager,
-    in-process engine)."""
+    in-process engine). On a GPU (benchmarks/gpu_check.sh vllm) each engine takes a small share of
+    its memory, since a session holds several."""
+    memory = {"gpu_memory_utilization": 0.08} if on_gpu() else {}
     return {"name": name, "backend": "vllm", "path": str(models / name), "revision": "local", "max_new_tokens": 24,
             "temperature": 0.0, "batch_size": 8, "dtype": "float32", "enforce_eager": True,
-            "engine_in_process": True, "max_model_len": MAX_MODEL_LEN, **extra}
+            "engine_in_process": True, "max_model_len": MAX_MODEL_LEN, **memory, **extra}
 
 
 def hf_cfg(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The same model on the hf backend (the keys hf reads)."""
-    keep = ("name", "path", "revision", "max_new_tokens", "temperature", "batch_size", "system_prompt")
+    """The same model on the hf backend (the keys hf reads), in the same dtype."""
+    keep = ("name", "path", "revision", "max_new_tokens", "temperature", "batch_size", "system_prompt", "dtype")
     return {"backend": "hf", **{k: cfg[k] for k in keep if k in cfg}}
 
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from safemt.models import get_backend
 from safemt.models.vllm_backend import CPU_BIND_VAR, CPU_KVCACHE_VAR, cpu_bind_list
-from tests.vllm.conftest import MAX_MODEL_LEN, USER_ENV, engine_cfg
+from tests.vllm.conftest import MAX_MODEL_LEN, USER_ENV, engine_cfg, on_gpu
 
 
 def _config(backend):
@@ -23,7 +25,9 @@ def test_engine_arguments_reach_the_live_engine(vllm_backend) -> None:
     assert config.parallel_config.tensor_parallel_size == 1
     assert config.parallel_config.distributed_executor_backend == "uni"  # engine_in_process
     assert config.cache_config.enable_prefix_caching is True  # the default for backend vllm
-    assert config.cache_config.gpu_memory_utilization == 0.9  # the schema's default, not vLLM's 0.92
+    assert config.cache_config.gpu_memory_utilization == backend.cfg["gpu_memory_utilization"]
+    if not on_gpu():
+        assert backend.cfg["gpu_memory_utilization"] == 0.9  # the schema's default, not vLLM's 0.92
     assert config.model_config.seed == 0
     assert config.structured_outputs_config.disable_any_whitespace is True
     assert config.load_config.load_format == "safetensors"
@@ -41,6 +45,7 @@ def test_changed_settings_reach_a_second_engine(tiny_models: Path) -> None:
     assert backend.generate([]) == []
 
 
+@pytest.mark.skipif(on_gpu(), reason="the CPU engine variables are set on CPU only")
 def test_the_cpu_variables_are_set_when_unset(vllm_backend) -> None:
     config = _config(vllm_backend("tiny-vlm-a"))
     expected = {CPU_KVCACHE_VAR: USER_ENV[CPU_KVCACHE_VAR] or "1", CPU_BIND_VAR: USER_ENV[CPU_BIND_VAR] or cpu_bind_list()}
