@@ -72,7 +72,8 @@ def conversion_record(gguf: Path) -> dict:
 
     return {"source": {"wheel": WHEEL, "version": importlib.metadata.version(WHEEL), "file": GGUF,
                        "sha256": sha256_file(gguf), "licence": "Apache-2.0"},
-            "how": "transformers gguf_file= dequantisation, state dict into from_config, save_pretrained",
+            "how": "transformers gguf_file= dequantisation, state dict into from_config (no quantization_config), "
+                   "save_pretrained",
             "dtype": "float32", "transformers": transformers.__version__,
             "gguf": importlib.metadata.version("gguf"),
             "modality": "text only: LlamaForCausalLM, no vision tower; the image of a dialogue is not sent"}
@@ -94,7 +95,10 @@ def convert(out: Path) -> Path:
     folder, name = str(gguf.parent), gguf.name
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name)
     loaded = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-    model = transformers.AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):  # the weights are dequantised: vLLM refuses a gguf config
+        del config.quantization_config
+    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict(), strict=True)
     model.generation_config = loaded.generation_config
     tmp = out.with_name(out.name + ".partial")
