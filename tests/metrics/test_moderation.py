@@ -6,6 +6,7 @@ import csv
 import json
 
 from safemt.config import fill_defaults
+from safemt.timings import write_timings
 from safemt.files import write_jsonl
 from safemt.metrics.moderation import COLUMNS, LATENCY_COLUMNS, write_moderation
 from safemt.metrics.options import MetricsOptions
@@ -48,11 +49,17 @@ def test_table_follows_the_definitions(tmp_path) -> None:
     bg = [_g(i, t, d, ok if d != "none" else None, "g" if (d, t, i) == ("guard_input", 1, 0) else None,
              0.5 if d != "none" else None) for d in ("none", "guard_input") for t in (1, 2) for i in range(2)]
     paths = {}
-    for name, recs in {"j": none + guard, "g": gens_none + gens_guard, "bj": bj, "bg": bg}.items():
+    bg_none, bg_guard = [g for g in bg if g["defense"] == "none"], [g for g in bg if g["defense"] != "none"]
+    files = {"j": none + guard, "g": gens_none, "g2": gens_guard, "bj": bj, "bg": bg_none, "bg2": bg_guard}
+    for name, recs in files.items():  # one generations file per (model, defense), as the workflow writes them
         paths[name] = tmp_path / f"{name}.jsonl"
-        write_jsonl(paths[name], recs)
-    write_moderation(OPTIONS, TURNS, None, [str(paths["j"])], [str(paths["g"])], str(tmp_path / "out"),
-                     [str(paths["bj"])], [str(paths["bg"])], latency_out=str(tmp_path / "t" / "lat.csv"))
+        timed = {"latency_s", "defense_latency_s"}
+        write_jsonl(paths[name], [{k: v for k, v in r.items() if k not in timed} for r in recs])
+        if name.startswith(("g", "bg")):  # measured times are written beside the generations, not in them
+            write_timings(paths[name], [{**r, "method": None} for r in recs])
+    write_moderation(OPTIONS, TURNS, None, [str(paths["j"])], [str(paths["g"]), str(paths["g2"])],
+                     str(tmp_path / "out"), [str(paths["bj"])], [str(paths["bg"]), str(paths["bg2"])],
+                     latency_out=str(tmp_path / "t" / "lat.csv"))
     with open(tmp_path / "out" / "moderation.csv", newline="") as fh:
         reader = csv.DictReader(fh)
         assert reader.fieldnames == CONTRACT == COLUMNS
@@ -87,8 +94,8 @@ def test_table_follows_the_definitions(tmp_path) -> None:
     assert section["table"]["m"]["guard_input"]["1"]["asr"] == 0.25 and section["refusal_judge"] == ["refusal"]
     # same inputs, same bytes
     first = (tmp_path / "out" / "moderation.csv").read_bytes()
-    write_moderation(OPTIONS, TURNS, None, [str(paths["j"])], [str(paths["g"])], str(tmp_path / "out"),
-                     [str(paths["bj"])], [str(paths["bg"])])
+    write_moderation(OPTIONS, TURNS, None, [str(paths["j"])], [str(paths["g"]), str(paths["g2"])],
+                     str(tmp_path / "out"), [str(paths["bj"])], [str(paths["bg"]), str(paths["bg2"])])
     assert (tmp_path / "out" / "moderation.csv").read_bytes() == first
 
 

@@ -28,6 +28,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from safemt.hashing import stable_hash
+from safemt.timings import with_timings
 from safemt.errors import SafemtError
 from safemt.files import read_jsonl, write_csv, write_json
 from safemt.layout import MODERATION_FILE, MODERATION_FILES
@@ -43,6 +44,11 @@ ALL = "all"
 
 def _records(paths: Iterable[str]) -> list[dict[str, Any]]:
     return [rec for path in paths for rec in read_jsonl(path)]
+
+
+def _timed(paths: Iterable[str]) -> list[dict[str, Any]]:
+    """Generation records with their measured times (the timings beside each file, safemt.timings)."""
+    return [rec for path in paths for rec in with_timings(path, read_jsonl(path))]
 
 
 def flagged(gen: dict[str, Any]) -> bool | None:
@@ -150,7 +156,7 @@ def write_moderation(options: MetricsOptions, turns: list[int], settings: dict[s
     boot = options.bootstrap
     gens, bgens = _records(generations), _records(benign_generations)
     rows = moderation_rows(judges[0], recs, gens, brecs, bgens, turns, boot)
-    times = latency_rows(judges[0], gens, bgens, turns)
+    times = latency_rows(judges[0], _timed(generations), _timed(benign_generations), turns)
     out = Path(out_dir)
     write_csv(out / MODERATION_FILES["table"], rows, COLUMNS)
     table: dict[str, Any] = {}

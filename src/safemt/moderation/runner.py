@@ -3,8 +3,8 @@
 One DefenseRunner per inference job: its guard or moderator model is loaded once and asked about a
 whole batch at a time. `run` returns, per dialogue, the target's result (or the refusal, or an error)
 and the defense fields of the generation record: `blocked_by`, `defense_verdict`, `policy_id`,
-`defense_latency_s` (the guard's or moderator's time per dialogue) and, for guard_output,
-`target_response` (the answer the guard stopped).
+and, for guard_output, `target_response` (the answer the guard stopped); the guard's or moderator's
+time per dialogue goes with the outcome to the timings (safemt.timings), not into the record.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ class Outcome:
 
     result: GenerationResult
     fields: dict[str, Any] = field(default_factory=lambda: dict.fromkeys(DEFENSE_FIELDS))
+    defense_latency_s: float | None = None  # measured: goes to the timings, not the record
 
 
 def defense_reads(spec: DefenseSpec, settings: ModerationSettings) -> dict[str, Any]:
@@ -114,16 +115,12 @@ class DefenseRunner:
         """The defense fields of a guard's reading (counted once per dialogue)."""
         self.counts["flagged"] += check.verdict.unsafe
         self.counts["parse_failures"] += not check.verdict.parsed
-        fields = dict.fromkeys(DEFENSE_FIELDS)
-        fields.update(defense_verdict=check.verdict.to_dict(), defense_latency_s=check.latency_s)
-        return fields
+        return {**dict.fromkeys(DEFENSE_FIELDS), "defense_verdict": check.verdict.to_dict()}
 
-    def moderated(self, request: ChatRequest, verdict: ModeratorVerdict, latency: float
-                  ) -> tuple[ChatRequest, dict[str, Any]]:
+    def moderated(self, request: ChatRequest, verdict: ModeratorVerdict) -> tuple[ChatRequest, dict[str, Any]]:
         """What the target receives after the moderator's verdict, with the defense fields."""
         self.counts["parse_failures"] += not verdict.parsed
-        fields = dict.fromkeys(DEFENSE_FIELDS)
-        fields.update(defense_verdict=verdict.to_dict(), defense_latency_s=latency)
+        fields = {**dict.fromkeys(DEFENSE_FIELDS), "defense_verdict": verdict.to_dict()}
         if verdict.malicious:
             self.counts["flagged"] += 1
             policy_id, text = self.library.for_scenario(verdict.scenario)
@@ -138,9 +135,7 @@ class DefenseRunner:
 
     def failed(self, error: str, latency: float) -> Outcome:
         self.counts["errors"] += 1
-        fields = dict.fromkeys(DEFENSE_FIELDS)
-        fields["defense_latency_s"] = latency
-        return Outcome(GenerationResult.failed(error), fields)
+        return Outcome(GenerationResult.failed(error), dict.fromkeys(DEFENSE_FIELDS), latency)
 
     def report(self) -> dict[str, Any]:
         """Counts for the stage's provenance; parse fallbacks are also said on stderr."""
@@ -190,9 +185,10 @@ def guard_input(runner: DefenseRunner, inputs: list[DefenseInput], target: Targe
         if check.error:
             outcomes.append(runner.failed(check.error, check.latency_s))
         elif check.verdict.unsafe:
-            outcomes.append(Outcome(runner.refusal(), {**runner.guard_fields(check), "blocked_by": runner.guard.name}))
+            fields = {**runner.guard_fields(check), "blocked_by": runner.guard.name}
+            outcomes.append(Outcome(runner.refusal(), fields, check.latency_s))
         else:
-            outcomes.append(Outcome(answers[k], runner.guard_fields(check)))
+            outcomes.append(Outcome(answers[k], runner.guard_fields(check), check.latency_s))
     return outcomes
 
 
@@ -214,9 +210,9 @@ def guard_output(runner: DefenseRunner, inputs: list[DefenseInput], target: Targ
         elif check.verdict.unsafe:
             fields = {**runner.guard_fields(check), "blocked_by": runner.guard.name, "target_response": answer.response}
             outcomes.append(Outcome(replace(runner.refusal(), latency_s=answer.latency_s,
-                                            n_input_tokens=answer.n_input_tokens), fields))
+                                            n_input_tokens=answer.n_input_tokens), fields, check.latency_s))
         else:
-            outcomes.append(Outcome(answer, runner.guard_fields(check)))
+            outcomes.append(Outcome(answer, runner.guard_fields(check), check.latency_s))
     return outcomes
 
 
@@ -234,10 +230,10 @@ def moderate(runner: DefenseRunner, inputs: list[DefenseInput], target: Target) 
         if reply.error is not None or reply.response is None:
             prepared.append(runner.failed(f"moderator {moderator.name}: {reply.error or 'no response'}", latency))
         else:
-            prepared.append(runner.moderated(inp.request, moderator.read(reply.response), latency))
+            prepared.append(runner.moderated(inp.request, moderator.read(reply.response)))
     to_target = [p for p in prepared if not isinstance(p, Outcome)]
     answers = iter(answered(target, [request for request, _ in to_target]))
-    return [p if isinstance(p, Outcome) else Outcome(next(answers), p[1]) for p in prepared]
+    return [p if isinstance(p, Outcome) else Outcome(next(answers), p[1], latency) for p in prepared]
 
 
 def _item(inp: DefenseInput, response: str | None = None) -> GuardItem:
