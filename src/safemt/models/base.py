@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from safemt.config import fill_defaults
 from safemt.errors import ConfigError
 from safemt.hashing import stable_hash
 from safemt.progress import note_fallback
@@ -64,7 +65,7 @@ class Backend(ABC):
     usage: dict[str, int] | None = None  # running totals (requests, tokens) where a backend counts them
 
     def __init__(self, cfg: Mapping[str, Any]):
-        self.cfg = cfg
+        self.cfg = fill_defaults(dict(cfg), at=("models", "*"))  # the loader's values; the same for a hand-made entry
         self.fallbacks: Counter[str] = Counter()  # degraded paths taken, by kind (stage provenance)
 
     @classmethod
@@ -81,7 +82,7 @@ class Backend(ABC):
     @property
     def batch_size(self) -> int:
         """Requests handed to generate() at once (and journalled together): `batch_size` in config."""
-        return int(self.cfg.get("batch_size", 1))
+        return int(self.cfg.get("batch_size") or 1)
 
     def model_generation_defaults(self) -> dict[str, Any]:
         """Decoding settings the model ships (its generation_config.json); none for API models."""
@@ -96,8 +97,8 @@ class Backend(ABC):
         def pick(key: str, neutral: Any) -> Any:
             return self.cfg.get(key, shipped.get(key, neutral))
 
-        temperature = float(self.cfg.get("temperature", 0.0))
-        decoding: dict[str, Any] = {"max_new_tokens": int(self.cfg.get("max_new_tokens", 1024)),
+        temperature = float(self.cfg["temperature"])
+        decoding: dict[str, Any] = {"max_new_tokens": int(self.cfg["max_new_tokens"]),
                                     "temperature": temperature}
         if temperature > 0:
             decoding["top_p"] = float(pick("top_p", 1.0))

@@ -25,8 +25,7 @@ def report_settings(params: dict[str, Any]) -> ReportSettings:
     judge = full.get("figures", {}).get("judge") or full.get("metrics", {}).get("judges", [None])[0]
     return ReportSettings(judge=judge, targets=tuple(full.get("targets", [])),
                           defenses=tuple(full.get("defenses", ["none"])), turns=tuple(full.get("turns", [])),
-                          samples_per_model=report.get("samples_per_model", 5),
-                          sample_seed=report.get("sample_seed", 0))
+                          samples_per_model=report["samples_per_model"], sample_seed=report["sample_seed"])
 
 
 def run_config(params: dict[str, Any]) -> RunConfig:
