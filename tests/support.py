@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+
+import pytest
 
 
 def run(cmd: list[str], cwd: Path, timeout: int = 900, env: dict[str, str] | None = None
@@ -55,3 +56,11 @@ def undefended(params: Mapping) -> dict:
     for key in ("guards", "moderators", "moderation"):
         params.pop(key, None)
     return params
+
+
+def tool_missing(reason: str) -> None:
+    """A test whose tool (a browser, Slurm, a server package) is absent: skipped on a developer's
+    machine, failed under CI=true, where .ci/run installs every tool the suite needs."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI installs it: see .ci/run)", pytrace=False)
+    pytest.skip(reason)

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.cluster import slurm
-from tests.support import copy_checkout, run
+from tests.support import tool_missing, copy_checkout, run
 
 pytestmark = pytest.mark.slow
 
@@ -22,11 +22,11 @@ PROFILE = Path(__file__).parent / "profile"
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory):
     if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
-        pytest.skip("snakemake-executor-plugin-slurm is not installed (pip install -e '.[cluster]')")
+        tool_missing("snakemake-executor-plugin-slurm is not installed (pip install -e '.[cluster]')")
     try:
         started = slurm.start(tmp_path_factory.mktemp("slurm"))
     except slurm.Unavailable as exc:
-        pytest.skip(f"no Slurm cluster here: {exc}")
+        tool_missing(f"no Slurm cluster here: {exc}")
     yield started
     started.stop()
     assert all(p.poll() is not None for p in started.procs.values()), "a daemon is still running"

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import tool_missing
+
 from safemt.cli import main
 from safemt.layout import figure_files
 from tests.results_tree import HOSTILE
@@ -75,7 +77,7 @@ def test_report_renders_in_headless_chromium(report: dict, tmp_path: Path) -> No
     probe, so escaping alone must keep the data's markup inert)."""
     browser = _chromium()
     if browser is None:
-        pytest.skip("no Chromium on this machine (apt-get install chromium)")
+        tool_missing("no Chromium on this machine (apt-get install chromium)")
     probe = """<script>
 window.addEventListener('load', () => {
   const imgs = [...document.images];
