@@ -31,6 +31,9 @@ MODERATION = safemt_params.moderation(config)
 BENIGN_SEEDS = MODERATION.benign_seeds
 REFUSAL_JUDGE = MODERATION.refusal_judge
 RUNS = [(m, d) for m in TARGETS for d in DEFENSES]  # every target runs under every defense
+# `model`: one inference job per target (all defenses and lengths, one model load); `file`: one per
+# generations file and shard, then merged (the cluster profile's granularity). Outputs are the same.
+INFERENCE_JOBS = config["workflow"]["inference_jobs"]
 
 ENV = "../envs/safemt.yaml"
 # Every output path comes from safemt.layout under this profile's results root (`results_dir`).

@@ -137,8 +137,14 @@ class DefenseRunner:
         self.counts["errors"] += 1
         return Outcome(GenerationResult.failed(error), dict.fromkeys(DEFENSE_FIELDS), latency)
 
+    def start_file(self) -> None:
+        """Count afresh: one runner may serve several output files, each with its own provenance."""
+        self.counts = dict.fromkeys(self.counts, 0)
+        if self.guard:
+            self.guard.stats = dict.fromkeys(self.guard.stats, 0)
+
     def report(self) -> dict[str, Any]:
-        """Counts for the stage's provenance; parse fallbacks are also said on stderr."""
+        """Counts for the stage's provenance (since `start_file`); parse fallbacks are also said on stderr."""
         if self.counts["parse_failures"]:
             component = self.guard or self.moderator
             fallback = component.on_parse_error

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -25,7 +26,8 @@ from safemt.data.image_files import sha256_file
 from safemt.data.validate import check_hashes, check_unique, hash_images, read_dialogues
 from safemt.files import read_records, write_json, write_jsonl
 from safemt.journal import journal_path, journalled_batches, read_journal, repair_journal
-from safemt.models import ChatRequest, get_backend
+from safemt.layout import Layout
+from safemt.models import Backend, ChatRequest, get_backend
 from safemt.moderation.runner import DefenseInput, DefenseRunner, Outcome
 from safemt.stages import params as sections
 from safemt.stages.params import as_params
@@ -59,15 +61,20 @@ class Job:
 
 
 def run(params: dict[str, Any], model: str, dataset: str | Path, out: str | Path, defense: str = "none",
-        shard: tuple[int, int] = (0, 1), turns: int | None = None, image_root: str | Path | None = None) -> Path:
-    """Answer the selected dialogues of `dataset` with `model`; write the Generation contract to `out`."""
+        shard: tuple[int, int] = (0, 1), turns: int | None = None, image_root: str | Path | None = None,
+        backend: Backend | None = None, runner: DefenseRunner | None = None) -> Path:
+    """Answer the selected dialogues of `dataset` with `model`; write the Generation contract to `out`.
+    BACKEND and RUNNER, when given, are the model and defense already built (`run_model` reuses them)."""
     params = as_params(params)
     cfg = sections.model(params, model)
-    runner = sections.defense(params, defense)  # an unknown guard or moderator stops here, before any load
+    # an unknown guard or moderator stops here, before any load
+    runner = runner if runner is not None else sections.defense(params, defense)
     dataset, out = Path(dataset), Path(out)
     root = Path(image_root) if image_root is not None else dataset.parent
     jobs = _jobs(dataset, root, runner, turns, shard)
-    backend = get_backend(cfg)
+    backend = backend if backend is not None else get_backend(cfg)
+    runner.start_file()
+    seen = BackendCounts.of(backend)  # a reused backend has counted earlier files too
     if not backend.sees_images and any(job.request.image for job in jobs):
         print(f"safemt: {model} is a text-only model: dialogues are given without their image", file=sys.stderr)
     backend_info = backend.describe()
@@ -91,7 +98,7 @@ def run(params: dict[str, Any], model: str, dataset: str | Path, out: str | Path
     write_timings(out, ordered)
     job_run = InferenceRun(model, defense_info, backend_info, dataset, shard, turns, stable_hash(params))
     write_json(journal.parent / f"{out.stem}.provenance.json",
-               job_run.provenance(ordered, backend, runner.report(), torn_bytes))
+               job_run.provenance(ordered, seen.since(backend), runner.report(), torn_bytes))
     refused = sum(r["refused_by"] is not None for r in ordered)
     failed = sum(r["error"] is not None for r in ordered) - refused
     if refused:
@@ -101,6 +108,27 @@ def run(params: dict[str, Any], model: str, dataset: str | Path, out: str | Path
         print(f"safemt: {failed} of {len(ordered)} generations failed (see their error field); "
               "a rerun retries them", file=sys.stderr)
     return out
+
+
+def run_model(params: dict[str, Any], model: str, dataset: str | Path, benign_dataset: str | Path | None = None
+              ) -> list[Path]:
+    """Every generations file of one target in one process: each defense x turn length, and the benign
+    control set under each defense when given. The model is loaded once and each defense's guard or
+    moderator once, instead of once per file (`workflow.inference_jobs: model`, the local profile's
+    granularity); the files are those `run` writes one by one, in the same layout."""
+    params = as_params(params)
+    layout = Layout.of(params)
+    backend = get_backend(sections.model(params, model))
+    outs = []
+    for defense in params.get("defenses") or ["none"]:
+        runner = sections.defense(params, defense)
+        for turns in params["turns"]:
+            out = layout.generations.format(model=model, defense=defense, turns=turns)
+            outs.append(run(params, model, dataset, out, defense, turns=turns, backend=backend, runner=runner))
+        if benign_dataset is not None:
+            out = layout.benign_generations.format(model=model, defense=defense)
+            outs.append(run(params, model, benign_dataset, out, defense, backend=backend, runner=runner))
+    return outs
 
 
 # --- reading and selecting dialogues ---------------------------------------------------------------
@@ -204,6 +232,23 @@ def _journal_entry(job: Job, outcome: Outcome, model: str, defense: str, config_
 
 
 @dataclass(frozen=True)
+class BackendCounts:
+    """A backend's running totals (usage, fallbacks) at one moment; `since` gives one file's share."""
+
+    usage: dict[str, int] | None
+    fallbacks: dict[str, int]
+
+    @classmethod
+    def of(cls, backend: Backend) -> "BackendCounts":
+        return cls(dict(backend.usage) if backend.usage is not None else None, dict(backend.fallbacks))
+
+    def since(self, backend: Backend) -> "BackendCounts":
+        now = BackendCounts.of(backend)
+        usage = None if now.usage is None else {k: v - (self.usage or {}).get(k, 0) for k, v in now.usage.items()}
+        return BackendCounts(usage, dict(Counter(now.fallbacks) - Counter(self.fallbacks)))
+
+
+@dataclass(frozen=True)
 class InferenceRun:
     """What one inference job was asked to do: the sidecar provenance says it with what came out."""
 
@@ -215,7 +260,7 @@ class InferenceRun:
     turns: int | None
     params_sha256: str
 
-    def provenance(self, records: list[dict[str, Any]], backend: Any, defense_counts: dict[str, Any],
+    def provenance(self, records: list[dict[str, Any]], backend: "BackendCounts", defense_counts: dict[str, Any],
                    torn_bytes: int) -> dict[str, Any]:
         """How the output was made (kept out of the output, which holds only the contract)."""
         return {
@@ -232,7 +277,7 @@ class InferenceRun:
             "refused_by_provider": sum(r["refused_by"] == "provider" for r in records),
             "usage_this_run": backend.usage,
             "journal_torn_bytes_dropped": torn_bytes,
-            "fallbacks_this_run": dict(backend.fallbacks),  # e.g. batch_run_one_by_one: batches split
+            "fallbacks_this_run": backend.fallbacks,  # e.g. batch_run_one_by_one: batches split
             "defense_this_run": defense_counts,
             "blocked": sum(r.get("blocked_by") is not None for r in records),
         }
