@@ -1,4 +1,7 @@
-# Names and paths shared by the rules; no logic beyond wiring config to file names.
+# Names and paths shared by the rules; no logic beyond wiring config to file names. The configuration is
+# loaded here, once, by the loader every `safemt` command calls (as rna-seq-star-deseq2's common.smk
+# validates once): schema defaults filled, names and each kind's section checked, revisions locked.
+# The planner sees exactly what the jobs see.
 
 import json
 import os
@@ -6,6 +9,7 @@ import sys
 
 from safemt import judges as safemt_judges
 from safemt.data.fetch import fetched_by_workflow
+from safemt.errors import ConfigError
 from safemt.layout import (FIGURE_FORMATS, METRICS_FILES, MODERATION_FILE, MODERATION_FILES, Layout,
                            figure_files, table_files)
 from safemt.models.lock import hub_models
@@ -13,7 +17,17 @@ from safemt.moderation.defenses import parse_defense
 from safemt.moderation.runner import defense_models, defense_reads
 from safemt.stages import params as safemt_params
 
-# `config` is what safemt.stages.params loaded (the Snakefile): defaults filled, hub revisions resolved
+try:
+    LOADED = safemt_params.prepare(config, PARAMS)
+except ConfigError as exc:
+    sys.exit(f"safemt: config error: {exc.line()}")
+config.clear()
+config.update(LOADED)
+if os.environ.get("SAFEMT_PLANNED_CONFIG"):  # tests/test_config_loader.py: what the planner sees
+    with open(os.environ["SAFEMT_PLANNED_CONFIG"], "w", encoding="utf-8") as fh:
+        json.dump(config, fh, sort_keys=True)
+
+# `config` is what safemt.stages.params loaded: defaults filled, hub revisions resolved
 # to commit SHAs by `safemt models lock` (model_params below carries them, so a new lock reruns the jobs
 # of the models whose weights changed).
 MODELS = config["models"]
