@@ -57,6 +57,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = fresh_copy(args.keep or Path(tmp) / "checkout")
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+               "PYTHONPATH": str(root / "src"),  # the copy's code, whatever the environment installed
                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
         start = time.perf_counter()
         proc = subprocess.run(["snakemake", "--cores", str(args.cores)], cwd=root, env=env, capture_output=True,
