@@ -23,7 +23,7 @@ from safemt.layout import AGREEMENT_FILE, METRICS_FILES, MODERATION_FILE, MODERA
 VERDICTS = ("safe", "unsafe")  # the labels that count in ASR and SI
 LABELS = (*VERDICTS, "invalid")  # invalid: the judge's answer could not be read after retries
 # How a judgment's label was read (its `parse`); see safemt.judges.parsing.
-PARSE_KINDS = ("exact", "verdict_line", "json", "constrained", "after_retry", "rule", "provider_refusal",
+PARSE_KINDS = ("exact", "verdict_line", "first_line", "json", "constrained", "after_retry", "rule", "provider_refusal",
                "invalid")
 PROVIDER = "provider"  # the only value of `refused_by`: the deployed system refused through its API
 
