@@ -296,6 +296,8 @@ MODERATION_ROW = _row("Moderation row", "metrics/<judge>/" + MODERATION_FILE, ("
                      ("over_refusal_lo", "float", "bootstrap 95% CI, low"),
                      ("over_refusal_hi", "float", "bootstrap 95% CI, high"),
                      ("flag_rate", "float", "harmful dialogues the guard flagged or the moderator called malicious"),
+                     ("sensitive_rate", "float", "harmful dialogues the moderator called sensitive (advice or "
+                      "political: the scenario's policy injected); empty for guards"),
                      ("parse_failures", "int", "guard/moderator replies that took `on_parse_error`"))
 LATENCY_ROW = _row("Latency row", "timings/<judge>/" + MODERATION_LATENCY_FILE, ("judge", "target", "defense", "turns"),
                    ("judge", "string", "metrics judge"), ("target", "string", "target model"),
