@@ -146,6 +146,9 @@ class DefenseRunner:
             print(f"safemt: defense {self.spec.name}: {self.counts['parse_failures']} unreadable "
                   f"{'guard' if self.guard else 'moderator'} replies took on_parse_error={fallback}",
                   file=sys.stderr)
+        if self.guard and self.guard.stats["truncated"]:
+            print(f"safemt: guard {self.guard.name}: {self.guard.stats['truncated']} replies were cut at the token "
+                  f"limit and read from the part written (parse: truncated); raise max_new_tokens", file=sys.stderr)
         if self.guard and self.guard.stats["captions_missing"]:
             print(f"safemt: guard {self.guard.name}: {self.guard.stats['captions_missing']} images had no caption",
                   file=sys.stderr)
