@@ -65,7 +65,9 @@ def _own_head(folder: Path, image: Path, policies: list[str]) -> list[float]:
     from transformers import AutoProcessor, ShieldGemma2ForImageClassification
 
     processor = AutoProcessor.from_pretrained(folder)
-    net = ShieldGemma2ForImageClassification.from_pretrained(folder).eval()
+    net, info = ShieldGemma2ForImageClassification.from_pretrained(folder, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]  # every weight loaded, none initialised anew
+    net.eval()
     with Image.open(image) as img, torch.no_grad():
         out = net(**processor(images=[img.convert("RGB")], policies=policies, return_tensors="pt"))
     return out.probabilities[:, 0].tolist()
@@ -169,6 +171,33 @@ def test_a_backend_that_loses_a_result_stops_with_one_line(family, images, monke
     monkeypatch.setattr(HFBackend, "_generate_batch", lambda self, requests: original(self, requests)[:-1])
     with pytest.raises(SafemtError, match="model m returned 4 results for 5 requests"):
         guard.classify(items(images), "input")
+
+
+# --- LlavaGuard's reply budget ------------------------------------------------------------------------
+
+ANSWER = '{"rating": "Unsafe", "category": "O2: Violence, Harm, or Cruelty", "rationale": "A person is threatened."}'
+
+
+def test_a_llavaguard_reply_cut_at_the_limit_still_gives_its_rating(family, images, tmp_path) -> None:
+    """A tiny LLaVA forced to write the card's JSON answer: with room it is read whole; cut short after
+    its category, the rating still counts, marked truncated and counted."""
+    from safemt.models.tiny_weights import force_output
+
+    forced = force_output(family["llava"], tmp_path / "answers", ANSWER)
+    entry = {"adapter": "llavaguard", "model": "m", "input": {"turns": "none", "image": True},
+             "options": write_policy(tmp_path / "p")}
+    whole = Guard("lg", entry, {"m": model(forced, max_new_tokens=256)})
+    (full,) = whole.classify(items(images, 1), "input")
+    assert full.verdict.raw == ANSWER and full.verdict.to_dict()["parse"] == "ok"
+    assert (full.verdict.unsafe, full.verdict.categories) == (True, ("O2",))
+    from transformers import AutoTokenizer
+
+    budget = len(AutoTokenizer.from_pretrained(forced).encode(ANSWER.split('"rationale"')[0])) + 3
+    cut = Guard("lg", entry, {"m": model(forced, max_new_tokens=budget)})
+    (short,) = cut.classify(items(images, 1), "input")
+    assert short.verdict.raw != ANSWER and ANSWER.startswith(short.verdict.raw)
+    assert (short.verdict.unsafe, short.verdict.categories, short.verdict.to_dict()["parse"]) == (True, ("O2",), "truncated")
+    assert cut.stats["truncated"] == 1 and cut.stats["parse_failures"] == 0
 
 
 # --- chat template variables, captions ----------------------------------------------------------
