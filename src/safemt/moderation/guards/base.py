@@ -168,7 +168,9 @@ class GuardAdapter(ABC):
 
     To add one: write `src/safemt/moderation/guards/<name>.py` with a dataclass subclass decorated
     `@GUARD_ADAPTERS.register("<name>")` implementing `prompts` and `parse` (pure functions: no I/O),
-    and set `adapter: <name>` on a guard in params. `self.options` is the guard's `options:`. Set
+    and set `adapter: <name>` on a guard in params. `self.options` is the guard's `options:`, `self.guard`
+    its name. A trained instruction or policy is never written here: `load_texts` reads it at run time
+    (model files, the authors' package, or `pinned_file`); its content enters `describe`. Set
     `sees_text = False` / `sees_images = False` for a guard that reads only one of them: input
     policies it cannot honour are refused at config time (`check_policy`).
     """
