@@ -17,7 +17,7 @@ from safemt.models.hf import HFBackend
 from safemt.moderation.guards.runner import Guard, GuardItem
 from safemt.stages import params as sections
 from tests.moderation.formats import WILDGUARD_FORMAT, WILDGUARD_INSTRUCTION, fake_wildguard_package, write_policy
-from tests.moderation.tiny_guards import SG2_POLICIES, build_shieldgemma2, build_text_guard
+from tests.moderation.tiny_guards import SG2_POLICIES, build_mllama, build_shieldgemma2, build_text_guard
 
 REPO = Path(__file__).resolve().parents[2]
 COLORS = ["red", "green", "blue", "white", "black"]
@@ -35,6 +35,7 @@ def family(tiny_models: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
     return {"shieldgemma2": build_shieldgemma2(out / "tiny-shieldgemma2"),
             "qwen3": build_text_guard(out / "tiny-qwen3", "qwen3", seed=7),
             "mistral": build_text_guard(out / "tiny-mistral", "mistral", seed=8),
+            "mllama": build_mllama(out / "tiny-mllama"),
             "llava": tiny_models / "tiny-vlm-a", "qwen2": tiny_models / "tiny-judge"}
 
 
@@ -116,7 +117,10 @@ def test_a_scoring_guard_on_a_backend_that_cannot_score_stops_at_plan_time(famil
 # --- one result per request: a batch equals each request alone, for every adapter ------------------
 
 def _adapters(family: dict[str, Path], tmp: Path) -> dict[str, tuple[dict, dict]]:
-    """adapter -> (guard entry, model entry) on a tiny model of its family where one can be built here."""
+    """adapter -> (guard entry, model entry) on a tiny model of its family where one can be built here:
+    ShieldGemma 2, Mllama (Llama Guard 3 Vision), Qwen3 (Qwen3Guard), Mistral (WildGuard). LlavaGuard v1.2
+    is LLaVA-OneVision and Llama Guard 4 is Llama 4, whose processors need torchvision (not installable
+    beside this CPU torch): they run on the tiny LLaVA (LlavaGuard's v1.1 family)."""
     policy = write_policy(tmp / "lg")
     wild = write_policy(tmp / "wg", WILDGUARD_FORMAT, "wildguard-format.txt")
     wildguard_template = str(REPO / "resources" / "chat_templates" / "wildguard.jinja")
@@ -127,7 +131,7 @@ def _adapters(family: dict[str, Path], tmp: Path) -> dict[str, tuple[dict, dict]
         "llavaguard": ({"input": {"turns": "none", "image": True}, "options": policy}, model(family["llava"])),
         "llavaguard_dialogue": ({"input": image, "options": policy}, model(family["llava"])),
         "llavaguard_own_policy": ({"input": image}, model(family["llava"])),
-        "llama_guard_3_vision": ({"input": image}, model(family["llava"])),
+        "llama_guard_3_vision": ({"input": image}, model(family["mllama"])),
         "llama_guard_4": ({"input": image}, model(family["llava"])),
         "qwen3guard": ({"input": text}, model(family["qwen3"])),
         "wildguard": ({"input": text, "options": wild}, model(family["mistral"], chat_template=wildguard_template)),
@@ -142,7 +146,7 @@ ADAPTERS = ["shieldgemma_2", "llavaguard", "llavaguard_dialogue", "llavaguard_ow
 def test_every_adapter_is_covered(tmp_path) -> None:
     from safemt.moderation.guards import GUARD_ADAPTERS
 
-    dummy = {k: tmp_path for k in ("shieldgemma2", "qwen3", "mistral", "llava", "qwen2")}
+    dummy = {k: tmp_path for k in ("shieldgemma2", "qwen3", "mistral", "mllama", "llava", "qwen2")}
     assert set(_adapters(dummy, tmp_path)) == set(GUARD_ADAPTERS) == set(ADAPTERS)
 
 

@@ -96,3 +96,55 @@ def build_text_guard(path: Path, family: str, seed: int) -> Path:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+# A Llama-3-style header template written for the test (not Llama Guard's: that one holds its
+# instructions and categories, and lives in the model's own files).
+MLLAMA_TEMPLATE = (
+    "{{ bos_token }}{%- for m in messages -%}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+    "{%- if m['content'] is string -%}{{ m['content'] }}{%- else -%}{%- for p in m['content'] -%}"
+    "{%- if p['type'] == 'image' -%}<|image|>{%- else -%}{{ p['text'] }}{%- endif -%}{%- endfor -%}{%- endif -%}"
+    "<|eot_id|>{%- endfor -%}{%- if add_generation_prompt -%}<|start_header_id|>assistant<|end_header_id|>\n\n"
+    "{%- endif -%}")
+
+
+def build_mllama(path: Path, seed: int = 11) -> Path:
+    """A tiny `MllamaForConditionalGeneration` (Llama Guard 3 Vision's family: cross-attention to a tiled
+    vision encoder) with a real `MllamaProcessor`."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GenerationConfig, MllamaConfig, MllamaForConditionalGeneration, MllamaProcessor
+    from transformers import PreTrainedTokenizerFast
+    from transformers.models.mllama.configuration_mllama import MllamaTextConfig, MllamaVisionConfig
+    from transformers.models.mllama.image_processing_pil_mllama import MllamaImageProcessorPil
+
+    from safemt.models.tiny_weights import CORPUS
+
+    special = ["<|finetune_right_pad_id|>", "<|begin_of_text|>", "<|eot_id|>", "<|image|>", "<|start_header_id|>",
+               "<|end_header_id|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=512, special_tokens=special, show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS.splitlines(), trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
+                                        pad_token="<|finetune_right_pad_id|>", padding_side="left",
+                                        extra_special_tokens={"image_token": "<|image|>"}, chat_template=MLLAMA_TEMPLATE)
+    vision = MllamaVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_global_layers=1,
+                                attention_heads=2, image_size=16, patch_size=8, max_num_tiles=2, vision_output_dim=64,
+                                intermediate_layers_indices=[0], supported_aspect_ratios=[[1, 1], [1, 2], [2, 1]])
+    text = MllamaTextConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                            num_attention_heads=4, num_key_value_heads=2, cross_attention_layers=[1],
+                            max_position_embeddings=4096, eos_token_id=tokenizer.eos_token_id,
+                            pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                            tie_word_embeddings=False)
+    model = MllamaForConditionalGeneration(MllamaConfig(vision_config=vision, text_config=text,
+                                                        image_token_index=tokenizer.convert_tokens_to_ids("<|image|>")))
+    _seeded(model, seed)
+    model.generation_config = GenerationConfig(do_sample=False, eos_token_id=tokenizer.eos_token_id,
+                                               pad_token_id=tokenizer.pad_token_id)
+    processor = MllamaProcessor(image_processor=MllamaImageProcessorPil(size={"height": 16, "width": 16}, max_image_tiles=2),
+                                tokenizer=tokenizer, chat_template=MLLAMA_TEMPLATE)
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path
