@@ -298,3 +298,11 @@ def test_planning_the_paper_profile_needs_the_llavaguard_policy_file(tmp_path, m
     raw["guards"]["llavaguard"]["options"]["prompt_sha256"] = pinned["prompt_sha256"]
     loaded = sections.validate(raw, "config/paper.yaml")
     assert loaded["guards"]["llavaguard"]["input"]["turns"] == "none"
+
+
+def test_vllm_forwards_chat_template_kwargs_only_when_set() -> None:
+    from safemt.models.vllm_backend import chat_kwargs
+
+    assert chat_kwargs({"path": "m"}) == {}
+    assert chat_kwargs({"chat_template_kwargs": {"excluded_category_keys": ["S14"]}}) == {
+        "chat_template_kwargs": {"excluded_category_keys": ["S14"]}}
