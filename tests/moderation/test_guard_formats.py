@@ -280,6 +280,11 @@ def test_wildguard_reads_its_format_from_the_installed_package_without_importing
     texts = WildGuard({}, "wg").texts()
     assert texts["instruction"].text == WILDGUARD_INSTRUCTION and texts["instruction"].source.startswith("package wildguard")
     assert "wildguard.utils" not in sys.modules  # read from source: its vllm import never ran
+    from safemt.moderation.guards.base import FormatText
+
+    assert WildGuard({"prompt_sha256": FormatText(WILDGUARD_FORMAT, "").sha256}, "wg").texts()  # pinned: same text
+    with pytest.raises(ConfigError, match="key guards.wg.options.prompt_sha256: guard wg: the format in package wildguard"):
+        WildGuard({"prompt_sha256": "b" * 64}, "wg").texts()
 
 
 def test_planning_the_paper_profile_needs_the_llavaguard_policy_file(tmp_path, monkeypatch) -> None:

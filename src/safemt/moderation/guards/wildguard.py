@@ -11,7 +11,8 @@ authors' text, so it is never copied here. `wildguard` takes the format, in this
    `wildguard/utils.py` constant WILDGUARD_INPUT_FORMAT, read from the installed source file without
    importing it (that module imports vllm at its top).
 
-Either holds `{prompt}` and `{response}`; the wrapper, when present, must be the one the chat template
+`options.prompt_sha256` may pin the package's format too (then an upgraded package that changed it
+stops planning, instead of only moving the config hash). Either holds `{prompt}` and `{response}`; the wrapper, when present, must be the one the chat template
 writes, and is left to it. Neither available: one line at plan time saying where to get it.
 `wildguard_own_instruction` is this project's wording of the instruction (a departure).
 
@@ -96,7 +97,12 @@ class WildGuard(GuardAdapter):
     sees_images = False
 
     def load_texts(self) -> dict[str, FormatText]:
-        fmt = pinned_file(self.options, self.guard, "WildGuard input format", GET_FORMAT) or package_format(self.guard)
+        fmt = pinned_file(self.options, self.guard, "WildGuard input format", GET_FORMAT)
+        if fmt is None and (fmt := package_format(self.guard)) is not None:
+            pin = self.options.get("prompt_sha256")  # optional for the package: a pin makes an upgrade visible
+            if pin and str(pin).lower() != fmt.sha256:
+                raise ConfigError(f"guard {self.guard}: the format in {fmt.source} has sha256 {fmt.sha256}, "
+                                  f"options.prompt_sha256 pins {pin}", key=f"guards.{self.guard}.options.prompt_sha256")
         if fmt is None:
             raise ConfigError(f"guard {self.guard}: needs WildGuard's input format, which this project does not copy: "
                               f"install the authors' package (pip install --no-deps wildguard), or save the format "
