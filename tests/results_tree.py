@@ -19,7 +19,7 @@ METHODS = ["escalation", "roleplay", "in_context", "image_anchor"]
 TARGETS = {"vlm-safe": 0.05, "vlm-mid": 0.2, "vlm-weak": 0.4}
 MODERATION_COLUMNS = ["judge", "target", "defense", "turns", "n", "asr", "asr_lo", "asr_hi", "asr_reduction",
                       "benign_n", "over_refusal", "over_refusal_lo", "over_refusal_hi", "flag_rate",
-                      "parse_failures"]
+                      "sensitive_rate", "parse_failures"]
 
 
 def synthetic_judgments(judge: str, model: str, base: float, seed: int, ids_per_scenario: int = 3,
@@ -75,6 +75,7 @@ def write_moderation(path: Path, judge: str) -> None:
                              "asr_reduction": "" if defense == "none" else round(1 - factor, 4),
                              "benign_n": 40, "over_refusal": over, "over_refusal_lo": round(over / 2, 4),
                              "over_refusal_hi": round(over * 2, 4), "flag_rate": round(1 - factor, 4),
+                             "sensitive_rate": round(0.1 * factor, 4) if defense == "moderator" else "",
                              "parse_failures": 0})
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, MODERATION_COLUMNS, lineterminator="\n")

@@ -21,11 +21,11 @@ from safemt.stages import params as sections
 
 GOLDEN = {
     "generation tiny-vlm-a guard_input": "9349be8f713e194bd3d3c7d15cf511a9890a666505d0f323f35d21a4a0891f54",
-    "generation tiny-vlm-a moderator": "b5ddc982916903dfd485fa5d97ef55874568498ce13dfd6673d74d119a181e7d",
+    "generation tiny-vlm-a moderator": "42e6fdf9ff5541df8075425bff92a2e524aaf67013abe2e46b0a78eb0d73036c",
     "generation tiny-vlm-a none": "1fe4a912acc696a18578b3d589520091cc793d93afbbc0455dbbe8b8767f449f",
     "generation tiny-vlm-a system_prompt": "0f029ab1e218cf94788f8af27962df3e1e9e7b438a2e771236095aea1ddfeb6c",
     "generation tiny-vlm-b guard_input": "d62aef88286742958f87a1fe7a5e01109e319d1cf1ff9e35fbb0b5436715bc83",
-    "generation tiny-vlm-b moderator": "c110cd1dcd81ad793c0869378a0028d4e665cb490321967f175556b62e1b54d1",
+    "generation tiny-vlm-b moderator": "e40b37be6ebc25dacc3607547c712bf4ab75c43715af532a653de16679da2d97",
     "generation tiny-vlm-b none": "28d5682649019e18d599dfcee220253e045de5441c806b792f99c5f0f5095576",
     "generation tiny-vlm-b system_prompt": "afb840f0cc306c5741dfcaca24fd218ac59f5269822be54aa5e02e38a1c2e84e",
     "judgment keyword": "aa74cd9313c52640c3389a1991805c9c27cf8d2cf815afbe8431804679d9a23b",

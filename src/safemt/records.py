@@ -23,7 +23,7 @@ from safemt.layout import AGREEMENT_FILE, METRICS_FILES, MODERATION_FILE, MODERA
 VERDICTS = ("safe", "unsafe")  # the labels that count in ASR and SI
 LABELS = (*VERDICTS, "invalid")  # invalid: the judge's answer could not be read after retries
 # How a judgment's label was read (its `parse`); see safemt.judges.parsing.
-PARSE_KINDS = ("exact", "verdict_line", "json", "constrained", "after_retry", "rule", "provider_refusal",
+PARSE_KINDS = ("exact", "verdict_line", "first_line", "json", "constrained", "after_retry", "rule", "provider_refusal",
                "invalid")
 PROVIDER = "provider"  # the only value of `refused_by`: the deployed system refused through its API
 
@@ -296,6 +296,8 @@ MODERATION_ROW = _row("Moderation row", "metrics/<judge>/" + MODERATION_FILE, ("
                      ("over_refusal_lo", "float", "bootstrap 95% CI, low"),
                      ("over_refusal_hi", "float", "bootstrap 95% CI, high"),
                      ("flag_rate", "float", "harmful dialogues the guard flagged or the moderator called malicious"),
+                     ("sensitive_rate", "float", "harmful dialogues the moderator called sensitive (advice or "
+                      "political: the scenario's policy injected); empty for guards"),
                      ("parse_failures", "int", "guard/moderator replies that took `on_parse_error`"))
 LATENCY_ROW = _row("Latency row", "timings/<judge>/" + MODERATION_LATENCY_FILE, ("judge", "target", "defense", "turns"),
                    ("judge", "string", "metrics judge"), ("target", "string", "target model"),

@@ -15,7 +15,7 @@ from typing import Any
 
 from safemt.judges.base import JUDGES, JudgeConfig, JudgeItem, ModelJudge, Verdict
 from safemt.judges.parsing import parser_fingerprint, read_guard
-from safemt.models import ChatRequest
+from safemt.models import ChatRequest, one_each
 from safemt.records import VERDICTS
 
 
@@ -46,7 +46,7 @@ class GuardJudge(ModelJudge):
                                 choices=VERDICTS if constrained else None)
                     for it in items]
         verdicts = []
-        for result in self.backend.generate(requests):
+        for result in one_each(self.backend.generate(requests), requests, f"judge {self.name}"):
             if result.error is not None or result.response is None:
                 verdicts.append(Verdict("invalid", "", error=result.error or "no response"))
                 continue

@@ -17,7 +17,7 @@ from typing import Any
 from safemt.judges import prompts
 from safemt.judges.base import JUDGES, JudgeConfig, JudgeItem, ModelJudge, Verdict
 from safemt.judges.parsing import parser_fingerprint, read_verdict
-from safemt.models import ChatRequest, GenerationResult
+from safemt.models import ChatRequest, GenerationResult, one_each
 from safemt.records import VERDICTS
 
 
@@ -63,7 +63,7 @@ class LLMJudge(ModelJudge):
         for attempt in range(self.retries + 1):
             requests = [ChatRequest(key=(items[i].id, items[i].turns), messages=tuple(conversations[i]),
                                     choices=choices) for i in pending]
-            results = self.backend.generate(requests) if requests else []
+            results = one_each(self.backend.generate(requests), requests, f"judge {self.name}") if requests else []
             still = []
             for i, result in zip(pending, results):
                 verdict = self._read(result, attempt)

@@ -15,7 +15,7 @@ from typing import Any
 from safemt.hashing import stable_hash
 from safemt.judges.base import JUDGES, Judge, JudgeConfig, JudgeItem, Verdict
 from safemt.judges.keyword import KeywordJudge
-from safemt.models import ChatRequest, get_backend
+from safemt.models import ChatRequest, get_backend, one_each
 
 PROMPT = """\
 Below is the last message a user sent to an AI assistant, and the assistant's reply.
@@ -77,7 +77,7 @@ class RefusalJudge(Judge):
             request=next((m["content"] for m in reversed(it.messages) if m["role"] == "user"), ""),
             response=it.response)},)) for it in items]
         verdicts = []
-        for result in self.backend.generate(requests):
+        for result in one_each(self.backend.generate(requests), requests, f"judge {self.name}"):
             if result.error is not None or result.response is None:
                 verdicts.append(Verdict("invalid", "", error=result.error or "no response"))
             else:

@@ -80,7 +80,7 @@ class DefenseRunner:
         self.moderator = (Moderator.named(self.spec.component, settings.moderators, models)
                           if self.spec.kind == "moderator" else None)
         self.library = load_policies(settings.policies) if self.moderator else None
-        self.counts = {"flagged": 0, "parse_failures": 0, "errors": 0, "general_policy": 0}
+        self.counts = {"flagged": 0, "sensitive": 0, "parse_failures": 0, "errors": 0, "general_policy": 0}
 
     def describe(self) -> dict[str, Any]:
         """What changes this defense's outputs: enters every generation's config_hash."""
@@ -121,8 +121,9 @@ class DefenseRunner:
         """What the target receives after the moderator's verdict, with the defense fields."""
         self.counts["parse_failures"] += not verdict.parsed
         fields = {**dict.fromkeys(DEFENSE_FIELDS), "defense_verdict": verdict.to_dict()}
-        if verdict.malicious:
-            self.counts["flagged"] += 1
+        self.counts["flagged"] += verdict.malicious
+        self.counts["sensitive"] += verdict.sensitive
+        if verdict.injects:
             policy_id, text = self.library.for_scenario(verdict.scenario)
             self.counts["general_policy"] += policy_id == "general"
             fields["policy_id"] = policy_id
@@ -151,6 +152,9 @@ class DefenseRunner:
             print(f"safemt: defense {self.spec.name}: {self.counts['parse_failures']} unreadable "
                   f"{'guard' if self.guard else 'moderator'} replies took on_parse_error={fallback}",
                   file=sys.stderr)
+        if self.guard and self.guard.stats["truncated"]:
+            print(f"safemt: guard {self.guard.name}: {self.guard.stats['truncated']} replies were cut at the token "
+                  f"limit and read from the part written (parse: truncated); raise max_new_tokens", file=sys.stderr)
         if self.guard and self.guard.stats["captions_missing"]:
             print(f"safemt: guard {self.guard.name}: {self.guard.stats['captions_missing']} images had no caption",
                   file=sys.stderr)
@@ -224,8 +228,8 @@ def guard_output(runner: DefenseRunner, inputs: list[DefenseInput], target: Targ
 
 @STRATEGIES.register("moderator")
 def moderate(runner: DefenseRunner, inputs: list[DefenseInput], target: Target) -> list[Outcome]:
-    """The moderator reads each dialogue; on malicious the scenario's policy is placed into what the
-    target receives, on benign the dialogue goes through untouched."""
+    """The moderator reads each dialogue; on malicious or sensitive the scenario's policy is placed into
+    what the target receives, on benign the dialogue goes through untouched."""
     moderator = runner.moderator
     start = time.perf_counter()
     requests = [moderator.request(i.request.key, i.request.messages, i.request.image) for i in inputs]
