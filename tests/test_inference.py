@@ -177,13 +177,22 @@ def test_cli_infer_exit_codes(params, dataset, tmp_path, capsys) -> None:
                        "guard_input, guard_output, moderator; <kind>.<name> picks the guard or moderator)")
 
 
-def test_plain_progress_lines() -> None:
+def test_plain_progress_lines(monkeypatch) -> None:
+    """In a log: a text bar, the count, the rate of this run (resumed items not counted), time and ETA."""
+    now = [100.0]
+    monkeypatch.setattr("safemt.progress.time.monotonic", lambda: now[0])
     stream = io.StringIO()
-    with Progress("infer m 2-turn", 10, done=4, stream=stream, every_s=0.0, tty=False) as progress:
-        progress.update(6)
+    with Progress("infer m 2-turn", 10, done=4, stream=stream, every_s=5.0, tty=False) as progress:
+        now[0] += 2.0
+        progress.update(2)   # under every_s since the last line: nothing printed
+        now[0] += 4.0
+        progress.update(2)
+        now[0] += 1.0
+        progress.update(2)
     lines = stream.getvalue().splitlines()
-    assert lines[0] == "infer m 2-turn: 4/10 (0.0/s)"
-    assert lines[-1].startswith("infer m 2-turn: 10/10 (") and len(lines) == 2
+    assert lines == ["infer m 2-turn: [########............]  40% 4/10 (0.0/s, 0s elapsed)",
+                     "infer m 2-turn: [################....]  80% 8/10 (0.7/s, 6s elapsed, ETA 3s)",
+                     "infer m 2-turn: [####################] 100% 10/10 (0.9/s, 7s elapsed)"]
 
 
 def test_merge_joins_shards_and_rejects_overlap(tmp_path, capsys) -> None:

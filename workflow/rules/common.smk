@@ -92,6 +92,10 @@ def judge_params(name):
                        "verdict": safemt_judges.verdict_spec(judge)}, sort_keys=True)
 
 
+# Shell prefix of the long jobs (a model drafting, answering or judging): the run's own output names
+# the log that shows the job's progress bar, rate and ETA, so a user knows which file to `tail -f`.
+FOLLOW = "echo 'safemt: progress, rate and ETA of this job: tail -f' {log:q} >&2; "
+
 # Cluster resources of a job that runs a model: from the model's config (`gpus`, `gpu_model`, `runtime`
 # in minutes, `mem_mb`; their defaults are in the schema). A job without a model is light: these.
 # Partitions come from the profile (workflow/profiles/).

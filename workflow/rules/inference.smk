@@ -51,7 +51,7 @@ else:
         conda:
             ENV
         shell:
-            "safemt infer --params {params.config_file} --model {wildcards.model} --defense {wildcards.defense}"
+            FOLLOW + "safemt infer --params {params.config_file} --model {wildcards.model} --defense {wildcards.defense}"
             " --turns {wildcards.turns} --shard {wildcards.shard}/{wildcards.n}"
             " --dataset {input.dataset} -o {output} 2> {log}"
 

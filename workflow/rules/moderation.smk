@@ -17,7 +17,7 @@ rule benign_dataset:
     conda:
         ENV
     shell:
-        "(safemt data build {input.seeds} -o {output.dialogues} --params {params.config_file}"
+        FOLLOW + "(safemt data build {input.seeds} -o {output.dialogues} --params {params.config_file}"
         " && safemt data validate {output.dialogues} --params {params.config_file}) > {log} 2>&1"
 
 
@@ -43,7 +43,7 @@ if INFERENCE_JOBS == "file":
         conda:
             ENV
         shell:
-            "safemt infer --params {params.config_file} --model {wildcards.model} --defense {wildcards.defense}"
+            FOLLOW + "safemt infer --params {params.config_file} --model {wildcards.model} --defense {wildcards.defense}"
             " --dataset {input.dataset} -o {output} 2> {log}"
 
 
@@ -65,7 +65,7 @@ rule judge_benign:
     conda:
         ENV
     shell:
-        "safemt judge --params {params.config_file} --judge {wildcards.judge} --dataset {input.dataset}"
+        FOLLOW + "safemt judge --params {params.config_file} --judge {wildcards.judge} --dataset {input.dataset}"
         " -i {input.generations} -o {output} > {log} 2>&1"
 
 
