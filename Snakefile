@@ -34,9 +34,12 @@ include: "workflow/rules/figures.smk"
 
 
 # Cheap bookkeeping steps run where Snakemake runs, not as cluster jobs.
-localrules: all, merge_generations, metrics, moderation, judge_agreement, figures, tables, numbers, provenance, html_report,
+localrules: all, metrics, moderation, judge_agreement, figures, tables, numbers, provenance, html_report,
     dataset_card, stage_models, stage_dataset, stage_inference, stage_judging, stage_metrics, stage_figures,
     stage_paper, stage_report
+if INFERENCE_JOBS == "file":
+
+    localrules: merge_generations
 
 
 rule all:
