@@ -57,7 +57,7 @@ class JudgeConfig:
                               key=f"{where}.{extra[0]}")
         missing = [f.name for f in fields(cls) if f.name not in filled and f.default is MISSING]
         if missing:
-            raise ConfigError(f"judge kind {filled.get('kind')!r} needs {missing[0]!r}", key=where)
+            raise ConfigError(f"judge kind {filled.get('kind')!r} needs a {missing[0]!r}", key=where)
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in filled.items()})
 
     def entry(self) -> dict[str, Any]:
