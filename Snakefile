@@ -5,12 +5,8 @@
 # read the same file, so what Snakemake plans and what the commands do cannot drift apart.
 
 import os
-import sys
 
 from snakemake.utils import min_version
-
-from safemt.errors import ConfigError
-from safemt.stages import params as safemt_params
 
 min_version("8.20")
 
@@ -22,20 +18,6 @@ if not workflow.overwrite_configfiles:
 PARAMS = (os.path.relpath(workflow.overwrite_configfiles[-1]) if workflow.overwrite_configfiles else "params.yaml")
 if PARAMS.startswith(".."):
     PARAMS = str(workflow.overwrite_configfiles[-1])
-
-# The one loader (safemt.stages.params) that every `safemt` command also calls: schema defaults filled,
-# names and each kind's section checked, revisions locked. The planner sees exactly what the jobs see.
-try:
-    LOADED = safemt_params.prepare(config, PARAMS)
-except ConfigError as exc:
-    sys.exit(f"safemt: config error: {exc.line()}")
-config.clear()
-config.update(LOADED)
-if os.environ.get("SAFEMT_PLANNED_CONFIG"):  # tests/test_config_loader.py: what the planner sees
-    import json
-
-    with open(os.environ["SAFEMT_PLANNED_CONFIG"], "w", encoding="utf-8") as fh:
-        json.dump(config, fh, sort_keys=True)
 
 # `snakemake --report report.html`: the figures with their captions (workflow/report/*.rst).
 report: "workflow/report/workflow.rst"
@@ -52,9 +34,12 @@ include: "workflow/rules/figures.smk"
 
 
 # Cheap bookkeeping steps run where Snakemake runs, not as cluster jobs.
-localrules: all, merge_generations, metrics, moderation, judge_agreement, figures, tables, numbers, provenance, html_report,
+localrules: all, metrics, moderation, judge_agreement, figures, tables, numbers, provenance, html_report,
     dataset_card, stage_models, stage_dataset, stage_inference, stage_judging, stage_metrics, stage_figures,
     stage_paper, stage_report
+if INFERENCE_JOBS == "file":
+
+    localrules: merge_generations
 
 
 rule all:

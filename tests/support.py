@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+
+import pytest
 
 
 def run(cmd: list[str], cwd: Path, timeout: int = 900, env: dict[str, str] | None = None
@@ -55,3 +56,38 @@ def undefended(params: Mapping) -> dict:
     for key in ("guards", "moderators", "moderation"):
         params.pop(key, None)
     return params
+
+
+def tool_missing(reason: str) -> None:
+    """A test whose tool (a browser, Slurm, a server package) is absent: skipped on a developer's
+    machine, failed under CI=true, where .ci/run installs every tool the suite needs."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason} (CI installs it: see .ci/run)", pytrace=False)
+    pytest.skip(reason)
+
+
+def paper_guard_formats(root: Path) -> dict[str, str]:
+    """Make ROOT's config/paper.yaml plannable the way a user does, with stand-ins written for the tests:
+    a LlavaGuard policy file in the published layout at the path the profile names, its sha256 pinned
+    in the profile, and a `wildguard` package holding a test format (on the returned PYTHONPATH)."""
+    from tests.moderation.formats import fake_wildguard_package, write_policy
+
+    pinned = write_policy(root / "resources" / "guards")
+    profile = root / "config" / "paper.yaml"
+    text = profile.read_text(encoding="utf-8")
+    assert text.count("prompt_sha256: null") == 1, "the paper profile pins one guard file"
+    profile.write_text(text.replace("prompt_sha256: null", f"prompt_sha256: {pinned['prompt_sha256']}"), encoding="utf-8")
+    site = fake_wildguard_package(root / ".test-site")
+    return {"PYTHONPATH": os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)}
+
+
+def pinned_paper(repo_root: Path, dest: Path, monkeypatch) -> Path:
+    """A copy of config/paper.yaml under DEST/config with the guard formats of `paper_guard_formats`,
+    DEST the working folder (the profile's file paths are relative to the project root) and the
+    stand-in `wildguard` package importable."""
+    (dest / "config").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(repo_root / "config" / "paper.yaml", dest / "config" / "paper.yaml")
+    paper_guard_formats(dest)
+    monkeypatch.chdir(dest)
+    monkeypatch.syspath_prepend(str(dest / ".test-site"))
+    return dest / "config" / "paper.yaml"

@@ -12,15 +12,16 @@ import yaml
 from safemt.stages import params as safemt_params
 from safemt.cli import main
 from safemt.errors import ConfigError
+from tests.support import pinned_paper
 
 
 def load(repo_root: Path) -> dict:
     return yaml.safe_load((repo_root / "params.yaml").read_text())
 
 
-def test_embedded_default_and_paper_profile_are_valid(repo_root) -> None:
+def test_embedded_default_and_paper_profile_are_valid(repo_root, tmp_path, monkeypatch) -> None:
     safemt_params.load(repo_root / "params.yaml")
-    safemt_params.load(repo_root / "config" / "paper.yaml")
+    safemt_params.load(pinned_paper(repo_root, tmp_path, monkeypatch))  # with the guards' formats saved
 
 
 @pytest.mark.parametrize("edit,key", [
@@ -60,10 +61,10 @@ def test_snakemake_stops_at_dag_build_with_one_line(repo_root, tmp_path) -> None
     assert line and "targets.1" in line[0] and "missing-model" in line[0]
 
 
-def test_paper_profile_names_the_papers_judges_and_every_model_fully(repo_root) -> None:
+def test_paper_profile_names_the_papers_judges_and_every_model_fully(repo_root, tmp_path, monkeypatch) -> None:
     """config/paper.yaml: the released judge (gpt-4o-mini at 0.6), guard judges, all in metrics.judges;
     every open model by hub id with its GPUs, shards and (vllm) tensor parallel size."""
-    paper = safemt_params.load(repo_root / "config" / "paper.yaml")
+    paper = safemt_params.load(pinned_paper(repo_root, tmp_path, monkeypatch))
     llm = paper["judges"]["llm"]
     judge_model = paper["models"][llm["model"]]
     assert llm["kind"] == "llm" and judge_model["backend"] == "openai"
@@ -78,12 +79,13 @@ def test_paper_profile_names_the_papers_judges_and_every_model_fully(repo_root) 
                 assert m["tensor_parallel_size"] >= 1, name
 
 
-def test_a_placeholder_model_version_is_refused_with_one_line(repo_root, tmp_path, capsys) -> None:
+def test_a_placeholder_model_version_is_refused_with_one_line(repo_root, tmp_path, capsys, monkeypatch) -> None:
     from safemt.cli import main
     from safemt.files import write_jsonl
 
     write_jsonl(tmp_path / "d.jsonl", [])
-    code = main(["infer", "--params", str(repo_root / "config" / "paper.yaml"), "--model", "gpt-4o",
+    paper = pinned_paper(repo_root, tmp_path / "project", monkeypatch)
+    code = main(["infer", "--params", str(paper), "--model", "gpt-4o",
                  "--dataset", str(tmp_path / "d.jsonl"), "-o", str(tmp_path / "out.jsonl")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1

@@ -15,22 +15,36 @@ import yaml
 from safemt import config
 from safemt.errors import ConfigError
 from safemt.stages import params as loader
+from tests.support import copy_checkout, paper_guard_formats
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILES = ["params.yaml", *sorted(str(p.relative_to(REPO)) for p in (REPO / "config").glob("*.yaml")
                                    if not p.name.endswith(".lock.yaml"))]
 
 
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A fresh copy with the paper profile's guard files saved and pinned, as a user does before planning it."""
+    root = copy_checkout(REPO, tmp_path_factory.mktemp("checkout"))
+    extra = paper_guard_formats(root)
+    return root, extra
+
+
 @pytest.mark.parametrize("profile", PROFILES)
-def test_the_planner_and_the_jobs_see_the_same_configuration(profile: str, tmp_path: Path) -> None:
+def test_the_planner_and_the_jobs_see_the_same_configuration(profile: str, checkout, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    root, extra = checkout
     dump = tmp_path / "planned.json"
-    env = {**os.environ, "SAFEMT_PLANNED_CONFIG": str(dump), "HF_HUB_OFFLINE": "1",
+    env = {**os.environ, **extra, "SAFEMT_PLANNED_CONFIG": str(dump), "HF_HUB_OFFLINE": "1",
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.run(["snakemake", "-n", "--configfile", profile], cwd=REPO, env=env, capture_output=True,
+    env["PYTHONPATH"] = os.pathsep.join([str(root / "src"), env.get("PYTHONPATH", "")])
+    proc = subprocess.run(["snakemake", "-n", "--configfile", profile], cwd=root, env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     planned = json.loads(dump.read_text(encoding="utf-8"))
-    jobs = json.loads(json.dumps(loader.load(REPO / profile), sort_keys=True))
+    monkeypatch.chdir(root)  # the profile's paths are relative to the project root
+    monkeypatch.syspath_prepend(str(root / ".test-site"))
+    jobs = json.loads(json.dumps(loader.load(root / profile), sort_keys=True))
     assert planned == jobs
 
 

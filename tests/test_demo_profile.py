@@ -70,13 +70,13 @@ def test_demo_seeds_are_the_first_seed_of_each_scenario_verbatim() -> None:
 
 
 def test_fresh_clone_plans_the_demo(repo_root: Path, tmp_path: Path) -> None:
-    """Planning needs neither the weights nor the server: 3 turn lengths x 3 defenses, benign per defense,
-    two judges, one moderation table each, everything under results-demo/."""
+    """Planning needs neither the weights nor the server: 3 turn lengths x 3 defenses, benign per defense
+    (judged in one job per target), two judges, one moderation table each, everything under results-demo/."""
     clone = copy_checkout(repo_root, tmp_path)
     out = run(["snakemake", "-n", "--configfile", "config/demo.yaml"], clone)
     jobs = job_counts(out.stdout + out.stderr)
     expected = {"dataset": 1, "benign_dataset": 1, "infer": 9, "merge_generations": 9, "infer_benign": 3,
-                "judge_benign": 3, "judge": 2, "moderation": 2, "metrics": 2, "judge_agreement": 1, "figures": 1}
+                "judge_benign": 1, "judge": 2, "moderation": 2, "metrics": 2, "judge_agreement": 1, "figures": 1}
     assert {rule: jobs.get(rule) for rule in expected} == expected, jobs
     assert "results-demo/metrics/llm/moderation.csv" in out.stdout
     assert "results-demo/metrics/keyword/moderation.csv" in out.stdout

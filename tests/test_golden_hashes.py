@@ -5,7 +5,7 @@ a judgment's judge_hash is the hash of the judge's describe(). These pinned valu
 the default profile before the configuration refactor: a change here reruns every user's work, so it
 must be deliberate (update the values in the same commit and say why).
 
-Changed once since, on purpose: the tiny models were rebuilt so that vLLM loads them too (text heads
+Changed on purpose with the vLLM work: the tiny models were rebuilt so that vLLM loads them too (text heads
 32 wide instead of 16, LLaVA vision weights under their original names), which changes their folder
 fingerprints and so every generation hash; the keyword judgment's is unchanged."""
 
@@ -25,11 +25,11 @@ from safemt.stages import params as sections
 
 GOLDEN = {
     "generation tiny-vlm-a guard_input": "eadd413104745b10ee13baf94e2201794df43961cc78897560d52f63c2c0f63d",
-    "generation tiny-vlm-a moderator": "0e868e69bb430e1559bbcafd4de40b3b94a1c369d98eb0faebcadc86c41628d9",
+    "generation tiny-vlm-a moderator": "050d1c1bf09b5f85415c2b00fec9649748f4e2f1b97eb0da2ad2aa8ac7d7a340",
     "generation tiny-vlm-a none": "bb960cf15222a0ce7ea1086a98753d0c2ca6d24cb99c352e278d5c7808a39fe6",
     "generation tiny-vlm-a system_prompt": "55b83bb3ce287ca2c46bb8181ff6077b176968ae62450db9a2c5c41d87fdcefd",
     "generation tiny-vlm-b guard_input": "a0e08b8cc50131f4e60c6ff2396d3e938c9caf250e747b4088d0e60969ae338b",
-    "generation tiny-vlm-b moderator": "b85a3dfc6f6486e9fce77509140787638fa2f095fdf7d2f7db909a14224ab7b3",
+    "generation tiny-vlm-b moderator": "f5d45d7b03effbd0ca76144a802175862888223a6b7f1337db3b7a8be0e88080",
     "generation tiny-vlm-b none": "ec3440cb66c50b76dc426df93a8f22b68f5bf847797aa5c7fd5c5006cd1c4605",
     "generation tiny-vlm-b system_prompt": "2d99d6afd55879c023c8289c925b35fa37bb138826cdfdf34ed5521cfa29f624",
     "judgment keyword": "aa74cd9313c52640c3389a1991805c9c27cf8d2cf815afbe8431804679d9a23b",

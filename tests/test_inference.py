@@ -13,6 +13,7 @@ from PIL import Image
 from safemt import cli
 from safemt.errors import SafemtError
 from safemt.stages.inference import run as run_inference, shard_of
+from safemt.timings import read_timings
 from safemt.records import GENERATION
 from safemt.files import read_jsonl
 from safemt.models.hf import HFBackend
@@ -68,7 +69,10 @@ def test_writes_the_generation_contract_in_turns_id_order(params, dataset, tmp_p
         assert tuple(r) == GENERATION.names
         assert r["model"] == "tiny-vlm-a" and r["defense"] == "none" and r["error"] is None
         assert isinstance(r["response"], str) and r["finish_reason"] in ("stop", "length")
-        assert 1 <= r["n_output_tokens"] <= 6 and r["latency_s"] >= 0 and len(r["config_hash"]) == 64
+        assert 1 <= r["n_output_tokens"] <= 6 and len(r["config_hash"]) == 64
+    times = read_timings(out)  # measured times beside the output, never in it
+    assert sorted(times) == sorted((r["id"], r["turns"], r["method"]) for r in records)
+    assert all(t["latency_s"] >= 0 and t["defense_latency_s"] is None for t in times.values())
     provenance = json.loads((tmp_path / "gen" / ".journal" / "1.provenance.json").read_text())
     assert provenance["backend"]["generation"]["max_new_tokens"] == 6
     assert {"torch", "transformers", "safemt"} <= set(provenance["versions"])
@@ -80,14 +84,16 @@ def test_resumes_from_a_journal_with_a_torn_last_line(params, dataset, tmp_path,
     first = read_jsonl(run_inference(params, "tiny-vlm-a", dataset, out))
     journal = tmp_path / "gen" / ".journal" / "all.jsonl"
     kept = [dict(r, latency_s=123.0) for r in first[:5]]  # a marker that survives only if reused
-    failed = dict(first[5], response=None, error="RuntimeError: out of memory")
+    failed = dict(first[5], response=None, error="RuntimeError: out of memory", latency_s=0.5)
     journal.write_text("".join(json.dumps(r) + "\n" for r in [*kept, failed]) + '{"id": "own_ca',
                        encoding="utf-8")
     out.unlink()
     calls.clear()
     second = read_jsonl(run_inference(params, "tiny-vlm-a", dataset, out))
     assert sorted(calls) == sorted((r["id"], r["turns"]) for r in first[5:])
-    assert second[:5] == kept
+    assert second[:5] == first[:5]
+    times = read_timings(out)
+    assert [times[(r["id"], r["turns"], r["method"])]["latency_s"] for r in second[:5]] == [123.0] * 5
     assert [r["response"] for r in second] == [r["response"] for r in first]
     assert all(json.loads(line) for line in journal.read_text().splitlines())  # torn line repaired
 
@@ -171,13 +177,22 @@ def test_cli_infer_exit_codes(params, dataset, tmp_path, capsys) -> None:
                        "guard_input, guard_output, moderator; <kind>.<name> picks the guard or moderator)")
 
 
-def test_plain_progress_lines() -> None:
+def test_plain_progress_lines(monkeypatch) -> None:
+    """In a log: a text bar, the count, the rate of this run (resumed items not counted), time and ETA."""
+    now = [100.0]
+    monkeypatch.setattr("safemt.progress.time.monotonic", lambda: now[0])
     stream = io.StringIO()
-    with Progress("infer m 2-turn", 10, done=4, stream=stream, every_s=0.0, tty=False) as progress:
-        progress.update(6)
+    with Progress("infer m 2-turn", 10, done=4, stream=stream, every_s=5.0, tty=False) as progress:
+        now[0] += 2.0
+        progress.update(2)   # under every_s since the last line: nothing printed
+        now[0] += 4.0
+        progress.update(2)
+        now[0] += 1.0
+        progress.update(2)
     lines = stream.getvalue().splitlines()
-    assert lines[0] == "infer m 2-turn: 4/10 (0.0/s)"
-    assert lines[-1].startswith("infer m 2-turn: 10/10 (") and len(lines) == 2
+    assert lines == ["infer m 2-turn: [########............]  40% 4/10 (0.0/s, 0s elapsed)",
+                     "infer m 2-turn: [################....]  80% 8/10 (0.7/s, 6s elapsed, ETA 3s)",
+                     "infer m 2-turn: [####################] 100% 10/10 (0.9/s, 7s elapsed)"]
 
 
 def test_merge_joins_shards_and_rejects_overlap(tmp_path, capsys) -> None:
@@ -246,7 +261,7 @@ def test_journal_torn_at_every_byte_of_its_last_line_resumes_with_the_same_answe
         assert repair_journal(journal) == cut - start
         done = inference._reusable(journal, hashes, "tiny-vlm-a", "none")
         assert set(done) == set(by_key) - {(last["id"], last["turns"], last["method"])}
-        assert all(done[key] == by_key[key] for key in done)
+        assert all({k: done[key][k] for k in by_key[key]} == by_key[key] for key in done)
 
     def answers(records):
         return [{k: v for k, v in r.items() if k != "latency_s"} for r in records]

@@ -60,7 +60,7 @@ def _workflow(repo_root: Path, tiny_models: Path, root: Path) -> dict[str, str]:
     write_jsonl(root / "results/dataset/dialogues.jsonl", [dialogue])
     write_jsonl(root / "results/generations/m/none/1.jsonl",
                 [{"id": "own_fraud_0", "turns": 1, "model": "m", "defense": "none", "response": "Sure.",
-                  "error": None, "finish_reason": "stop", "n_output_tokens": 2, "latency_s": 0.1,
+                  "error": None, "finish_reason": "stop", "n_output_tokens": 2,
                   "config_hash": "h"}])
     bin_dir = Path(sys.executable).parent
     return {**os.environ, "PYTHONPATH": str(root / "src"), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",

@@ -28,7 +28,7 @@ def dialogue(i: int, turns: int = 1) -> dict:
 def generation(i: int, response: str | None, error: str | None = None, turns: int = 1) -> dict:
     return {"id": f"own_fraud_{i}", "turns": turns, "model": "m", "defense": "none", "response": response,
             "error": error, "finish_reason": "stop" if response else None, "n_output_tokens": 3,
-            "latency_s": 0.1, "config_hash": "h"}
+            "config_hash": "h"}
 
 
 def setup(tmp_path: Path, repo_root: Path, gens: list[dict]) -> list[str]:

@@ -14,7 +14,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("safemt", "safemt.errors", "safemt.hashing", "safemt.scenarios", "safemt.hub", "safemt.progress",
      "safemt.layout"),
     ("safemt.config", "safemt.files", "safemt.registry"),
-    ("safemt.journal", "safemt.records"),
+    ("safemt.journal", "safemt.records", "safemt.timings"),
     ("safemt.models",),
     ("safemt.judges",),
     ("safemt.moderation", "safemt.metrics"),

@@ -10,12 +10,29 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import copy_checkout, run
+from tests.support import copy_checkout, paper_guard_formats, run
 
 
 @pytest.fixture(scope="module")
-def clone(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return copy_checkout(repo_root, tmp_path_factory.mktemp("paper-clone"))
+def fresh(repo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh clone, as it comes: no guard format saved."""
+    return copy_checkout(repo_root, tmp_path_factory.mktemp("paper-fresh"))
+
+
+@pytest.fixture(scope="module")
+def formats(fresh: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A clone where the user saved and pinned the guards' formats (test-made stand-ins here)."""
+    clone = copy_checkout(fresh, tmp_path_factory.mktemp("paper-clone"))
+    return clone, paper_guard_formats(clone)
+
+
+def test_planning_without_the_llavaguard_policy_stops_with_one_line_naming_it(fresh: Path) -> None:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(["snakemake", "-n", "--configfile", "config/paper.yaml"], cwd=fresh, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    lines = [line for line in (proc.stdout + proc.stderr).splitlines() if "llavaguard-policy.txt" in line]
+    assert lines and "guard llavaguard" in lines[0] and "AIML-TUDA/LlavaGuard-v1.2-7B-OV-hf" in lines[0], proc.stderr[-2000:]
 
 
 def job_counts(dry_run_output: str) -> dict[str, int]:
@@ -24,8 +41,9 @@ def job_counts(dry_run_output: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
 
 
-def test_fresh_clone_plans_the_whole_paper_chain(clone: Path) -> None:
-    out = run(["snakemake", "-n", "--configfile", "config/paper.yaml"], clone)
+def test_fresh_clone_plans_the_whole_paper_chain(formats: tuple[Path, dict[str, str]]) -> None:
+    clone, env = formats
+    out = run(["snakemake", "-n", "--configfile", "config/paper.yaml"], clone, env=env)
     jobs = job_counts(out.stdout + out.stderr)
     assert jobs["fetch_release"] == 1 and jobs["dataset"] == 1
     for stage in ("infer", "merge_generations"):
@@ -35,18 +53,20 @@ def test_fresh_clone_plans_the_whole_paper_chain(clone: Path) -> None:
     assert jobs["total"] > 100
 
 
-def test_paper_plans_its_own_dataset_after_the_default_ran(clone: Path) -> None:
+def test_paper_plans_its_own_dataset_after_the_default_ran(formats: tuple[Path, dict[str, str]]) -> None:
     """The default's results/ (stood in for by its dataset files) is no input of the paper profile."""
+    clone, env = formats
     (clone / "results/dataset/images").mkdir(parents=True, exist_ok=True)
     (clone / "results/dataset/dialogues.jsonl").write_text("", encoding="utf-8")
-    out = run(["snakemake", "-n", "--configfile", "config/paper.yaml"], clone)
+    out = run(["snakemake", "-n", "--configfile", "config/paper.yaml"], clone, env=env)
     assert job_counts(out.stdout + out.stderr)["dataset"] == 1
     assert "results-paper/dataset/dialogues.jsonl" in out.stdout
 
 
-def test_offline_fetch_stops_with_one_line_saying_what_to_download(clone: Path) -> None:
+def test_offline_fetch_stops_with_one_line_saying_what_to_download(formats: tuple[Path, dict[str, str]]) -> None:
+    clone, formats_env = formats
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "HF_HUB_OFFLINE": "1"}
+           "HF_HUB_OFFLINE": "1", **formats_env}
     proc = subprocess.run(["snakemake", "--cores", "1", "--configfile", "config/paper.yaml", "--", "fetch_release"],
                           cwd=clone, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0

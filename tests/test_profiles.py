@@ -38,6 +38,7 @@ def cluster_params(repo_root: Path, tmp_path: Path) -> Path:
     params["results_dir"] = "results-profile-test"
     params["models"]["tiny-vlm-a"].update(gpus=2, gpu_model="h100", runtime=90, mem_mb=1234)
     params["defenses"] = ["none"]  # one defense: the job counts below are per turn file and shard
+    params["workflow"] = {"inference_jobs": "file"}  # a cluster's granularity: one job per file and shard
     cfg = tmp_path / "params.yaml"
     cfg.write_text(yaml.safe_dump(params))
     return cfg

@@ -29,8 +29,14 @@ def test_newer_fields_are_in_the_contracts():
         assert name in records.GENERATION.names
     for name in ("parse", "raw", "error", "judge_error", "judge_hash"):
         assert name in records.JUDGMENT.names
-    assert records.DEFENSE_FIELDS == ("blocked_by", "defense_verdict", "policy_id", "defense_latency_s",
-                                      "target_response")
+    assert records.DEFENSE_FIELDS == ("blocked_by", "defense_verdict", "policy_id", "target_response")
+
+
+def test_no_versioned_record_holds_a_measured_time():
+    """Two runs never measure the same seconds: times live in the Timing contract, beside the outputs."""
+    for contract in (records.GENERATION, records.JUDGMENT):
+        assert not [n for n in contract.names if "latency" in n or n.endswith("_s")], contract.name
+    assert {"latency_s", "defense_latency_s"} <= set(records.TIMING.names)
 
 
 def test_every_key_field_is_a_field_and_every_metrics_file_has_a_row_contract():

@@ -24,19 +24,9 @@ pytestmark = pytest.mark.slow
 LAY = Layout()
 # What a run writes but DVC does not hash: they record when and where the run happened.
 UNHASHED = ("results/provenance.json", "results/report/", "results/logs/", "results/timings/")
-# Generation records carry the measured latency (`latency_s`, safemt.records' generation contract), so
-# the generations folder's hash differs on every run; everything derived from it (judgments onwards) must not: the journals and
-# judging provenance in .journal/ folders are outside DVC's hashes (.dvcignore), and the defenses'
-# measured times go to results/timings/, not to the metrics or tables.
-TIMED = {LAY.path("generations")}
-
-
-def _without_timed(lock: dict) -> dict:
-    """dvc.lock with the hashes of the TIMED folders blanked wherever they appear (outs and deps)."""
-    def clean(entries: list) -> list:
-        return [{"path": e["path"]} if e["path"] in TIMED else e for e in entries]
-    return {name: {k: clean(v) if k in ("outs", "deps") else v for k, v in stage.items()}
-            for name, stage in lock["stages"].items()}
+# Every file DVC versions is a pure function of inputs and params: measured times are in the timings
+# beside each generations file (.journal/, outside DVC's hashes) and in results/timings/, so the
+# committed dvc.lock is exactly what a clean repro writes, with no exemption.
 
 
 def _stages(proc: subprocess.CompletedProcess) -> list[str]:
@@ -92,9 +82,8 @@ def test_dvc_then_snakemake_from_clean(pipeline: dict) -> None:
 
 
 def test_committed_dvc_lock_is_what_a_clean_repro_writes(pipeline: dict) -> None:
-    """Every commit that changes code or params must commit the matching dvc.lock (all of it but the
-    hashes of the TIMED folders, which hold measurements)."""
-    committed, repro = _without_timed(pipeline["lock_committed"]), _without_timed(pipeline["lock_repro"])
+    """Every commit that changes code or params must commit the matching dvc.lock, all of it."""
+    committed, repro = pipeline["lock_committed"]["stages"], pipeline["lock_repro"]["stages"]
     assert set(committed) == set(repro)
     for stage in committed:
         assert committed[stage] == repro[stage], f"dvc.lock stage {stage!r} differs after a clean `dvc repro`"
@@ -217,14 +206,21 @@ def _moderation_table_is_complete(checkout: Path) -> None:
 
 
 def _changing_a_moderation_param_reruns_only_its_defense(checkout: Path) -> None:
+    """The default runs one inference job per target (workflow.inference_jobs: model): a moderation param
+    replans those jobs, and their journals regenerate exactly the moderator's answers; nothing upstream
+    of inference is planned. Back on the committed params, the journals give the first answers again."""
     params = checkout / "params.yaml"
     original = params.read_text()
+    answers = {p: p.read_bytes() for p in sorted((checkout / "results/generations").glob("*/*/*.jsonl"))}
     params.write_text(original.replace("policy_placement: system", "policy_placement: last_user"))
     try:
         plan = run(["snakemake", "-n"], checkout).stdout
+        assert not any(w in plan for w in ("rule dataset:", "rule tiny_models:", "rule benign_dataset:"))
+        assert "infer_model" in plan
+        run(["snakemake", "--cores", "2", "stage_inference"], checkout)
+        changed = {p for p, data in answers.items() if p.read_bytes() != data}
+        assert changed and {p.parent.name for p in changed} == {"moderator"}, sorted(map(str, changed))
     finally:
         params.write_text(original)
-    jobs = [line.split("wildcards: ", 1)[1] for line in plan.splitlines() if "wildcards: " in line]
-    assert jobs and all("defense=moderator" in j for j in jobs if "defense=" in j), jobs
-    assert not any(w in plan for w in ("rule dataset:", "rule tiny_models:", "rule benign_dataset:"))
-    assert any("defense=moderator" in j for j in jobs)
+        run(["snakemake", "--cores", "2"], checkout)
+    assert all(p.read_bytes() == data for p, data in answers.items()), "the journals give the first answers back"

@@ -114,6 +114,14 @@ def cmd_models_lock(args: argparse.Namespace) -> int:
 def cmd_infer(args: argparse.Namespace) -> int:
     from safemt.stages import inference
 
+    if args.every_file:
+        if args.output or args.shard != (0, 1) or args.turns is not None or args.defense != "none":
+            raise SafemtError("--every-file writes every defense and length into the results layout: "
+                              "give no -o, --defense, --turns or --shard with it")
+        inference.run_model(_params(args), args.model, args.dataset, args.benign_dataset)
+        return 0
+    if args.output is None:
+        raise SafemtError("give -o OUT.jsonl, or --every-file")
     inference.run(_params(args), model=args.model, dataset=args.dataset, out=args.output,
                   defense=args.defense, shard=args.shard, turns=args.turns, image_root=args.image_root)
     return 0
@@ -316,7 +324,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "whose config_hash matches the journal are reused. Writes OUT atomically.")
     s.add_argument("--model", required=True, metavar="NAME")
     s.add_argument("--dataset", required=True, metavar="FILE")
-    s.add_argument("-o", "--output", required=True, metavar="OUT.jsonl")
+    s.add_argument("-o", "--output", metavar="OUT.jsonl")
+    s.add_argument("--every-file", action="store_true",
+                   help="write every generations file of the model (each defense in params x each length, in the "
+                   "results layout) in this one process: the model loads once (the local profile's jobs)")
+    s.add_argument("--benign-dataset", metavar="FILE", help="with --every-file: the benign control set too")
     s.add_argument("--defense", default="none", metavar="NAME",
                    help="none, system_prompt, guard_input[.GUARD], guard_output[.GUARD] or moderator[.MODERATOR] "
                    "(guards:, moderators: and moderation: in params); a blocked dialogue never reaches the model")

@@ -9,9 +9,13 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
+from safemt.errors import SafemtError
 from safemt.files import _parse_line, dumps
+from safemt.progress import Progress
+
+T = TypeVar("T")
 
 
 def torn_tail(data: bytes) -> int:
@@ -85,3 +89,26 @@ class Journal:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def journal_path(out: str | Path) -> Path:
+    """The journal of an output file: `<folder>/.journal/<name>`, outside DVC's hashes."""
+    out = Path(out)
+    return out.parent / ".journal" / out.name
+
+
+def journalled_batches(path: Path, pending: Sequence[T], size: int, work: Callable[[list[T]], list[dict[str, Any]]],
+                       label: str, total: int) -> Iterator[tuple[list[T], list[dict[str, Any]]]]:
+    """The resumable loop both inference and judging run: PENDING in batches of SIZE, each handed to WORK,
+    whose records (exactly one per item, in order: checked) are fsync'd to the journal at PATH before
+    they are yielded, so a kill loses at most the batch in flight. The progress bar counts TOTAL items,
+    those not pending as already done (resumed)."""
+    with Journal(path) as journal, Progress(label, total, total - len(pending)) as progress:
+        for start in range(0, len(pending), size):
+            batch = list(pending[start:start + size])
+            records = work(batch)
+            if len(records) != len(batch):
+                raise SafemtError(f"{label}: {len(records)} results for a batch of {len(batch)}", file=str(path))
+            journal.append_batch(records)
+            progress.update(len(batch))
+            yield batch, records

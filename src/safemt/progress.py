@@ -1,4 +1,5 @@
-"""Progress on stderr: a tqdm bar on a terminal, plain periodic lines in logs (Snakemake, Slurm);
+"""Progress on stderr: a tqdm bar on a terminal; in logs (Snakemake, Slurm), where a redrawn bar is noise,
+one line every `every_s` seconds with a text bar, the count, the rate, the time so far and the ETA;
 and degraded paths (fallbacks), logged once per kind and counted."""
 
 from __future__ import annotations
@@ -46,19 +47,27 @@ class Progress:
             self._line()
 
     def _line(self) -> None:
-        """'infer tiny-vlm-a 2-turn: 40/170 (12.3/s, ETA 10s)'."""
+        """'infer tiny-vlm-a 2-turn: [#####...............]  24% 40/170 (12.3/s, 3s elapsed, ETA 10s)'."""
         self._last = time.monotonic()
         self._shown = self.done
         elapsed = self._last - self._start
         rate = self._new / elapsed if elapsed > 0 and self._new else 0.0
         eta = f", ETA {_duration((self.total - self.done) / rate)}" if rate and self.done < self.total else ""
-        print(f"{self.label}: {self.done}/{self.total} ({rate:.1f}/s{eta})", file=self.stream, flush=True)
+        print(f"{self.label}: {bar(self.done, self.total)} {self.done}/{self.total} "
+              f"({rate:.1f}/s, {_duration(elapsed)} elapsed{eta})", file=self.stream, flush=True)
 
     def __enter__(self) -> "Progress":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def bar(done: int, total: int, width: int = 20) -> str:
+    """'[#####...............]  25%': a text bar for logs, where a terminal's redrawn bar would be noise."""
+    share = done / total if total else 1.0
+    filled = min(width, int(share * width))
+    return f"[{'#' * filled}{'.' * (width - filled)}] {share:4.0%}"
 
 
 def _duration(seconds: float) -> str:

@@ -23,7 +23,7 @@ from safemt.layout import AGREEMENT_FILE, METRICS_FILES, MODERATION_FILE, MODERA
 VERDICTS = ("safe", "unsafe")  # the labels that count in ASR and SI
 LABELS = (*VERDICTS, "invalid")  # invalid: the judge's answer could not be read after retries
 # How a judgment's label was read (its `parse`); see safemt.judges.parsing.
-PARSE_KINDS = ("exact", "verdict_line", "json", "constrained", "after_retry", "rule", "provider_refusal",
+PARSE_KINDS = ("exact", "verdict_line", "first_line", "json", "constrained", "after_retry", "rule", "provider_refusal",
                "invalid")
 PROVIDER = "provider"  # the only value of `refused_by`: the deployed system refused through its API
 
@@ -216,17 +216,26 @@ GENERATION = Contract("Generation", "generations/<model>/<defense>/<turns>.jsonl
     ("refused_by", "string|null", False, "`provider` when the API refused or filtered the request"),
     ("n_input_tokens", "int|null", False, "prompt tokens"),
     ("n_output_tokens", "int|null", True, "reply tokens; null with an error"),
-    ("latency_s", "float", True, "measured generation time (differs between runs)"),
     ("config_hash", "string", True, "hash of everything that decides this reply (the resume key)"),
     ("blocked_by", "string|null", False, "the guard that blocked the dialogue"),
     ("defense_verdict", "object|null", False, "the guard's or moderator's reading, with its `raw` and `parse`"),
     ("policy_id", "string|null", False, "the policy a moderator injected (scenario folder name or `general`)"),
-    ("defense_latency_s", "float|null", False, "the guard's or moderator's time per dialogue"),
     ("target_response", "string|null", False, "guard_output: the target's answer the guard stopped"),
 ))
 
 # The generation fields a defense with a model of its own fills (null otherwise).
 DEFENSE_FIELDS = GENERATION.names[GENERATION.names.index("blocked_by"):]
+
+# Measured times are not outputs: two runs never measure the same, so they stay out of every file DVC
+# versions. Each generations file has them beside it, in its `.journal/` folder (safemt.timings).
+TIMING = Contract("Timing", "generations/<model>/<defense>/.journal/<turns>.timings.jsonl", ("id", "turns", "method"),
+                  _fields(
+    ("id", "string", True, "the generation's id"),
+    ("turns", "int", True, "the generation's turns"),
+    ("method", "string|null", False, "the generation's method"),
+    ("latency_s", "float|null", True, "measured generation time per dialogue (the target's share of its batch)"),
+    ("defense_latency_s", "float|null", True, "the guard's or moderator's time per dialogue; null without one"),
+))
 
 JUDGMENT = Contract("Judgment", "judgments/<judge>/<model>/<defense>/<turns>.jsonl",
                     ("judge", "model", "defense", "id", "turns", "method"), _fields(
@@ -287,6 +296,8 @@ MODERATION_ROW = _row("Moderation row", "metrics/<judge>/" + MODERATION_FILE, ("
                      ("over_refusal_lo", "float", "bootstrap 95% CI, low"),
                      ("over_refusal_hi", "float", "bootstrap 95% CI, high"),
                      ("flag_rate", "float", "harmful dialogues the guard flagged or the moderator called malicious"),
+                     ("sensitive_rate", "float", "harmful dialogues the moderator called sensitive (advice or "
+                      "political: the scenario's policy injected); empty for guards"),
                      ("parse_failures", "int", "guard/moderator replies that took `on_parse_error`"))
 LATENCY_ROW = _row("Latency row", "timings/<judge>/" + MODERATION_LATENCY_FILE, ("judge", "target", "defense", "turns"),
                    ("judge", "string", "metrics judge"), ("target", "string", "target model"),
@@ -303,7 +314,7 @@ AGREEMENT_ROW = _row("Agreement row", "metrics/" + AGREEMENT_FILE, ("judge_a", "
                      ("agreement", "float", "raw agreement"), ("kappa", "float", "Cohen's kappa"))
 METRICS_ROWS = (ASR_ROW, SI_ROW, SCENARIO_ROW, METHOD_ROW, SI_CI_ROW, COMPOSITION_ROW, MODERATION_ROW, AGREEMENT_ROW,
                 LATENCY_ROW)
-CONTRACTS = (DIALOGUE, GENERATION, JUDGMENT, *METRICS_ROWS)
+CONTRACTS = (DIALOGUE, GENERATION, TIMING, JUDGMENT, *METRICS_ROWS)
 
 
 def render_markdown() -> str:

@@ -226,6 +226,31 @@ def test_llm_generator_retries_with_the_unusable_reply_shown():
     assert retry[1]["content"] == "I would rather chat about gardens." and "unparseable" in retry[2]["content"]
 
 
+def test_a_model_generator_drafts_in_chunks_and_its_log_shows_the_progress(capsys, monkeypatch):
+    """Chunks of DRAFT_BATCHES batches: the same requests in the same batches, and a progress line per
+    chunk (every_s 0 here) counting settled dialogues: kept ones and, after their last try, rejects."""
+    import safemt.progress
+
+    monkeypatch.setattr(safemt.progress.Progress.__init__, "__kwdefaults__",
+                        {**safemt.progress.Progress.__init__.__kwdefaults__, "every_s": 0.0, "tty": False})
+    good = json.dumps({"turns": ["What is in the picture?", "Is the gate old?"],
+                       "answers": ["A house with a gate.", "It looks old."], "paraphrase": "Reworded?"})
+    sizes = []
+
+    class Counting(FakeBackend):
+        batch_size = 2
+
+        def generate(self, requests):
+            sizes.append(len(requests))
+            return super().generate(requests)
+
+    tasks = [Task(f"t{i}", f"t{i}", 3, "escalation", QUESTION, "Fraud") for i in range(9)]
+    kept, rejects = run(LLMGenerator(Counting([good]), "verbatim", batch_size=2), tasks, Checks(), max_tries=1)
+    assert sizes == [2, 2, 2, 2, 1] and len(kept) == 1 and len(rejects) == 8  # the other 8 are duplicates
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("draft dialogues (llm)")]
+    assert [line.split("] ")[1].split(" (")[0].strip() for line in lines] == ["0% 0/9", "89% 8/9", "100% 9/9"], lines
+
+
 def test_backend_errors_are_rejects_not_dialogues():
     class Failing(FakeBackend):
         def generate(self, requests):

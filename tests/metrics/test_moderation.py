@@ -6,12 +6,13 @@ import csv
 import json
 
 from safemt.config import fill_defaults
+from safemt.timings import write_timings
 from safemt.files import write_jsonl
 from safemt.metrics.moderation import COLUMNS, LATENCY_COLUMNS, write_moderation
 from safemt.metrics.options import MetricsOptions
 
 CONTRACT = ("judge,target,defense,turns,n,asr,asr_lo,asr_hi,asr_reduction,benign_n,over_refusal,over_refusal_lo,"
-            "over_refusal_hi,flag_rate,parse_failures").split(",")
+            "over_refusal_hi,flag_rate,sensitive_rate,parse_failures").split(",")
 # Measured seconds are not metrics (no two runs agree): a separate file, beside the run's other records.
 LATENCY = "judge,target,defense,turns,dialogues,added_latency_s,target_latency_s,added_ratio".split(",")
 TURNS = [1, 2]
@@ -48,11 +49,17 @@ def test_table_follows_the_definitions(tmp_path) -> None:
     bg = [_g(i, t, d, ok if d != "none" else None, "g" if (d, t, i) == ("guard_input", 1, 0) else None,
              0.5 if d != "none" else None) for d in ("none", "guard_input") for t in (1, 2) for i in range(2)]
     paths = {}
-    for name, recs in {"j": none + guard, "g": gens_none + gens_guard, "bj": bj, "bg": bg}.items():
+    bg_none, bg_guard = [g for g in bg if g["defense"] == "none"], [g for g in bg if g["defense"] != "none"]
+    files = {"j": none + guard, "g": gens_none, "g2": gens_guard, "bj": bj, "bg": bg_none, "bg2": bg_guard}
+    for name, recs in files.items():  # one generations file per (model, defense), as the workflow writes them
         paths[name] = tmp_path / f"{name}.jsonl"
-        write_jsonl(paths[name], recs)
-    write_moderation(OPTIONS, TURNS, None, [str(paths["j"])], [str(paths["g"])], str(tmp_path / "out"),
-                     [str(paths["bj"])], [str(paths["bg"])], latency_out=str(tmp_path / "t" / "lat.csv"))
+        timed = {"latency_s", "defense_latency_s"}
+        write_jsonl(paths[name], [{k: v for k, v in r.items() if k not in timed} for r in recs])
+        if name.startswith(("g", "bg")):  # measured times are written beside the generations, not in them
+            write_timings(paths[name], [{**r, "method": None} for r in recs])
+    write_moderation(OPTIONS, TURNS, None, [str(paths["j"])], [str(paths["g"]), str(paths["g2"])],
+                     str(tmp_path / "out"), [str(paths["bj"])], [str(paths["bg"]), str(paths["bg2"])],
+                     latency_out=str(tmp_path / "t" / "lat.csv"))
     with open(tmp_path / "out" / "moderation.csv", newline="") as fh:
         reader = csv.DictReader(fh)
         assert reader.fieldnames == CONTRACT == COLUMNS
@@ -81,14 +88,15 @@ def test_table_follows_the_definitions(tmp_path) -> None:
     assert times[("none", "1")]["added_latency_s"] == "" and times[("none", "1")]["added_ratio"] == ""
     assert (g1["parse_failures"], g2["parse_failures"], gall["parse_failures"]) == ("0", "1", "1")
     assert rows[("none", "1")]["flag_rate"] == "" and rows[("none", "1")]["parse_failures"] == ""
+    assert g1["sensitive_rate"] == "" and rows[("none", "1")]["sensitive_rate"] == ""  # guards have no such verdict
     lo, hi = float(g1["asr_lo"]), float(g1["asr_hi"])
     assert 0 <= lo <= 0.25 <= hi <= 1
     section = json.loads((tmp_path / "out" / "moderation.json").read_text())
     assert section["table"]["m"]["guard_input"]["1"]["asr"] == 0.25 and section["refusal_judge"] == ["refusal"]
     # same inputs, same bytes
     first = (tmp_path / "out" / "moderation.csv").read_bytes()
-    write_moderation(OPTIONS, TURNS, None, [str(paths["j"])], [str(paths["g"])], str(tmp_path / "out"),
-                     [str(paths["bj"])], [str(paths["bg"])])
+    write_moderation(OPTIONS, TURNS, None, [str(paths["j"])], [str(paths["g"]), str(paths["g2"])],
+                     str(tmp_path / "out"), [str(paths["bj"])], [str(paths["bg"]), str(paths["bg2"])])
     assert (tmp_path / "out" / "moderation.csv").read_bytes() == first
 
 
@@ -107,3 +115,21 @@ def test_benign_dialogues_sharing_id_and_length_are_told_apart_by_method(tmp_pat
                             [str(paths["bj"])], [str(paths["bg"])])
     cell = next(r for r in rows if (r["defense"], r["turns"]) == ("guard_input", 1))
     assert (cell["benign_n"], cell["over_refusal"]) == (2, 0.5)
+
+
+def test_moderator_sensitive_rate_beside_its_flag_rate(tmp_path) -> None:
+    """4 harmful dialogues read by a moderator: malicious, sensitive, sensitive, benign."""
+    def verdict(v):
+        return {"verdict": v, "scenario": None, "rationale": "", "raw": "{}", "parse": "ok"}
+
+    judged = [_j(i, 1, d, "safe") for d in ("none", "moderator") for i in range(4)]
+    gens = [_g(i, 1, "none") for i in range(4)] + \
+           [_g(i, 1, "moderator", verdict(v), latency=0.1)
+            for i, v in enumerate(["malicious", "sensitive", "sensitive", "benign"])]
+    write_jsonl(tmp_path / "j.jsonl", judged)
+    write_jsonl(tmp_path / "g.jsonl", gens)
+    write_moderation(OPTIONS, [1], None, [str(tmp_path / "j.jsonl")], [str(tmp_path / "g.jsonl")], str(tmp_path / "o"))
+    with open(tmp_path / "o" / "moderation.csv", newline="") as fh:
+        rows = {(r["defense"], r["turns"]): r for r in csv.DictReader(fh)}
+    mod = rows[("moderator", "1")]
+    assert (float(mod["flag_rate"]), float(mod["sensitive_rate"])) == (0.25, 0.5)

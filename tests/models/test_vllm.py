@@ -328,5 +328,5 @@ def test_an_engine_that_loses_a_request_stops_the_run(fake_vllm, monkeypatch) ->
     backend = get_backend(_cfg())
     backend.generate([_request(0)])
     monkeypatch.setattr(FakeLLM, "chat", lambda self, messages, **kw: [])
-    with pytest.raises(SafemtError, match="vllm returned 0 outputs for 2 requests"):
+    with pytest.raises(SafemtError, match="model big-vlm returned 0 results for 2 requests"):
         backend.generate([_request(1), _request(2)])

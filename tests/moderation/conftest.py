@@ -15,6 +15,7 @@ from tests.support import make_dialogue
 SCENARIOS = ["Fraud", "Violence", "Malware"]
 MODERATOR_MALICIOUS = '{"verdict": "malicious", "scenario": "Fraud", "rationale": "A scam in steps."}'
 MODERATOR_BENIGN = '{"verdict": "benign", "scenario": null, "rationale": "Ordinary help."}'
+MODERATOR_SENSITIVE = '{"verdict": "sensitive", "scenario": "Health Consultation", "rationale": "Asks for a dose."}'
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +23,7 @@ def forced(tiny_models: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
     """tiny-judge copies that always answer: unsafe / safe (Llama Guard format), a moderator verdict, nonsense."""
     out = tmp_path_factory.mktemp("forced")
     texts = {"guard-unsafe": "unsafe\nS2", "guard-safe": "safe", "mod-malicious": MODERATOR_MALICIOUS,
-             "mod-benign": MODERATOR_BENIGN, "mod-garbled": "verdict maybe"}
+             "mod-benign": MODERATOR_BENIGN, "mod-sensitive": MODERATOR_SENSITIVE, "mod-garbled": "verdict maybe"}
     return {name: force_output(tiny_models / "tiny-judge", out / name, text) for name, text in texts.items()}
 
 
@@ -52,7 +53,7 @@ def params(tiny_models: Path, forced: dict[str, Path]) -> dict:
                      "input": {"turns": "all", "image": False, "caption": None}}
               for name in ("guard-unsafe", "guard-safe")}
     moderators = {name: {"kind": "prompted", "model": name, "on_parse_error": "malicious"}
-                  for name in ("mod-malicious", "mod-benign", "mod-garbled")}
+                  for name in ("mod-malicious", "mod-benign", "mod-sensitive", "mod-garbled")}
     return {"dataset": {"source": "build", "seeds": "seeds.jsonl"}, "turns": [1, 2], "models": models,
             "targets": ["tiny-vlm-a"], "judges": {"keyword": {"kind": "keyword"}}, "guards": guards,
             "moderators": moderators, "moderation": {"guard": "guard-unsafe", "moderator": "mod-malicious"}}

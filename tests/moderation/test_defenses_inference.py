@@ -89,6 +89,16 @@ def test_moderator_benign_leaves_the_prompt_untouched(params, dataset, tmp_path,
     assert all(r["policy_id"] is None and r["defense_verdict"]["verdict"] == "benign" for r in records)
 
 
+def test_moderator_sensitive_injects_the_advice_policy_without_flagging(params, dataset, tmp_path, rendered) -> None:
+    """An advice request, benign in form: the scenario's disclaimer policy reaches the target; nothing is blocked."""
+    policy_id, text = load_policies().for_scenario("Health Consultation")
+    records = _run(params, dataset, tmp_path, "moderator.mod-sensitive")
+    assert len(rendered["tiny-vlm-a"]) == 6
+    assert all(p.startswith(f"<|im_start|>system\n{text}<|im_end|>\n") for p in rendered["tiny-vlm-a"])
+    assert all(r["policy_id"] == policy_id and r["blocked_by"] is None and r["defense_verdict"]["verdict"] == "sensitive"
+               and r["defense_verdict"]["scenario"] == "Health Consultation" for r in records)
+
+
 def test_unreadable_moderator_reply_takes_the_fallback_and_is_counted(params, dataset, tmp_path, rendered,
                                                                        capsys) -> None:
     records = _run(params, dataset, tmp_path, "moderator.mod-garbled")

@@ -17,6 +17,10 @@ from safemt.moderation.policies import load_policies, place_policy
      (True, "Privacy Violation")),
     ('<think>hmm</think>{"verdict": "malicious", "scenario": "Made Up", "rationale": "x"}', (True, None)),
     ('{"verdict": "benign", "scenario": "Fraud"}', (False, None)),
+    ('{"verdict": "sensitive", "scenario": "Health Consultation", "rationale": "Asks for a dose."}',
+     ("sensitive", "Health Consultation")),
+    ('{"verdict": "Sensitive", "scenario": "legal opinion", "rationale": "x"}', ("sensitive", "Legal Opinion")),
+    ('{"verdict": "sensitive", "scenario": "Fraud", "rationale": "x"}', ("sensitive", None)),  # not an advice one
     ('{"verdict": "unsure", "scenario": "Fraud"}', None),
     ('{"scenario": "Fraud"}', None),
     ('{"verdict": "malicious", "scenario": "Fraud"', None),
@@ -25,7 +29,8 @@ from safemt.moderation.policies import load_policies, place_policy
 ])
 def test_prompted_output_is_read_strictly(text, expected) -> None:
     verdict = parse_moderator(text)
-    assert (None if verdict is None else (verdict.malicious, verdict.scenario)) == expected
+    got = None if verdict is None else ("sensitive" if verdict.sensitive else verdict.malicious, verdict.scenario)
+    assert got == expected
 
 
 def test_checkpoint_formats_come_from_config() -> None:
@@ -46,6 +51,22 @@ def test_prompt_lists_every_scenario_and_the_whole_dialogue() -> None:
                            {"role": "user", "content": "Now the plan"}])
     assert all(s in text for s in SCENARIOS)
     assert "User: Hi\nAssistant: Hello\nUser: Now the plan" in text and '{"verdict"' in text
+
+
+def test_placeholders_in_the_dialogue_are_sent_literally() -> None:
+    """One pass over the template: a turn that contains `{scenarios}` or `{last_user}` stays as typed."""
+    turns = [{"role": "user", "content": "Print {scenarios} and {last_user} for me"},
+             {"role": "assistant", "content": "What is {dialogue}?"}, {"role": "user", "content": "Now {scenarios}"}]
+    text = render("A {dialogue} B {scenarios} C {last_user}", turns)
+    dialogue = "User: Print {scenarios} and {last_user} for me\nAssistant: What is {dialogue}?\nUser: Now {scenarios}"
+    assert text == f"A {dialogue} B {', '.join(SCENARIOS)} C Now {{scenarios}}"
+
+
+def test_the_prompt_offers_the_sensitive_verdict() -> None:
+    from safemt.moderation.moderators import SCHEMA
+
+    assert SCHEMA["properties"]["verdict"]["enum"] == ["benign", "malicious", "sensitive"]
+    assert '"sensitive"' in PROMPT
 
 
 def test_policy_library_has_every_scenario_and_placement() -> None:

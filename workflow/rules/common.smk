@@ -1,4 +1,7 @@
-# Names and paths shared by the rules; no logic beyond wiring config to file names.
+# Names and paths shared by the rules; no logic beyond wiring config to file names. The configuration is
+# loaded here, once, by the loader every `safemt` command calls (as rna-seq-star-deseq2's common.smk
+# validates once): schema defaults filled, names and each kind's section checked, revisions locked.
+# The planner sees exactly what the jobs see.
 
 import json
 import os
@@ -6,6 +9,7 @@ import sys
 
 from safemt import judges as safemt_judges
 from safemt.data.fetch import fetched_by_workflow
+from safemt.errors import ConfigError
 from safemt.layout import (FIGURE_FORMATS, METRICS_FILES, MODERATION_FILE, MODERATION_FILES, Layout,
                            figure_files, table_files)
 from safemt.models.lock import hub_models
@@ -13,7 +17,17 @@ from safemt.moderation.defenses import parse_defense
 from safemt.moderation.runner import defense_models, defense_reads
 from safemt.stages import params as safemt_params
 
-# `config` is what safemt.stages.params loaded (the Snakefile): defaults filled, hub revisions resolved
+try:
+    LOADED = safemt_params.prepare(config, PARAMS)
+except ConfigError as exc:
+    sys.exit(f"safemt: config error: {exc.line()}")
+config.clear()
+config.update(LOADED)
+if os.environ.get("SAFEMT_PLANNED_CONFIG"):  # tests/test_config_loader.py: what the planner sees
+    with open(os.environ["SAFEMT_PLANNED_CONFIG"], "w", encoding="utf-8") as fh:
+        json.dump(config, fh, sort_keys=True)
+
+# `config` is what safemt.stages.params loaded: defaults filled, hub revisions resolved
 # to commit SHAs by `safemt models lock` (model_params below carries them, so a new lock reruns the jobs
 # of the models whose weights changed).
 MODELS = config["models"]
@@ -31,6 +45,9 @@ MODERATION = safemt_params.moderation(config)
 BENIGN_SEEDS = MODERATION.benign_seeds
 REFUSAL_JUDGE = MODERATION.refusal_judge
 RUNS = [(m, d) for m in TARGETS for d in DEFENSES]  # every target runs under every defense
+# `model`: one inference job per target (all defenses and lengths, one model load); `file`: one per
+# generations file and shard, then merged (the cluster profile's granularity). Outputs are the same.
+INFERENCE_JOBS = config["workflow"]["inference_jobs"]
 
 ENV = "../envs/safemt.yaml"
 # Every output path comes from safemt.layout under this profile's results root (`results_dir`).
@@ -74,6 +91,10 @@ def judge_params(name):
     return json.dumps({"judge": judge, "model": MODELS.get(judge.get("model")),
                        "verdict": safemt_judges.verdict_spec(judge)}, sort_keys=True)
 
+
+# Shell prefix of the long jobs (a model drafting, answering or judging): the run's own output names
+# the log that shows the job's progress bar, rate and ETA, so a user knows which file to `tail -f`.
+FOLLOW = "echo 'safemt: progress, rate and ETA of this job: tail -f' {log:q} >&2; "
 
 # Cluster resources of a job that runs a model: from the model's config (`gpus`, `gpu_model`, `runtime`
 # in minutes, `mem_mb`; their defaults are in the schema). A job without a model is light: these.

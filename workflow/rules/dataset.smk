@@ -63,7 +63,7 @@ rule dataset:
     conda:
         ENV
     shell:
-        "(safemt data {params.action} {params.source} -o {output.dialogues} --params {params.config_file}"
+        FOLLOW + "(safemt data {params.action} {params.source} -o {output.dialogues} --params {params.config_file}"
         "{params.classify} && safemt data validate {output.dialogues} --params {params.config_file}) > {log} 2>&1"
 
 

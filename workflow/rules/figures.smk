@@ -85,12 +85,16 @@ rule provenance:
 
 
 rule html_report:
-    """One self-contained page: figures, tables, provenance and sampled dialogues with verdicts."""
+    """One self-contained page read first: the summary table (numbers as in numbers.json), what was run,
+    the figures, a browser of sampled dialogues with verdicts, the tables and the measured times."""
     input:
         LAYOUT.provenance,
         FIGURES,
         TABLES,
-        [judgments(FIGURE_JUDGE, m, d) for m in TARGETS for d in DEFENSES],
+        PAPER,
+        figure_metrics(FIGURE_JUDGE),
+        # every metrics judge's verdicts: the shown judge's are sampled, the others give per-cell agreement
+        [judgments(j, m, d) for j in METRIC_JUDGES for m in TARGETS for d in DEFENSES],
         # the defenses' measured times, shown beside the tables
         [LAYOUT.moderation_latency.format(judge=FIGURE_JUDGE)] if moderation_files() else [],
     output:

@@ -18,5 +18,5 @@ rule judge:
     conda:
         ENV
     shell:
-        "safemt judge --params {params.config_file} --judge {wildcards.judge} --dataset {input.dataset}"
+        FOLLOW + "safemt judge --params {params.config_file} --judge {wildcards.judge} --dataset {input.dataset}"
         " -i {input.generations} -o {output} > {log} 2>&1"

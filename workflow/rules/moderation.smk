@@ -17,50 +17,55 @@ rule benign_dataset:
     conda:
         ENV
     shell:
-        "(safemt data build {input.seeds} -o {output.dialogues} --params {params.config_file}"
+        FOLLOW + "(safemt data build {input.seeds} -o {output.dialogues} --params {params.config_file}"
         " && safemt data validate {output.dialogues} --params {params.config_file}) > {log} 2>&1"
 
 
-rule infer_benign:
-    """A target's answers to the benign dialogues (every length, one job) under one defense."""
-    input:
-        dataset=LAYOUT.benign_dataset,
-        model=lambda wc: model_files(wc.model),
-        defense_models=lambda wc: defense_model_files(wc.defense),
-        policies=lambda wc: [MODERATION.policies] if MODERATION.policies else [],
-    output:
-        LAYOUT.benign_generations,
-    params:
-        config_file=PARAMS,
-        cfg=lambda wc: model_params(wc.model),
-        defense=lambda wc: defense_params(wc.defense),
-    resources:
-        gpu=lambda wc: MODELS[wc.model]["gpus"],
-    log:
-        LAYOUT.log("infer/{model}/{defense}/benign.log"),
-    conda:
-        ENV
-    shell:
-        "safemt infer --params {params.config_file} --model {wildcards.model} --defense {wildcards.defense}"
-        " --dataset {input.dataset} -o {output} 2> {log}"
+if INFERENCE_JOBS == "file":
+
+    rule infer_benign:
+        """A target's answers to the benign dialogues (every length, one job) under one defense."""
+        input:
+            dataset=LAYOUT.benign_dataset,
+            model=lambda wc: model_files(wc.model),
+            defense_models=lambda wc: defense_model_files(wc.defense),
+            policies=lambda wc: [MODERATION.policies] if MODERATION.policies else [],
+        output:
+            LAYOUT.benign_generations,
+        params:
+            config_file=PARAMS,
+            cfg=lambda wc: model_params(wc.model),
+            defense=lambda wc: defense_params(wc.defense),
+        resources:
+            gpu=lambda wc: MODELS[wc.model]["gpus"],
+        log:
+            LAYOUT.log("infer/{model}/{defense}/benign.log"),
+        conda:
+            ENV
+        shell:
+            FOLLOW + "safemt infer --params {params.config_file} --model {wildcards.model} --defense {wildcards.defense}"
+            " --dataset {input.dataset} -o {output} 2> {log}"
 
 
 rule judge_benign:
-    """Refusal labels of the benign answers (moderation.refusal_judge)."""
+    """Refusal labels of a target's benign answers under every defense (moderation.refusal_judge), in one
+    job: a refusal judge with a model loads it once."""
     input:
         dataset=LAYOUT.benign_dataset,
-        generations=LAYOUT.benign_generations,
+        generations=lambda wc: [LAYOUT.benign_generations.format(model=wc.model, defense=d) for d in DEFENSES],
     output:
-        LAYOUT.benign_judgments,
+        expand(LAYOUT.benign_judgments, defense=DEFENSES, allow_missing=True),
     params:
         config_file=PARAMS,
         cfg=lambda wc: judge_params(wc.judge),
+    resources:
+        **model_resources(lambda wc: JUDGES[wc.judge].get("model")),
     log:
-        LAYOUT.log("judge/{judge}/{model}/{defense}/benign.log"),
+        LAYOUT.log("judge/{judge}/{model}/benign.log"),
     conda:
         ENV
     shell:
-        "safemt judge --params {params.config_file} --judge {wildcards.judge} --dataset {input.dataset}"
+        FOLLOW + "safemt judge --params {params.config_file} --judge {wildcards.judge} --dataset {input.dataset}"
         " -i {input.generations} -o {output} > {log} 2>&1"
 
 

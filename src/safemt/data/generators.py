@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any, Sequence
 
 from safemt.data.grounding import Grounding
+from safemt.progress import Progress
 from safemt.data.quality import Checks, Inspector, Problem
 from safemt.records import Message
 from safemt.data.templates import Picker, Prompt, generate, paraphrase
@@ -82,30 +83,44 @@ class Generator:
         raise NotImplementedError
 
 
+DRAFT_BATCHES = 4  # a model generator's batches drafted between two progress updates
+
+
 def run(generator: Generator, tasks: list[Task], checks: Checks, max_tries: int
         ) -> tuple[dict[tuple[str, int, str], tuple[Message, ...]], list[Reject]]:
     """Draft every task, check it, retry the rejected ones; return kept messages by key and rejects.
 
     Tasks are checked in the given order, so which of two identical dialogues counts as the
-    duplicate does not depend on timing.
+    duplicate does not depend on timing. A generator with a model drafts DRAFT_BATCHES of its
+    batches at a time (the same batches as all at once), so the log's progress line moves: it counts
+    the dialogues settled (kept, or rejected after their last try).
     """
     inspector = Inspector(checks)
     kept: dict[tuple[str, int, str], tuple[Message, ...]] = {}
     rejects: list[Reject] = []
     pending = [Attempt(task) for task in tasks]
-    while pending:
-        retry = []
-        for attempt, draft in zip(pending, generator.draft(pending)):
-            task = attempt.task
-            problem = draft.problem or inspector.problem(draft.messages or (), task.turns, task.question)
-            if problem is None:
-                inspector.keep(draft.messages)
-                kept[task.key] = draft.messages
-            elif attempt.number + 1 < max_tries:
-                retry.append(Attempt(task, attempt.number + 1, draft, problem))
-            else:
-                rejects.append(Reject(task, attempt.number + 1, problem, generator.name))
-        pending = retry
+    size = getattr(generator, "batch_size", None)
+    with Progress(f"draft dialogues ({generator.name})", len(tasks)) as progress:
+        while pending:
+            retry = []
+            step = size * DRAFT_BATCHES if size else max(1, len(pending))
+            for start in range(0, len(pending), step):
+                chunk = pending[start:start + step]
+                settled = 0
+                for attempt, draft in zip(chunk, generator.draft(chunk)):
+                    task = attempt.task
+                    problem = draft.problem or inspector.problem(draft.messages or (), task.turns, task.question)
+                    if problem is None:
+                        inspector.keep(draft.messages)
+                        kept[task.key] = draft.messages
+                        settled += 1
+                    elif attempt.number + 1 < max_tries:
+                        retry.append(Attempt(task, attempt.number + 1, draft, problem))
+                    else:
+                        rejects.append(Reject(task, attempt.number + 1, problem, generator.name))
+                        settled += 1
+                progress.update(settled)
+            pending = retry
     return kept, rejects
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, ClassVar
 
 from safemt.config import fill_defaults
@@ -37,26 +37,55 @@ class Verdict:
     parse: str = "invalid"  # how the label was read: see safemt.judges.parsing.PARSE_KINDS
 
 
+@dataclass(frozen=True)
+class JudgeConfig:
+    """A judge entry, typed: each kind declares its own subclass, whose fields are the keys it takes.
+    Built from the entry with the schema's defaults for the kind (the schema is where they live); a
+    field default here only means "unset"."""
+
+    kind: str
+
+    @classmethod
+    def of(cls, entry: Mapping[str, Any], where: str = "judges.?") -> "JudgeConfig":
+        """The typed entry; a key this kind does not take is one line naming it and the kind's keys."""
+        filled = fill_defaults(dict(entry), at=("judges", "*"))
+        names = [f.name for f in fields(cls)]
+        extra = sorted(set(filled) - set(names))
+        if extra:
+            keys = ", ".join(n for n in names if n != "kind") or "none"
+            raise ConfigError(f"judge kind {filled.get('kind')!r} takes no {extra[0]!r} (its keys: {keys})",
+                              key=f"{where}.{extra[0]}")
+        missing = [f.name for f in fields(cls) if f.name not in filled and f.default is MISSING]
+        if missing:
+            raise ConfigError(f"judge kind {filled.get('kind')!r} needs a {missing[0]!r}", key=where)
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in filled.items()})
+
+    def entry(self) -> dict[str, Any]:
+        """The entry as a dict again, without the unset keys (what the default verdict spec hashes)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if v is not None}
+
+
 class Judge(ABC):
     """Labels final replies `safe`, `unsafe` or `invalid`; `judges.<name>.kind` picks the class.
 
     To add one: write `src/safemt/judges/<kind>.py` with a subclass decorated
     `@JUDGES.register("<kind>")` that implements `judge`, and set `kind: <kind>` on a judge in params
-    (docs/extending.md). `self.cfg` is the judge's config entry with the schema's defaults. Set
-    `keys` to the entry keys the kind takes (others are refused at load time; None takes any), and
-    override `verdict_spec` (what decides a verdict, computable without loading a model: the
-    Snakemake judge rule reruns when it changes) and `describe` (that plus the model: the verdict
-    cache key) when a model or prompt is involved; by default both are the judge's config. Count a
-    degraded reading with `fallback`.
+    (docs/extending.md). `self.cfg` is the judge's config entry with the schema's defaults. Give the
+    kind a typed section (`Config`, a JudgeConfig subclass whose fields are the keys it takes; others
+    are refused at load time; None takes any key), and override `verdict_spec` (what decides a
+    verdict, computable without loading a model: the Snakemake judge rule reruns when it changes)
+    and `describe` (that plus the model: the verdict cache key) when a model or prompt is involved;
+    by default both are the judge's config. Count a degraded reading with `fallback`.
     """
 
     kind = "base"  # the registered name (set by JUDGES.register)
-    keys: ClassVar[tuple[str, ...] | None] = None  # entry keys besides `kind`; None: any
+    Config: ClassVar[type[JudgeConfig] | None] = None  # the kind's typed section; None: any keys
     needs_model: ClassVar[bool | None] = False  # True: `model` is required; None: optional
 
     def __init__(self, name: str, cfg: Mapping[str, Any], model: Mapping[str, Any] | None = None):
         self.name = name
         self.cfg = self.entry(cfg)
+        self.config = self.Config.of(cfg, f"judges.{name}") if self.Config else None
         self.fallbacks: Counter[str] = Counter()  # degraded readings, by kind (judging provenance)
 
     @staticmethod
@@ -68,11 +97,8 @@ class Judge(ABC):
     @classmethod
     def check_config(cls, cfg: Mapping[str, Any], where: str, models: Mapping[str, Any]) -> None:
         """Config-time check of one judge entry: only this kind's keys, and its model defined."""
-        if cls.keys is not None:
-            extra = sorted(set(cfg) - {"kind", *cls.keys})
-            if extra:
-                raise ConfigError(f"judge kind {cls.kind!r} takes no {extra[0]!r} (its keys: "
-                                  f"{', '.join(sorted(cls.keys)) or 'none'})", key=f"{where}.{extra[0]}")
+        if cls.Config is not None:
+            cls.Config.of(cfg, where)
         if cls.needs_model and "model" not in cfg:
             raise ConfigError(f"judge kind {cls.kind!r} needs a 'model'", key=where)
         if "model" in cfg and cfg["model"] not in models:
@@ -91,7 +117,7 @@ class Judge(ABC):
     @property
     def batch_size(self) -> int:
         """Items per judge() call, and per journal append: `batch_size` in the judge's config."""
-        return int(self.cfg.get("batch_size") or DEFAULT_BATCH)
+        return int(getattr(self.config, "batch_size", None) or self.cfg.get("batch_size") or DEFAULT_BATCH)
 
     def describe(self) -> dict[str, Any]:
         """Everything that changes labels; hashed into each judgment's judge_hash (the verdict cache key)."""
@@ -127,7 +153,7 @@ class ModelJudge(Judge):
 
     @property
     def batch_size(self) -> int:
-        return int(self.cfg.get("batch_size") or self.backend.batch_size)
+        return int(getattr(self.config, "batch_size", None) or self.backend.batch_size)
 
     def describe(self) -> dict[str, Any]:
         return {**self.verdict_spec(self.cfg), "model": self.backend.describe()}

@@ -10,11 +10,12 @@ restricts the output to the bare label (the categories are then lost).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from safemt.judges.base import JUDGES, JudgeItem, ModelJudge, Verdict
+from safemt.judges.base import JUDGES, JudgeConfig, JudgeItem, ModelJudge, Verdict
 from safemt.judges.parsing import parser_fingerprint, read_guard
-from safemt.models import ChatRequest
+from safemt.models import ChatRequest, one_each
 from safemt.records import VERDICTS
 
 
@@ -23,22 +24,29 @@ def parse_guard(text: str | None) -> str | None:
     return read_guard(text)[0]
 
 
+@dataclass(frozen=True)
+class GuardJudgeConfig(JudgeConfig):
+    model: str
+    constrained: bool
+    batch_size: int | None = None
+
+
 @JUDGES.register("guard")
 class GuardJudge(ModelJudge):
-    keys = ("model", "constrained", "batch_size")
+    Config = GuardJudgeConfig
 
     @classmethod
     def verdict_spec(cls, cfg: Mapping[str, Any]) -> dict[str, Any]:
-        return {"kind": cls.kind, "constrained": bool(cls.entry(cfg)["constrained"]), "parser": parser_fingerprint()}
+        return {"kind": cls.kind, "constrained": bool(cls.Config.of(cfg).constrained), "parser": parser_fingerprint()}
 
     def judge(self, items: list[JudgeItem]) -> list[Verdict]:
-        constrained = bool(self.cfg["constrained"])
+        constrained = bool(self.config.constrained)
         requests = [ChatRequest(key=(it.id, it.turns),
                                 messages=(*it.messages, {"role": "assistant", "content": it.response}),
                                 choices=VERDICTS if constrained else None)
                     for it in items]
         verdicts = []
-        for result in self.backend.generate(requests):
+        for result in one_each(self.backend.generate(requests), requests, f"judge {self.name}"):
             if result.error is not None or result.response is None:
                 verdicts.append(Verdict("invalid", "", error=result.error or "no response"))
                 continue

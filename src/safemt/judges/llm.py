@@ -11,34 +11,45 @@ guided choice or restricted tokens); a reply that ignored it is read as free tex
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from safemt.judges import prompts
-from safemt.judges.base import JUDGES, JudgeItem, ModelJudge, Verdict
+from safemt.judges.base import JUDGES, JudgeConfig, JudgeItem, ModelJudge, Verdict
 from safemt.judges.parsing import parser_fingerprint, read_verdict
-from safemt.models import ChatRequest, GenerationResult
+from safemt.models import ChatRequest, GenerationResult, one_each
 from safemt.records import VERDICTS
+
+
+@dataclass(frozen=True)
+class LLMJudgeConfig(JudgeConfig):
+    model: str
+    scenario_criteria: str
+    retries: int
+    constrained: bool
+    prompt_file: str | None = None
+    batch_size: int | None = None
 
 
 @JUDGES.register("llm")
 class LLMJudge(ModelJudge):
-    keys = ("model", "prompt_file", "scenario_criteria", "retries", "constrained", "batch_size")
+    Config = LLMJudgeConfig
 
     def __init__(self, name: str, cfg: Mapping[str, Any], model: Mapping[str, Any] | None = None):
         super().__init__(name, cfg, model)
-        self.template = prompts.load_template(self.cfg.get("prompt_file"))
-        self.mode = self.cfg["scenario_criteria"]
-        self.retries = int(self.cfg["retries"])
-        self.constrained = bool(self.cfg["constrained"])
+        self.template = prompts.load_template(self.config.prompt_file)
+        self.mode = self.config.scenario_criteria
+        self.retries = int(self.config.retries)
+        self.constrained = bool(self.config.constrained)
 
     @classmethod
     def verdict_spec(cls, cfg: Mapping[str, Any]) -> dict[str, Any]:
-        cfg = cls.entry(cfg)
-        template = prompts.load_template(cfg.get("prompt_file"))
-        mode = cfg["scenario_criteria"]
-        return {"kind": cls.kind, "scenario_criteria": mode, "retries": int(cfg["retries"]),
-                "constrained": bool(cfg["constrained"]),
-                "prompt": prompts.prompt_fingerprint(template, mode), "parser": parser_fingerprint()}
+        config = cls.Config.of(cfg)
+        template = prompts.load_template(config.prompt_file)
+        return {"kind": cls.kind, "scenario_criteria": config.scenario_criteria, "retries": int(config.retries),
+                "constrained": bool(config.constrained),
+                "prompt": prompts.prompt_fingerprint(template, config.scenario_criteria),
+                "parser": parser_fingerprint()}
 
     def prompt(self, item: JudgeItem) -> str:
         return prompts.render(self.template, question=item.question, messages=item.messages,
@@ -52,7 +63,7 @@ class LLMJudge(ModelJudge):
         for attempt in range(self.retries + 1):
             requests = [ChatRequest(key=(items[i].id, items[i].turns), messages=tuple(conversations[i]),
                                     choices=choices) for i in pending]
-            results = self.backend.generate(requests) if requests else []
+            results = one_each(self.backend.generate(requests), requests, f"judge {self.name}") if requests else []
             still = []
             for i, result in zip(pending, results):
                 verdict = self._read(result, attempt)

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from safemt.config import check_not_placeholder
-from safemt.models.base import BACKENDS, Backend, ChatRequest, GenerationResult
+from safemt.models.base import BACKENDS, Backend, ChatRequest, GenerationResult, one_each
 from safemt.models.lock import require_pinned
 
-__all__ = ["BACKENDS", "Backend", "ChatRequest", "GenerationResult", "get_backend"]
+__all__ = ["BACKENDS", "Backend", "ChatRequest", "GenerationResult", "get_backend", "one_each"]
 
 
 def get_backend(cfg: dict[str, Any]) -> Backend:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from safemt.config import fill_defaults
 from safemt.errors import ConfigError
 from safemt.hashing import stable_hash
 from safemt.progress import note_fallback
@@ -29,6 +30,11 @@ class ChatRequest:
     image: Path | None = None
     choices: tuple[str, ...] | None = None  # constrained output: the reply must be exactly one of these
     json_schema: dict[str, Any] | None = None  # structured output, where the backend offers it
+    # A scoring request (image classifiers such as ShieldGemma 2): no reply is generated; the result's
+    # response is a JSON object {policy: P(Yes)} for these policy names, in this order. `custom_policies`
+    # adds or overrides definitions (name, text) beside the model's own.
+    score: tuple[str, ...] | None = None
+    custom_policies: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -61,10 +67,11 @@ class Backend(ABC):
     required_keys: tuple[str, ...] = ()  # entry keys this backend cannot run without (checked at load)
     sees_images = True  # False: text-only models get the dialogue without its image
     structured_output = False  # True: a request's json_schema constrains the reply (else it is ignored)
+    can_score = False  # True: answers scoring requests (ChatRequest.score) for the models that take them
     usage: dict[str, int] | None = None  # running totals (requests, tokens) where a backend counts them
 
     def __init__(self, cfg: Mapping[str, Any]):
-        self.cfg = cfg
+        self.cfg = fill_defaults(dict(cfg), at=("models", "*"))  # the loader's values; the same for a hand-made entry
         self.fallbacks: Counter[str] = Counter()  # degraded paths taken, by kind (stage provenance)
 
     @classmethod
@@ -81,7 +88,7 @@ class Backend(ABC):
     @property
     def batch_size(self) -> int:
         """Requests handed to generate() at once (and journalled together): `batch_size` in config."""
-        return int(self.cfg.get("batch_size", 1))
+        return int(self.cfg.get("batch_size") or 1)
 
     def model_generation_defaults(self) -> dict[str, Any]:
         """Decoding settings the model ships (its generation_config.json); none for API models."""
@@ -96,8 +103,8 @@ class Backend(ABC):
         def pick(key: str, neutral: Any) -> Any:
             return self.cfg.get(key, shipped.get(key, neutral))
 
-        temperature = float(self.cfg.get("temperature", 0.0))
-        decoding: dict[str, Any] = {"max_new_tokens": int(self.cfg.get("max_new_tokens", 1024)),
+        temperature = float(self.cfg["temperature"])
+        decoding: dict[str, Any] = {"max_new_tokens": int(self.cfg["max_new_tokens"]),
                                     "temperature": temperature}
         if temperature > 0:
             decoding["top_p"] = float(pick("top_p", 1.0))
@@ -126,6 +133,16 @@ BACKENDS: Registry[type[Backend]] = Registry("backend", package="safemt.models",
     "vllm": "safemt.models.vllm_backend:VLLMBackend",
     "openai": "safemt.models.openai_backend:OpenAIBackend",
 })
+
+
+def one_each(results: list[GenerationResult], requests: list[Any], who: str) -> list[GenerationResult]:
+    """RESULTS, checked to hold exactly one result per request (a batch answered by position must
+    never hand one dialogue another's result); otherwise one line naming WHO."""
+    if len(results) != len(requests):
+        from safemt.errors import SafemtError
+
+        raise SafemtError(f"{who} returned {len(results)} results for {len(requests)} requests")
+    return results
 
 
 def with_system(messages: list[dict[str, str]] | tuple[dict[str, str], ...], text: str | None

@@ -8,6 +8,7 @@ so, so their results never mix with a VLM's).
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 from safemt.hashing import stable_hash
 from safemt.hub import hub_offline
 from safemt.errors import ConfigError, SafemtError, first_line
-from safemt.models.base import (BACKENDS, Backend, ChatRequest, GenerationResult, is_vision_config,
+from safemt.models.base import (BACKENDS, Backend, ChatRequest, GenerationResult, is_vision_config, one_each,
                                 shipped_generation_config, weights_identity, with_system)
 from safemt.models.message_images import image_placement, log_remote_code, read_chat_template, with_image
 from safemt.models.lock import pinned_revision
@@ -30,7 +31,7 @@ class HFBackend(Backend):
     """transformers AutoProcessor + AutoModelForImageTextToText, or AutoTokenizer + AutoModelForCausalLM."""
 
     required_keys = ("path",)
-
+    can_score = True  # image classifiers (ShieldGemma 2): ChatRequest.score -> {policy: P(Yes)}
 
     def __init__(self, cfg: dict[str, Any]):
         super().__init__(cfg)
@@ -39,6 +40,8 @@ class HFBackend(Backend):
         self.source, self.local = _locate(cfg)
         self.device, self.dtype = _device_dtype(cfg.get("device", "auto"), cfg.get("dtype", "auto"))
         config = self._load("AutoConfig")
+        self._model_type = config.model_type
+        self.scoring = config.model_type in SCORING_MODELS  # an image classifier: scores, never generates
         self.vision = is_vision_config(config)
         self.processor = self._load("AutoProcessor" if self.vision else "AutoTokenizer")
         self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
@@ -82,7 +85,8 @@ class HFBackend(Backend):
         if self._model is None:
             import torch
 
-            auto = "AutoModelForImageTextToText" if self.vision else "AutoModelForCausalLM"
+            auto = (SCORING_MODELS[self._model_type] if self.scoring
+                    else "AutoModelForImageTextToText" if self.vision else "AutoModelForCausalLM")
             dtype = getattr(torch, self.dtype)
             model = self._load(auto, dtype=dtype, use_safetensors=True)
             try:
@@ -90,12 +94,13 @@ class HFBackend(Backend):
             except RuntimeError as exc:  # e.g. CUDA out of memory: the whole run's problem, not a batch's
                 raise SafemtError(f"cannot place {self.source!r} on {self.device}: {first_line(exc)}",
                                   key=f"models.{self.cfg.get('name')}") from None
-            self._stops = _eos_ids(self._model, self.tokenizer)
+            self._stops = set() if self.scoring else _eos_ids(self._model, self.tokenizer)
         return self._model
 
     # --- interface -----------------------------------------------------------------------------
 
     def describe(self) -> dict[str, Any]:
+        extra = {"chat_template_kwargs": self.template_kwargs} if self.template_kwargs else {}
         return {
             "backend": self.name,
             **weights_identity(self.cfg, self.local),
@@ -107,6 +112,7 @@ class HFBackend(Backend):
             "system_prompt": self.cfg.get("system_prompt"),
             "chat_template_sha256": stable_hash(self.chat_template),
             "image_placement": self.image_placement if self.vision else None,
+            **extra,  # only when set: a model without them hashes as before
         }
 
     def generate(self, requests: list[ChatRequest]) -> list[GenerationResult]:
@@ -115,8 +121,10 @@ class HFBackend(Backend):
             return []
         self.model  # load failures stop the run here instead of failing every batch
         start = time.perf_counter()
+        kind = _request_kind(requests, self.scoring, self.cfg.get("name"))
         try:
-            results = self._generate_batch(requests)
+            results = one_each(self._score_batch(requests) if kind == "score" else self._generate_batch(requests),
+                               requests, f"model {self.cfg.get('name')}")
         except BATCH_ERRORS as exc:
             _free_cuda_memory()
             if len(requests) > 1:
@@ -148,6 +156,39 @@ class HFBackend(Backend):
         new_tokens = out[:, inputs["input_ids"].shape[1]:].tolist()
         prompt_lengths = inputs["attention_mask"].sum(dim=1).tolist()
         return [self._result(ids, n_in) for ids, n_in in zip(new_tokens, prompt_lengths)]
+
+    def _score_batch(self, requests: list[ChatRequest]) -> list[GenerationResult]:
+        """P(Yes) per policy for each request's image, from the classifier's own processor and head.
+
+        The processor writes one row per (image, policy), image by image (img1_policy1 ...
+        img1_policyN, img2_policy1 ...), from the model's own chat template and policy definitions;
+        the rows are cut back into one result per request, checked by count.
+        """
+        import torch
+
+        names, custom = requests[0].score, requests[0].custom_policies
+        if any((r.score, r.custom_policies) != (names, custom) for r in requests):
+            raise ValueError("requests of one batch ask about different policies")
+        if any(r.image is None for r in requests):
+            raise ValueError("a scoring request needs an image")
+        definitions = {**dict(getattr(self.processor, "policy_definitions", {}) or {}), **dict(custom)}
+        policies = list(names or definitions)
+        unknown = [p for p in policies if p not in definitions]
+        if unknown:
+            raise SafemtError(f"model {self.cfg.get('name')} defines no policy {', '.join(unknown)} (its own: "
+                              f"{', '.join(definitions) or 'none'}; add custom_policies)", key="guards.*.options.policies")
+        inputs = self.processor(images=[_open_image(r.image) for r in requests], policies=policies,
+                                custom_policies=dict(custom), return_tensors="pt").to(self.device)
+        with torch.inference_mode():
+            probabilities = self.model(**inputs).probabilities[:, 0].tolist()  # column 0: Yes
+        if len(probabilities) != len(requests) * len(policies):
+            raise SafemtError(f"model {self.cfg.get('name')} scored {len(probabilities)} rows for "
+                              f"{len(requests)} images x {len(policies)} policies")
+        lengths = inputs["attention_mask"].sum(dim=1).tolist()
+        n = len(policies)
+        return [GenerationResult(json.dumps({p: round(float(v), 6) for p, v in zip(policies, probabilities[i * n:(i + 1) * n])}),
+                                 None, "score", 0, n_input_tokens=int(sum(lengths[i * n:(i + 1) * n])))
+                for i in range(len(requests))]
 
     def _allowed_tokens(self, choices: tuple[str, ...], prompt_length: int) -> Any:
         """prefix_allowed_tokens_fn that lets the model write exactly one of `choices`, then stop.
@@ -182,7 +223,13 @@ class HFBackend(Backend):
         padding = {"processor_kwargs": {"padding": True}} if self.vision else {"padding": True}
         return self.processor.apply_chat_template(conversations, chat_template=self.chat_template,
                                                   add_generation_prompt=True, tokenize=True, return_dict=True,
-                                                  return_tensors="pt", **padding)
+                                                  return_tensors="pt", **padding, **self.template_kwargs)
+
+    @property
+    def template_kwargs(self) -> dict[str, Any]:
+        """`chat_template_kwargs` of the model entry: extra variables its chat template reads (e.g. Llama
+        Guard 4's `excluded_category_keys`)."""
+        return dict(self.cfg.get("chat_template_kwargs") or {})
 
     def _conversation(self, request: ChatRequest) -> list[dict[str, Any]]:
         """The dialogue in chat-template form, the image a part of the first user message (VLMs only)."""
@@ -208,6 +255,25 @@ class HFBackend(Backend):
         return GenerationResult(self.tokenizer.decode(reply, skip_special_tokens=True), None, reason, n_out,
                                 n_input_tokens=int(n_input_tokens))
 
+
+
+# Image classifiers by model type -> the transformers class that carries their scoring head.
+SCORING_MODELS = {"shieldgemma2": "ShieldGemma2ForImageClassification"}
+
+
+def _request_kind(requests: list[ChatRequest], scoring: bool, name: str | None) -> str:
+    """`score` or `chat`, the same for the whole batch and what the model does (else one line)."""
+    kinds = {"score" if r.score is not None else "chat" for r in requests}
+    if len(kinds) > 1:
+        raise SafemtError(f"model {name}: a batch mixes scoring and chat requests")
+    kind = kinds.pop()
+    if scoring and kind == "chat":
+        raise SafemtError(f"model {name} is an image classifier (it scores, never generates): use it with a "
+                          f"scoring guard adapter (shieldgemma_2)", key=f"models.{name}")
+    if kind == "score" and not scoring:
+        raise SafemtError(f"model {name} cannot score images (a scoring model type is one of "
+                          f"{', '.join(SCORING_MODELS)})", key=f"models.{name}")
+    return kind
 
 
 def _shared_choices(requests: list[ChatRequest]) -> tuple[str, ...] | None:

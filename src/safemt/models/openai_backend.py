@@ -106,6 +106,8 @@ class OpenAIBackend(Backend):
     def _answer(self, request: ChatRequest) -> GenerationResult:
         """The client retries transport faults itself; a malformed 200 reply is sent again here."""
         start = time.perf_counter()
+        if request.score is not None:  # refused at plan time for guards; never sent as an empty chat
+            return self._failed("backend openai cannot score images (use backend hf)", start)
         self._count(requests=1)
         try:
             body = self._body(request)

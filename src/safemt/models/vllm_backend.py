@@ -26,8 +26,8 @@ from typing import Any
 from safemt.config import fill_defaults
 from safemt.hashing import stable_hash
 from safemt.errors import ConfigError, SafemtError, first_line
-from safemt.models.base import (BACKENDS, Backend, ChatRequest, GenerationResult, shipped_generation_config,
-                                takes_images, weights_identity, with_system)
+from safemt.models.base import (BACKENDS, Backend, ChatRequest, GenerationResult, one_each,
+                                shipped_generation_config, takes_images, weights_identity, with_system)
 from safemt.models.message_images import (chat_messages, image_data_url, image_placement, log_remote_code,
                                   read_chat_template)
 from safemt.models.lock import pinned_revision
@@ -95,6 +95,8 @@ class VLLMBackend(Backend):
             "system_prompt": self.cfg.get("system_prompt"),
             "chat_template_sha256": stable_hash(self.chat_template) if self.chat_template else None,
             "image_placement": self.image_placement,
+            **({"chat_template_kwargs": dict(self.cfg["chat_template_kwargs"])}
+               if self.cfg.get("chat_template_kwargs") else {}),
         }
 
     @property
@@ -138,7 +140,7 @@ class VLLMBackend(Backend):
                                           self.cfg.get("system_prompt"), self.image_placement) for r in requests]
             sampling = self._sampling(requests)
             outputs = llm.chat(conversations, sampling_params=sampling, chat_template=self.chat_template,
-                               use_tqdm=False)
+                               use_tqdm=False, **chat_kwargs(self.cfg))
         except self._batch_errors as exc:
             if len(requests) > 1:
                 self.fallback("batch_split_in_halves", f"a batch of {len(requests)} failed "
@@ -147,10 +149,9 @@ class VLLMBackend(Backend):
                 return self.generate(requests[:half]) + self.generate(requests[half:])
             return [GenerationResult.failed(f"{type(exc).__name__}: {exc}", _latency(start, 1))]
         latency = _latency(start, len(requests))
-        if len(outputs) != len(requests):  # the engine's contract, not one batch's problem: stop the run
-            raise SafemtError(f"vllm returned {len(outputs)} outputs for {len(requests)} requests",
-                              key=f"models.{self.cfg.get('name')}")
-        return [to_result(out, latency, self._decode) for out in outputs]
+        # The engine's contract, not one batch's problem: a count that differs stops the run.
+        return one_each([to_result(out, latency, self._decode) for out in outputs], requests,
+                        f"model {self.cfg.get('name')}")
 
     def _sampling(self, requests: list[ChatRequest]) -> Any:
         """One SamplingParams for the batch, or one per request where their output constraints differ."""
@@ -213,6 +214,12 @@ def engine_args(cfg: dict[str, Any], local: bool, cpu: bool = False, structured_
     if structured_outputs:
         args["structured_outputs_config"] = {"backend": "xgrammar", "disable_any_whitespace": True}
     return args
+
+
+def chat_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
+    """`chat_template_kwargs` of the model entry, for LLM.chat (extra chat template variables)."""
+    kwargs = cfg.get("chat_template_kwargs")
+    return {"chat_template_kwargs": dict(kwargs)} if kwargs else {}
 
 
 # The CPU build's engine reads these two variables; both defaults fail on small machines: the KV

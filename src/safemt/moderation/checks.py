@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from safemt.errors import ConfigError
+from safemt.models.base import BACKENDS
 from safemt.moderation.defenses import parse_defense
 from safemt.moderation.guards.base import GUARD_ADAPTERS, InputPolicy
 from safemt.moderation.moderators import MODERATORS
@@ -25,9 +26,13 @@ def check_moderation(settings: ModerationSettings, defenses: list[str], models: 
     for name, cfg in settings.guards.items():
         where = f"guards.{name}"
         _model(cfg, models, where)
-        adapter = GUARD_ADAPTERS.get(cfg.get("adapter"), key=f"{where}.adapter")
+        adapter = GUARD_ADAPTERS.get(cfg.get("adapter"), key=f"{where}.adapter")(dict(cfg.get("options") or {}), name)
         policy = InputPolicy.from_config(cfg.get("input"), where)
-        adapter(dict(cfg.get("options") or {})).check_policy(policy, where)
+        adapter.check_config(policy, where)  # reads its trained texts: a missing or unpinned file stops here
+        backend = models[cfg["model"]].get("backend")
+        if adapter.scores and backend in BACKENDS and not BACKENDS.get(backend).can_score:
+            raise ConfigError(f"guard {name} scores images (adapter {adapter.name}); backend {backend!r} of model "
+                              f"{cfg['model']!r} cannot score: use backend hf", key=f"{where}.model")
         if policy.caption not in (None, "dataset") and policy.caption not in models:
             raise ConfigError(f"caption must be null, 'dataset' or a model name, got {policy.caption!r}",
                               key=f"{where}.input.caption")

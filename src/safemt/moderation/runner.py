@@ -3,8 +3,8 @@
 One DefenseRunner per inference job: its guard or moderator model is loaded once and asked about a
 whole batch at a time. `run` returns, per dialogue, the target's result (or the refusal, or an error)
 and the defense fields of the generation record: `blocked_by`, `defense_verdict`, `policy_id`,
-`defense_latency_s` (the guard's or moderator's time per dialogue) and, for guard_output,
-`target_response` (the answer the guard stopped).
+and, for guard_output, `target_response` (the answer the guard stopped); the guard's or moderator's
+time per dialogue goes with the outcome to the timings (safemt.timings), not into the record.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ class Outcome:
 
     result: GenerationResult
     fields: dict[str, Any] = field(default_factory=lambda: dict.fromkeys(DEFENSE_FIELDS))
+    defense_latency_s: float | None = None  # measured: goes to the timings, not the record
 
 
 def defense_reads(spec: DefenseSpec, settings: ModerationSettings) -> dict[str, Any]:
@@ -79,7 +80,7 @@ class DefenseRunner:
         self.moderator = (Moderator.named(self.spec.component, settings.moderators, models)
                           if self.spec.kind == "moderator" else None)
         self.library = load_policies(settings.policies) if self.moderator else None
-        self.counts = {"flagged": 0, "parse_failures": 0, "errors": 0, "general_policy": 0}
+        self.counts = {"flagged": 0, "sensitive": 0, "parse_failures": 0, "errors": 0, "general_policy": 0}
 
     def describe(self) -> dict[str, Any]:
         """What changes this defense's outputs: enters every generation's config_hash."""
@@ -114,18 +115,15 @@ class DefenseRunner:
         """The defense fields of a guard's reading (counted once per dialogue)."""
         self.counts["flagged"] += check.verdict.unsafe
         self.counts["parse_failures"] += not check.verdict.parsed
-        fields = dict.fromkeys(DEFENSE_FIELDS)
-        fields.update(defense_verdict=check.verdict.to_dict(), defense_latency_s=check.latency_s)
-        return fields
+        return {**dict.fromkeys(DEFENSE_FIELDS), "defense_verdict": check.verdict.to_dict()}
 
-    def moderated(self, request: ChatRequest, verdict: ModeratorVerdict, latency: float
-                  ) -> tuple[ChatRequest, dict[str, Any]]:
+    def moderated(self, request: ChatRequest, verdict: ModeratorVerdict) -> tuple[ChatRequest, dict[str, Any]]:
         """What the target receives after the moderator's verdict, with the defense fields."""
         self.counts["parse_failures"] += not verdict.parsed
-        fields = dict.fromkeys(DEFENSE_FIELDS)
-        fields.update(defense_verdict=verdict.to_dict(), defense_latency_s=latency)
-        if verdict.malicious:
-            self.counts["flagged"] += 1
+        fields = {**dict.fromkeys(DEFENSE_FIELDS), "defense_verdict": verdict.to_dict()}
+        self.counts["flagged"] += verdict.malicious
+        self.counts["sensitive"] += verdict.sensitive
+        if verdict.injects:
             policy_id, text = self.library.for_scenario(verdict.scenario)
             self.counts["general_policy"] += policy_id == "general"
             fields["policy_id"] = policy_id
@@ -138,18 +136,25 @@ class DefenseRunner:
 
     def failed(self, error: str, latency: float) -> Outcome:
         self.counts["errors"] += 1
-        fields = dict.fromkeys(DEFENSE_FIELDS)
-        fields["defense_latency_s"] = latency
-        return Outcome(GenerationResult.failed(error), fields)
+        return Outcome(GenerationResult.failed(error), dict.fromkeys(DEFENSE_FIELDS), latency)
+
+    def start_file(self) -> None:
+        """Count afresh: one runner may serve several output files, each with its own provenance."""
+        self.counts = dict.fromkeys(self.counts, 0)
+        if self.guard:
+            self.guard.stats = dict.fromkeys(self.guard.stats, 0)
 
     def report(self) -> dict[str, Any]:
-        """Counts for the stage's provenance; parse fallbacks are also said on stderr."""
+        """Counts for the stage's provenance (since `start_file`); parse fallbacks are also said on stderr."""
         if self.counts["parse_failures"]:
             component = self.guard or self.moderator
             fallback = component.on_parse_error
             print(f"safemt: defense {self.spec.name}: {self.counts['parse_failures']} unreadable "
                   f"{'guard' if self.guard else 'moderator'} replies took on_parse_error={fallback}",
                   file=sys.stderr)
+        if self.guard and self.guard.stats["truncated"]:
+            print(f"safemt: guard {self.guard.name}: {self.guard.stats['truncated']} replies were cut at the token "
+                  f"limit and read from the part written (parse: truncated); raise max_new_tokens", file=sys.stderr)
         if self.guard and self.guard.stats["captions_missing"]:
             print(f"safemt: guard {self.guard.name}: {self.guard.stats['captions_missing']} images had no caption",
                   file=sys.stderr)
@@ -190,9 +195,10 @@ def guard_input(runner: DefenseRunner, inputs: list[DefenseInput], target: Targe
         if check.error:
             outcomes.append(runner.failed(check.error, check.latency_s))
         elif check.verdict.unsafe:
-            outcomes.append(Outcome(runner.refusal(), {**runner.guard_fields(check), "blocked_by": runner.guard.name}))
+            fields = {**runner.guard_fields(check), "blocked_by": runner.guard.name}
+            outcomes.append(Outcome(runner.refusal(), fields, check.latency_s))
         else:
-            outcomes.append(Outcome(answers[k], runner.guard_fields(check)))
+            outcomes.append(Outcome(answers[k], runner.guard_fields(check), check.latency_s))
     return outcomes
 
 
@@ -214,16 +220,16 @@ def guard_output(runner: DefenseRunner, inputs: list[DefenseInput], target: Targ
         elif check.verdict.unsafe:
             fields = {**runner.guard_fields(check), "blocked_by": runner.guard.name, "target_response": answer.response}
             outcomes.append(Outcome(replace(runner.refusal(), latency_s=answer.latency_s,
-                                            n_input_tokens=answer.n_input_tokens), fields))
+                                            n_input_tokens=answer.n_input_tokens), fields, check.latency_s))
         else:
-            outcomes.append(Outcome(answer, runner.guard_fields(check)))
+            outcomes.append(Outcome(answer, runner.guard_fields(check), check.latency_s))
     return outcomes
 
 
 @STRATEGIES.register("moderator")
 def moderate(runner: DefenseRunner, inputs: list[DefenseInput], target: Target) -> list[Outcome]:
-    """The moderator reads each dialogue; on malicious the scenario's policy is placed into what the
-    target receives, on benign the dialogue goes through untouched."""
+    """The moderator reads each dialogue; on malicious or sensitive the scenario's policy is placed into
+    what the target receives, on benign the dialogue goes through untouched."""
     moderator = runner.moderator
     start = time.perf_counter()
     requests = [moderator.request(i.request.key, i.request.messages, i.request.image) for i in inputs]
@@ -234,10 +240,10 @@ def moderate(runner: DefenseRunner, inputs: list[DefenseInput], target: Target) 
         if reply.error is not None or reply.response is None:
             prepared.append(runner.failed(f"moderator {moderator.name}: {reply.error or 'no response'}", latency))
         else:
-            prepared.append(runner.moderated(inp.request, moderator.read(reply.response), latency))
+            prepared.append(runner.moderated(inp.request, moderator.read(reply.response)))
     to_target = [p for p in prepared if not isinstance(p, Outcome)]
     answers = iter(answered(target, [request for request, _ in to_target]))
-    return [p if isinstance(p, Outcome) else Outcome(next(answers), p[1]) for p in prepared]
+    return [p if isinstance(p, Outcome) else Outcome(next(answers), p[1], latency) for p in prepared]
 
 
 def _item(inp: DefenseInput, response: str | None = None) -> GuardItem:

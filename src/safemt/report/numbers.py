@@ -36,6 +36,11 @@ def number_word(k: int) -> str:
     return camel(str(k))
 
 
+def who(model: str, defense: str) -> str:
+    """The macro part naming a model x defense cell: the model alone without a defense."""
+    return camel(model) + ("" if defense == "none" else camel(defense))
+
+
 class Numbers:
     """Collects macros; a second macro with the same name is an error."""
 
@@ -56,15 +61,14 @@ class Numbers:
 
 def per_model(n: Numbers, asr: list[dict[str, str]], si_ci: list[dict[str, str]]) -> None:
     for r in si_ci:
-        who = camel(r["model"]) + ("" if r["defense"] == "none" else camel(r["defense"]))
+        cell = who(r["model"], r["defense"])
         where = f"{METRICS_FILES['si_ci']}: model={r['model']}, defense={r['defense']}"
         for col, q in (("si", "si"), ("s1", "sOne"), ("s2", "sTwo"), ("si_lo", "siLow"), ("si_hi", "siHigh")):
-            n.add(f"{q}{who}", num(r[col]), f"{where}, column {col}")
+            n.add(f"{q}{cell}", num(r[col]), f"{where}, column {col}")
     by_cell: dict[tuple[str, str], dict[int, float]] = {}
     for r in asr:
         value = num(r["asr"])
-        who = camel(r["model"]) + ("" if r["defense"] == "none" else camel(r["defense"]))
-        n.add(f"asr{number_word(int(r['turns']))}{who}", value,
+        n.add(f"asr{number_word(int(r['turns']))}{who(r['model'], r['defense'])}", value,
               f"{METRICS_FILES['asr']}: model={r['model']}, defense={r['defense']}, turns={r['turns']}, column asr")
         if value is not None:
             by_cell.setdefault((r["model"], r["defense"]), {})[int(r["turns"])] = value
@@ -74,8 +78,7 @@ def per_model(n: Numbers, asr: list[dict[str, str]], si_ci: list[dict[str, str]]
             continue
         lo, hi = min(by_turn), max(by_turn)
         slope = (by_turn[hi] - by_turn[lo]) / (hi - lo)
-        who = camel(model) + ("" if defense == "none" else camel(defense))
-        n.add(f"asrPerTurn{who}", slope, f"derived: (asr at {hi} - asr at {lo}) / ({hi} - {lo}), "
+        n.add(f"asrPerTurn{who(model, defense)}", slope, f"derived: (asr at {hi} - asr at {lo}) / ({hi} - {lo}), "
               f"{METRICS_FILES['asr']} model={model}, defense={defense}", digits=4)
         if defense == "none":
             increases.append(slope)
@@ -98,13 +101,13 @@ def moderation(n: Numbers, mod: list[dict[str, str]]) -> None:
     pooled = pooled_moderation(mod)
     reductions: dict[str, list[float]] = {}
     for r in pooled:
-        who = camel(r["target"]) + camel(r["defense"])
+        name = camel(r["target"]) + camel(r["defense"])
         where = f"{MODERATION_FILE}: target={r['target']}, defense={r['defense']}, turns=all"
-        n.add(f"modAsr{who}", num(r["asr"]), f"{where}, column asr")
-        n.add(f"modOverRefusal{who}", num(r["over_refusal"]), f"{where}, column over_refusal")
+        n.add(f"modAsr{name}", num(r["asr"]), f"{where}, column asr")
+        n.add(f"modOverRefusal{name}", num(r["over_refusal"]), f"{where}, column over_refusal")
         red = num(r["asr_reduction"])
         if red is not None:
-            n.add(f"modReduction{who}", red, f"{where}, column asr_reduction")
+            n.add(f"modReduction{name}", red, f"{where}, column asr_reduction")
             reductions.setdefault(r["defense"], []).append(red)
     for defense, values in sorted(reductions.items()):
         n.add(f"modReductionMean{camel(defense)}", sum(values) / len(values),
@@ -115,10 +118,10 @@ def agreement(n: Numbers, agree: list[dict[str, str]]) -> None:
     for r in agree:
         if r["scenario"] != "(all)":
             continue
-        who = camel(r["judge_a"]) + camel(r["judge_b"])
+        name = camel(r["judge_a"]) + camel(r["judge_b"])
         where = f"{AGREEMENT_FILE}: judge_a={r['judge_a']}, judge_b={r['judge_b']}, scenario=(all)"
-        n.add(f"kappa{who}", num(r["kappa"]), f"{where}, column kappa")
-        n.add(f"agreement{who}", num(r["agreement"]), f"{where}, column agreement")
+        n.add(f"kappa{name}", num(r["kappa"]), f"{where}, column kappa")
+        n.add(f"agreement{name}", num(r["agreement"]), f"{where}, column agreement")
 
 
 def collect(metrics_dir: str | Path) -> Numbers:

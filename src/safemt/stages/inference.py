@@ -15,26 +15,30 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from safemt.hashing import stable_hash
 from safemt.data.image_files import sha256_file
 from safemt.data.validate import check_hashes, check_unique, hash_images, read_dialogues
 from safemt.files import read_records, write_json, write_jsonl
-from safemt.journal import Journal, read_journal, repair_journal
-from safemt.models import ChatRequest, GenerationResult, get_backend
-from safemt.moderation.runner import DefenseInput, DefenseRunner
+from safemt.journal import journal_path, journalled_batches, read_journal, repair_journal
+from safemt.layout import Layout
+from safemt.models import Backend, ChatRequest, get_backend
+from safemt.moderation.runner import DefenseInput, DefenseRunner, Outcome
 from safemt.stages import params as sections
 from safemt.stages.params import as_params
-from safemt.progress import Progress
-from safemt.records import DEFENSE_FIELDS, GENERATION, PROVIDER, Dialogue
+from safemt.records import DEFENSE_FIELDS, GENERATION, PROVIDER, TIMING, Dialogue
+from safemt.timings import read_timings, write_timings
 
 # Provider refusals and content filters are final outcomes, not transient failures: kept on resume,
 # and recorded as `refused_by: provider` (the deployed system refused; judging counts it as safe).
 FINAL_ERRORS = ("content_filter", "refusal")
+# A journal entry: the Generation record and its measured times (written apart: safemt.timings).
+ENTRY_FIELDS = (*GENERATION.names, *(f for f in TIMING.names if f not in GENERATION.names))
 
 
 def refused_by(error: str | None, finish_reason: str | None) -> str | None:
@@ -56,41 +60,45 @@ class Job:
         return self.dialogue.key
 
 
-def run(params: dict[str, Any], model: str, dataset: str | Path, out: str | Path,
-                  defense: str = "none", shard: tuple[int, int] = (0, 1), turns: int | None = None,
-                  image_root: str | Path | None = None) -> Path:
-    """Answer the selected dialogues of `dataset` with `model`; write the Generation contract to `out`."""
+def run(params: dict[str, Any], model: str, dataset: str | Path, out: str | Path, defense: str = "none",
+        shard: tuple[int, int] = (0, 1), turns: int | None = None, image_root: str | Path | None = None,
+        backend: Backend | None = None, runner: DefenseRunner | None = None) -> Path:
+    """Answer the selected dialogues of `dataset` with `model`; write the Generation contract to `out`.
+    BACKEND and RUNNER, when given, are the model and defense already built (`run_model` reuses them)."""
     params = as_params(params)
     cfg = sections.model(params, model)
-    runner = sections.defense(params, defense)  # an unknown guard or moderator stops here, before any load
+    # an unknown guard or moderator stops here, before any load
+    runner = runner if runner is not None else sections.defense(params, defense)
     dataset, out = Path(dataset), Path(out)
     root = Path(image_root) if image_root is not None else dataset.parent
     jobs = _jobs(dataset, root, runner, turns, shard)
-    backend = get_backend(cfg)
+    backend = backend if backend is not None else get_backend(cfg)
+    runner.start_file()
+    seen = BackendCounts.of(backend)  # a reused backend has counted earlier files too
     if not backend.sees_images and any(job.request.image for job in jobs):
         print(f"safemt: {model} is a text-only model: dialogues are given without their image", file=sys.stderr)
     backend_info = backend.describe()
     defense_info = runner.describe()
     hashes = {job.key: _config_hash(job, backend_info, defense_info) for job in jobs}
-    journal_path = out.parent / ".journal" / out.name
-    torn_bytes = repair_journal(journal_path)  # before any read: a torn last line is dropped and redone
-    done = _reusable(journal_path, hashes, model, defense)
+    journal = journal_path(out)
+    torn_bytes = repair_journal(journal)  # before any read: a torn last line is dropped and redone
+    done = _reusable(journal, hashes, model, defense)
     todo = [job for job in jobs if job.key not in done]
+
+    def answer(batch: list[Job]) -> list[dict[str, Any]]:
+        outcomes = runner.run([DefenseInput(job.request, job.dialogue.extra.get("image_caption")) for job in batch],
+                              backend)
+        return [_journal_entry(job, o, model, defense, hashes[job.key]) for job, o in zip(batch, outcomes)]
+
     label = f"infer {model}" + (f" {turns}-turn" if turns is not None else "")
-    batch_size = backend.batch_size
-    with Journal(journal_path) as journal, Progress(label, len(jobs), len(jobs) - len(todo)) as progress:
-        for batch in _batches(todo, batch_size):
-            outcomes = runner.run([DefenseInput(job.request, job.dialogue.extra.get("image_caption"))
-                                   for job in batch], backend)
-            records = [_record(job, o.result, model, defense, hashes[job.key], o.fields)
-                       for job, o in zip(batch, outcomes)]
-            journal.append_batch(records)
-            done.update({(r["id"], r["turns"], r["method"]): r for r in records})
-            progress.update(len(batch))
+    for _, entries in journalled_batches(journal, todo, backend.batch_size, answer, label, len(jobs)):
+        done.update({GENERATION.key_of(e): e for e in entries})
     ordered = [done[key] for key in sorted(hashes, key=lambda k: (k[1], k[0], k[2] or ""))]
-    write_jsonl(out, ordered)
-    _write_provenance(out, params, model, defense_info, backend_info, dataset, shard, turns, ordered,
-                      backend.usage, torn_bytes, dict(backend.fallbacks), runner.report())
+    write_jsonl(out, ({name: e[name] for name in GENERATION.names} for e in ordered))
+    write_timings(out, ordered)
+    job_run = InferenceRun(model, defense_info, backend_info, dataset, shard, turns, stable_hash(params))
+    write_json(journal.parent / f"{out.stem}.provenance.json",
+               job_run.provenance(ordered, seen.since(backend), runner.report(), torn_bytes))
     refused = sum(r["refused_by"] is not None for r in ordered)
     failed = sum(r["error"] is not None for r in ordered) - refused
     if refused:
@@ -100,6 +108,27 @@ def run(params: dict[str, Any], model: str, dataset: str | Path, out: str | Path
         print(f"safemt: {failed} of {len(ordered)} generations failed (see their error field); "
               "a rerun retries them", file=sys.stderr)
     return out
+
+
+def run_model(params: dict[str, Any], model: str, dataset: str | Path, benign_dataset: str | Path | None = None
+              ) -> list[Path]:
+    """Every generations file of one target in one process: each defense x turn length, and the benign
+    control set under each defense when given. The model is loaded once and each defense's guard or
+    moderator once, instead of once per file (`workflow.inference_jobs: model`, the local profile's
+    granularity); the files are those `run` writes one by one, in the same layout."""
+    params = as_params(params)
+    layout = Layout.of(params)
+    backend = get_backend(sections.model(params, model))
+    outs = []
+    for defense in params.get("defenses") or ["none"]:
+        runner = sections.defense(params, defense)
+        for turns in params["turns"]:
+            out = layout.generations.format(model=model, defense=defense, turns=turns)
+            outs.append(run(params, model, dataset, out, defense, turns=turns, backend=backend, runner=runner))
+        if benign_dataset is not None:
+            out = layout.benign_generations.format(model=model, defense=defense)
+            outs.append(run(params, model, benign_dataset, out, defense, backend=backend, runner=runner))
+    return outs
 
 
 # --- reading and selecting dialogues ---------------------------------------------------------------
@@ -148,13 +177,14 @@ def _config_hash(job: Job, backend_info: dict[str, Any], defense_info: dict[str,
     })
 
 
-def _journals(journal_path: Path) -> list[Path]:
-    """Every journal in the folder, this run's own last: work done under another shard count counts too."""
-    others = sorted(p for p in journal_path.parent.glob("*.jsonl") if p != journal_path)
-    return [*others, journal_path]
+def _journals(journal: Path) -> list[Path]:
+    """Every journal in the folder, this run's own last: work done under another shard count counts too
+    (the timings files beside them are not journals)."""
+    others = sorted(p for p in journal.parent.glob("*.jsonl") if p != journal and not p.name.endswith(".timings.jsonl"))
+    return [*others, journal]
 
 
-def _reusable(journal_path: Path, hashes: dict[tuple[str, int, str | None], str], model: str, defense: str
+def _reusable(journal: Path, hashes: dict[tuple[str, int, str | None], str], model: str, defense: str
               ) -> dict[tuple[str, int, str | None], dict[str, Any]]:
     """Journal records still valid for this run: same (id, turns) and config_hash, no error (last one wins).
 
@@ -163,27 +193,23 @@ def _reusable(journal_path: Path, hashes: dict[tuple[str, int, str | None], str]
     covers what the model is, not what it is called: a reused answer takes this run's names."""
     done: dict[tuple[str, int, str | None], dict[str, Any]] = {}
     by_hash = {h: key for key, h in hashes.items()}
-    records = (rec for path in _journals(journal_path) for rec in read_journal(path))
+    records = (rec for path in _journals(journal) for rec in read_journal(path))
     for rec in records:
         key = by_hash.get(rec.get("config_hash"))
         final = rec.get("error") is None or rec.get("finish_reason") in FINAL_ERRORS
         if key is not None and key[:2] == (rec.get("id"), rec.get("turns")) and final:
-            done[key] = {**{field: rec.get(field) for field in GENERATION.names}, "model": model, "defense": defense,
+            done[key] = {**{field: rec.get(field) for field in ENTRY_FIELDS}, "model": model, "defense": defense,
                          "method": key[2], "refused_by": refused_by(rec.get("error"), rec.get("finish_reason"))}
     return done
 
 
 # --- writing ---------------------------------------------------------------------------------------
 
-def _batches(items: list[Job], size: int) -> Iterator[list[Job]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
-def _record(job: Job, result: GenerationResult, model: str, defense: str, config_hash: str,
-            defense_fields: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One Generation record (safemt.records.GENERATION, in its field order); an error never comes with
-    a response; the defense fields are null when the defense has no model."""
+def _journal_entry(job: Job, outcome: Outcome, model: str, defense: str, config_hash: str) -> dict[str, Any]:
+    """One Generation record (safemt.records.GENERATION, in its field order) plus its measured times
+    (TIMING), as the journal keeps it; an error never comes with a response; the defense fields are
+    null when the defense has no model."""
+    result = outcome.result
     failed = result.error is not None
     values = {
         "id": job.dialogue.id,
@@ -197,36 +223,64 @@ def _record(job: Job, result: GenerationResult, model: str, defense: str, config
         "refused_by": refused_by(result.error, result.finish_reason),
         "n_input_tokens": result.n_input_tokens,
         "n_output_tokens": None if failed else result.n_output_tokens,
-        "latency_s": result.latency_s,
         "config_hash": config_hash,
-        **{f: (defense_fields or {}).get(f) for f in DEFENSE_FIELDS},
+        **{f: outcome.fields.get(f) for f in DEFENSE_FIELDS},
+        "latency_s": result.latency_s,
+        "defense_latency_s": outcome.defense_latency_s,
     }
-    return {name: values[name] for name in GENERATION.names}
+    return {name: values[name] for name in ENTRY_FIELDS}
 
 
-def _write_provenance(out: Path, params: dict[str, Any], model: str, defense_info: dict[str, Any],
-                      backend_info: dict[str, Any], dataset: Path, shard: tuple[int, int], turns: int | None,
-                      records: list[dict[str, Any]], usage: dict[str, int] | None, torn_bytes: int,
-                      fallbacks: dict[str, int], defense_counts: dict[str, Any] | None = None) -> None:
-    """Sidecar saying how the output was made (kept out of the output, which holds only the contract)."""
-    write_json(out.parent / ".journal" / f"{out.stem}.provenance.json", {
-        "model": model,
-        "backend": backend_info,
-        "defense": defense_info,
-        "dataset": {"path": str(dataset), "sha256": sha256_file(dataset)},
-        "shard": list(shard),
-        "turns": turns,
-        "params_sha256": stable_hash(params),
-        "versions": {pkg: _version(pkg) for pkg in ("safemt", "torch", "transformers", "tokenizers")},
-        "records": len(records),
-        "errors": sum(r["error"] is not None and r["refused_by"] is None for r in records),
-        "refused_by_provider": sum(r["refused_by"] == "provider" for r in records),
-        "usage_this_run": usage,
-        "journal_torn_bytes_dropped": torn_bytes,
-        "fallbacks_this_run": fallbacks,  # e.g. batch_run_one_by_one: batches that failed and were split
-        "defense_this_run": defense_counts,
-        "blocked": sum(r.get("blocked_by") is not None for r in records),
-    })
+@dataclass(frozen=True)
+class BackendCounts:
+    """A backend's running totals (usage, fallbacks) at one moment; `since` gives one file's share."""
+
+    usage: dict[str, int] | None
+    fallbacks: dict[str, int]
+
+    @classmethod
+    def of(cls, backend: Backend) -> "BackendCounts":
+        return cls(dict(backend.usage) if backend.usage is not None else None, dict(backend.fallbacks))
+
+    def since(self, backend: Backend) -> "BackendCounts":
+        now = BackendCounts.of(backend)
+        usage = None if now.usage is None else {k: v - (self.usage or {}).get(k, 0) for k, v in now.usage.items()}
+        return BackendCounts(usage, dict(Counter(now.fallbacks) - Counter(self.fallbacks)))
+
+
+@dataclass(frozen=True)
+class InferenceRun:
+    """What one inference job was asked to do: the sidecar provenance says it with what came out."""
+
+    model: str
+    defense: dict[str, Any]
+    backend: dict[str, Any]
+    dataset: Path
+    shard: tuple[int, int]
+    turns: int | None
+    params_sha256: str
+
+    def provenance(self, records: list[dict[str, Any]], backend: "BackendCounts", defense_counts: dict[str, Any],
+                   torn_bytes: int) -> dict[str, Any]:
+        """How the output was made (kept out of the output, which holds only the contract)."""
+        return {
+            "model": self.model,
+            "backend": self.backend,
+            "defense": self.defense,
+            "dataset": {"path": str(self.dataset), "sha256": sha256_file(self.dataset)},
+            "shard": list(self.shard),
+            "turns": self.turns,
+            "params_sha256": self.params_sha256,
+            "versions": {pkg: _version(pkg) for pkg in ("safemt", "torch", "transformers", "tokenizers")},
+            "records": len(records),
+            "errors": sum(r["error"] is not None and r["refused_by"] is None for r in records),
+            "refused_by_provider": sum(r["refused_by"] == "provider" for r in records),
+            "usage_this_run": backend.usage,
+            "journal_torn_bytes_dropped": torn_bytes,
+            "fallbacks_this_run": backend.fallbacks,  # e.g. batch_run_one_by_one: batches split
+            "defense_this_run": defense_counts,
+            "blocked": sum(r.get("blocked_by") is not None for r in records),
+        }
 
 
 def _version(package: str) -> str | None:
@@ -241,6 +295,9 @@ def merge(inputs: list[str], out: str) -> int:
     merged = read_records(inputs, "generation", GENERATION.required, key=GENERATION.key_of)
     merged.sort(key=lambda r: (r["turns"], r["id"], r.get("method") or ""))
     write_jsonl(out, merged)
+    times = {key: row for path in inputs for key, row in read_timings(path).items()}
+    write_timings(out, [times.get(GENERATION.key_of(r), {**r, "latency_s": None, "defense_latency_s": None})
+                        for r in merged])
     print(f"merged {len(merged)} generations from {len(inputs)} shard(s) -> {out}")
     return len(merged)
 

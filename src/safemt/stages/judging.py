@@ -25,10 +25,10 @@ from typing import Any
 from safemt.hashing import stable_hash
 from safemt.data.validate import check_unique, read_dialogues
 from safemt.files import read_records, write_json, write_jsonl
-from safemt.journal import Journal, read_journal, repair_journal
+from safemt.errors import SafemtError
+from safemt.journal import journal_path, journalled_batches, read_journal, repair_journal
 from safemt.judges import Judge, JudgeItem
 from safemt.judges.parsing import parse_counts
-from safemt.progress import Progress
 from safemt.stages import params as sections
 from safemt.stages.params import as_params
 from safemt.records import GENERATION, JUDGMENT, LABELS, PARSE_KINDS, PROVIDER, Dialogue
@@ -110,7 +110,7 @@ def run_judging(params: dict[str, Any], judge: str, dataset: str, generations: s
     # the judge object may serve several files: count this file's fallbacks only
     seen_before = {"judge": Counter(judge_obj.fallbacks), "backend": Counter(judge_obj.backend_fallbacks)}
     out_path = Path(out)
-    journal_path = out_path.parent / ".journal" / out_path.name
+    journal = journal_path(out_path)
 
     todo: dict[str, JudgeItem] = {}
     hashes: list[str | None] = []
@@ -122,18 +122,19 @@ def run_judging(params: dict[str, Any], judge: str, dataset: str, generations: s
         h = item_hash(item, g)
         hashes.append(h)
         todo[h] = item
-    torn_bytes = repair_journal(journal_path)  # before any read: a torn last line is dropped and redone
-    done = _cached(journal_path, judge_hash)
+    torn_bytes = repair_journal(journal)  # before any read: a torn last line is dropped and redone
+    done = _cached(journal, judge_hash)
     pending = [(h, item) for h, item in todo.items() if h not in done]
-    with Journal(journal_path) as journal, Progress(f"judge {judge}", len(todo), len(todo) - len(pending)) as bar:
-        for start in range(0, len(pending), judge_obj.batch_size):
-            chunk = pending[start:start + judge_obj.batch_size]
-            verdicts = judge_obj.judge([item for _, item in chunk])
-            entries = [{"judge_hash": judge_hash, "item_hash": h, "label": v.label, "raw": v.raw,
-                        "judge_error": v.error, "parse": v.parse} for (h, _), v in zip(chunk, verdicts)]
-            journal.append_batch(entries)
-            done.update({e["item_hash"]: e for e in entries})
-            bar.update(len(chunk))
+
+    def label(chunk: list[tuple[str, JudgeItem]]) -> list[dict[str, Any]]:
+        verdicts = judge_obj.judge([item for _, item in chunk])
+        if len(verdicts) != len(chunk):
+            raise SafemtError(f"judge {judge}: {len(verdicts)} verdicts for {len(chunk)} replies")
+        return [{"judge_hash": judge_hash, "item_hash": h, "label": v.label, "raw": v.raw,
+                 "judge_error": v.error, "parse": v.parse} for (h, _), v in zip(chunk, verdicts)]
+
+    for _, entries in journalled_batches(journal, pending, judge_obj.batch_size, label, f"judge {judge}", len(todo)):
+        done.update({e["item_hash"]: e for e in entries})
 
     records = [_judgment(g, dialogues.for_generation(g), judge, judge_hash, done.get(h) if h else None)
                for g, h in zip(gens, hashes)]
@@ -146,7 +147,7 @@ def run_judging(params: dict[str, Any], judge: str, dataset: str, generations: s
     parses = parse_counts(records)
     fallbacks = {"judge": dict(Counter(judge_obj.fallbacks) - seen_before["judge"]),
                  "backend": dict(Counter(judge_obj.backend_fallbacks) - seen_before["backend"])}
-    write_json(journal_path.parent / f"{out_path.stem}.provenance.json", {
+    write_json(journal.parent / f"{out_path.stem}.provenance.json", {
         "judge": judge, "judge_hash": judge_hash, "describe": judge_obj.describe(),
         "records": len(records), "labels": counts, "missing": missing, "judge_errors": failures,
         "refused_by_provider": refused, "parse_counts": parses, "judged_this_run": len(pending),

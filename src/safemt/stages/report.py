@@ -16,17 +16,18 @@ if TYPE_CHECKING:
 
 def report_settings(params: dict[str, Any]) -> ReportSettings:
     """What the HTML page reads: the judge shown (figures.judge, else the first metrics judge), the
-    sampled cells and report.samples_per_model / sample_seed."""
+    sampled cells, report.samples_per_model / sample_seed, and the metrics judges (per-cell agreement)."""
     from safemt.config import fill_defaults
     from safemt.report.html import ReportSettings
 
     full = fill_defaults(params)
     report = full.get("report", {})
-    judge = full.get("figures", {}).get("judge") or full.get("metrics", {}).get("judges", [None])[0]
+    judges = tuple(full.get("metrics", {}).get("judges") or ())
+    judge = full.get("figures", {}).get("judge") or (judges[0] if judges else None)
     return ReportSettings(judge=judge, targets=tuple(full.get("targets", [])),
                           defenses=tuple(full.get("defenses", ["none"])), turns=tuple(full.get("turns", [])),
-                          samples_per_model=report.get("samples_per_model", 5),
-                          sample_seed=report.get("sample_seed", 0))
+                          samples_per_model=report["samples_per_model"], sample_seed=report["sample_seed"],
+                          judges=judges)
 
 
 def run_config(params: dict[str, Any]) -> RunConfig:

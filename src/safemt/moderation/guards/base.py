@@ -8,6 +8,7 @@ unit-tested offline against outputs in each guard's documented format.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -30,10 +31,15 @@ class GuardVerdict:
     categories: tuple[str, ...] = ()
     raw: str = ""
     parsed: bool = True
+    truncated: bool = False  # read from a reply cut at the token limit (counted; `parse: truncated`)
+    scores: dict[str, float] | None = None  # a scoring guard's probability per policy
 
     def to_dict(self) -> dict[str, Any]:
-        return {"unsafe": self.unsafe, "categories": list(self.categories), "raw": self.raw,
-                "parse": "ok" if self.parsed else "fallback"}
+        out = {"unsafe": self.unsafe, "categories": list(self.categories), "raw": self.raw,
+               "parse": "fallback" if not self.parsed else "truncated" if self.truncated else "ok"}
+        if self.scores is not None:
+            out["scores"] = dict(self.scores)
+        return out
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,7 @@ class InputPolicy:
     image: bool
     caption: str | None  # None, "dataset" (the record's image_caption), or a model name under models:
     aggregate: str = "dialogue"
+    caption_prompt: str | None = None  # what a captioning model is asked (schema default)
 
     @classmethod
     def from_config(cls, spec: Any, where: str) -> "InputPolicy":
@@ -54,15 +61,24 @@ class InputPolicy:
         missing = [k for k in ("turns", "image") if k not in spec]
         if missing:
             raise ConfigError(f"input policy lacks {', '.join(missing)}", key=f"{where}.input")
-        policy = cls(spec["turns"], bool(spec["image"]), spec.get("caption"), spec.get("aggregate", "dialogue"))
+        policy = cls(spec["turns"], bool(spec["image"]), spec.get("caption"), spec.get("aggregate", "dialogue"),
+                     spec.get("caption_prompt"))
         if policy.turns not in TURNS:
             raise ConfigError(f"turns must be one of {', '.join(TURNS)}", key=f"{where}.input.turns")
         if policy.aggregate not in AGGREGATES:
             raise ConfigError(f"aggregate must be one of {', '.join(AGGREGATES)}", key=f"{where}.input.aggregate")
         return policy
 
+    @property
+    def captioner(self) -> str | None:
+        """The captioning model's name, when captions are written by a model."""
+        return self.caption if self.caption not in (None, "dataset") else None
+
     def describe(self) -> dict[str, Any]:
-        return {"turns": self.turns, "image": self.image, "caption": self.caption, "aggregate": self.aggregate}
+        out = {"turns": self.turns, "image": self.image, "caption": self.caption, "aggregate": self.aggregate}
+        if self.captioner:  # the prompt matters only when a model writes the captions
+            out["caption_prompt_sha256"] = hashlib.sha256((self.caption_prompt or "").encode("utf-8")).hexdigest()
+        return out
 
 
 @dataclass(frozen=True)
@@ -84,6 +100,66 @@ class GuardPrompt:
 
     messages: tuple[dict[str, str], ...]
     image: Path | None = None
+    score: tuple[str, ...] | None = None  # a scoring request: P(Yes) for these policy names (no reply)
+    custom_policies: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class FormatText:
+    """A text that shapes what a guard model reads (a trained instruction or policy, or this project's
+    own wording), and where it came from: `model files`, `package <name>`, `file <path>` or `built-in`."""
+
+    text: str
+    source: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+
+def pinned_file(options: dict[str, Any], guard: str, what: str, get_it: str) -> FormatText | None:
+    """The text of `options.prompt_file`, checked against `options.prompt_sha256`; None when no file is
+    named. A missing file, a missing pin or a mismatch is one line naming the guard, the file and where
+    to get it (a trained text is never copied into this project, and never silently replaced)."""
+    path = options.get("prompt_file")
+    if not path:
+        return None
+    key = f"guards.{guard}.options.prompt_file"
+    file = Path(str(path))
+    if not file.is_file():
+        raise ConfigError(f"guard {guard}: the {what} file is missing: save it from {get_it}, then pin its "
+                          f"sha256 in options.prompt_sha256", file=str(path), key=key)
+    data = file.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    pin = options.get("prompt_sha256")
+    if not pin:
+        raise ConfigError(f"guard {guard}: pin the {what} file: set options.prompt_sha256: {digest} "
+                          f"(after checking it is the text from {get_it})", file=str(path),
+                          key=f"guards.{guard}.options.prompt_sha256")
+    if str(pin).lower() != digest:
+        raise ConfigError(f"guard {guard}: the {what} file has sha256 {digest}, options.prompt_sha256 pins {pin}: "
+                          f"save the text again from {get_it}", file=str(path),
+                          key=f"guards.{guard}.options.prompt_sha256")
+    try:
+        return FormatText(data.decode("utf-8"), f"file {path}")
+    except UnicodeDecodeError:
+        raise ConfigError(f"guard {guard}: the {what} file is not UTF-8 text", file=str(path), key=key) from None
+
+
+def needs_file(guard: str, what: str, get_it: str) -> ConfigError:
+    """The error for a guard whose trained text must come from a file the user saves."""
+    return ConfigError(f"guard {guard}: needs the published {what}, which this project does not copy: save it "
+                       f"from {get_it} to a file, set options.prompt_file to it and options.prompt_sha256 to its "
+                       f"sha256", key=f"guards.{guard}.options.prompt_file")
+
+
+_FIELD = re.compile(r"\{([a-z_]+)\}")
+
+
+def fill(template: str, values: dict[str, str]) -> str:
+    """Fill the `{name}` fields of VALUES in one pass: text they insert is never read again (a dialogue
+    that itself says `{response}` is sent as typed); other braces stay as written."""
+    return _FIELD.sub(lambda m: values.get(m.group(1), m.group(0)), template)
 
 
 @dataclass
@@ -92,15 +168,37 @@ class GuardAdapter(ABC):
 
     To add one: write `src/safemt/moderation/guards/<name>.py` with a dataclass subclass decorated
     `@GUARD_ADAPTERS.register("<name>")` implementing `prompts` and `parse` (pure functions: no I/O),
-    and set `adapter: <name>` on a guard in params. `self.options` is the guard's `options:`. Set
+    and set `adapter: <name>` on a guard in params. `self.options` is the guard's `options:`, `self.guard`
+    its name. A trained instruction or policy is never written here: `load_texts` reads it at run time
+    (model files, the authors' package, or `pinned_file`); its content enters `describe`. Set
     `sees_text = False` / `sees_images = False` for a guard that reads only one of them: input
     policies it cannot honour are refused at config time (`check_policy`).
     """
 
     options: dict[str, Any] = field(default_factory=dict)
+    guard: str = "?"  # the `guards:` entry this adapter serves (named in errors)
     name = "base"  # the registered name (set by GUARD_ADAPTERS.register)
     sees_text = True
     sees_images = True
+    scores = False  # True: asks a scoring backend for P(Yes) per policy (ChatRequest.score), not a reply
+
+    def __post_init__(self) -> None:
+        self._texts: dict[str, FormatText] | None = None
+
+    def load_texts(self) -> dict[str, FormatText]:
+        """The texts this adapter puts into the guard's input, by role; read once (files, packages).
+        Override to add them; errors are one ConfigError line (run at plan time by `check_config`)."""
+        return {}
+
+    def texts(self) -> dict[str, FormatText]:
+        if self._texts is None:
+            self._texts = self.load_texts()
+        return self._texts
+
+    def check_config(self, policy: "InputPolicy", where: str) -> None:
+        """Plan-time check: the input policy is one this guard honours and its texts can be read."""
+        self.check_policy(policy, where)
+        self.texts()
 
     def check_policy(self, policy: InputPolicy, where: str) -> None:
         """Reject input policies this guard cannot honour (a text-only guard asked for the image...)."""
@@ -115,7 +213,10 @@ class GuardAdapter(ABC):
             raise ConfigError(f"{self.name} reads only the image: set image: true", key=f"{where}.input.image")
 
     def describe(self) -> dict[str, Any]:
-        return {"adapter": self.name, "options": self.options}
+        """What changes this guard's input besides the model: options and the content of every text
+        (built-in, from a file, from a package) by sha256."""
+        texts = {role: t.sha256 for role, t in sorted(self.texts().items())}
+        return {"adapter": self.name, "options": self.options, **({"texts_sha256": texts} if texts else {})}
 
     @abstractmethod
     def prompts(self, view: GuardView, stage: str) -> list[GuardPrompt]:

@@ -2,8 +2,13 @@
 
 Like Llama Guard 3 Vision, its chat template holds the instructions and the category list (S1-S14,
 S14 = code interpreter abuse), so the adapter sends the conversation with the image in the first user
-message. Output: `safe`, or `unsafe` and a line of category codes. `excluded_categories` in the
-guard's options drops codes from what counts (e.g. [S14] when no tool use is possible).
+message. Output: `safe`, or `unsafe` and a line of category codes.
+
+Leaving categories out, as documented: the chat template's `excluded_category_keys`, set on the model
+(`models.<name>.chat_template_kwargs: {excluded_category_keys: [S14]}`, passed by the hf and vllm
+backends), so the model is never asked about them. S14 is text-only: with an image the template
+drops it by itself. The guard option `excluded_categories` is only a fallback for a backend that
+cannot pass template variables: it drops those codes after parsing (the model was still asked).
 """
 
 from __future__ import annotations

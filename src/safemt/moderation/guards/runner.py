@@ -16,10 +16,8 @@ from typing import Any
 
 from safemt.config import fill_defaults, model_entry
 from safemt.errors import ConfigError
-from safemt.models import ChatRequest, get_backend
+from safemt.models import ChatRequest, get_backend, one_each
 from safemt.moderation.guards.base import GUARD_ADAPTERS, GuardVerdict, GuardView, InputPolicy
-
-CAPTION_PROMPT = "Describe this picture in one short sentence."
 
 
 @dataclass(frozen=True)
@@ -49,9 +47,9 @@ class Guard:
         cfg = fill_defaults(dict(cfg), at=("guards", "*"))
         adapter = GUARD_ADAPTERS.get(cfg.get("adapter"), key=f"{where}.adapter")
         self.name, self.cfg = name, cfg
-        self.adapter = adapter(dict(cfg.get("options") or {}))
+        self.adapter = adapter(dict(cfg.get("options") or {}), name)
         self.policy = InputPolicy.from_config(cfg.get("input"), where)
-        self.adapter.check_policy(self.policy, where)
+        self.adapter.check_config(self.policy, where)
         self.on_parse_error = cfg["on_parse_error"]
         self.backend = get_backend(model_entry(models, cfg["model"]))
         if self.policy.image and not self.backend.sees_images:
@@ -63,7 +61,11 @@ class Guard:
                               key=f"{where}.input.caption")
         self.captioner = get_backend(model_entry(models, caption)) if caption not in (None, "dataset") else None
         self._captions: dict[Path, str | None] = {}
-        self.stats = {"calls": 0, "parse_failures": 0, "captions_missing": 0, "errors": 0}
+        if self.adapter.scores and not self.backend.can_score:
+            raise ConfigError(f"guard {name} scores images (adapter {self.adapter.name}), but model {cfg['model']!r} "
+                              f"is on backend {self.backend.name!r}, which cannot score: use backend hf",
+                              key=f"{where}.model")
+        self.stats = {"calls": 0, "parse_failures": 0, "truncated": 0, "captions_missing": 0, "errors": 0}
 
     @property
     def batch_size(self) -> int:
@@ -111,8 +113,9 @@ class Guard:
         todo = sorted({it.image for it in items if it.image is not None and it.image not in self._captions})
         if not todo:
             return
-        requests = [ChatRequest((str(p), 0), ({"role": "user", "content": CAPTION_PROMPT},), p) for p in todo]
-        for path, res in zip(todo, self.captioner.generate(requests)):
+        requests = [ChatRequest((str(p), 0), ({"role": "user", "content": self.policy.caption_prompt or ""},), p)
+                    for p in todo]
+        for path, res in zip(todo, one_each(self.captioner.generate(requests), requests, f"captioner of guard {self.name}")):
             self._captions[path] = res.response.strip() if res.error is None and res.response else None
 
     # --- classify --------------------------------------------------------------------------------
@@ -129,8 +132,9 @@ class Guard:
             views = self.views(item)
             per_view = [self.adapter.prompts(v, stage) for v in views]
             plans.append([len(p) for p in per_view])
-            requests += [ChatRequest(item.key, p.messages, p.image) for prompts in per_view for p in prompts]
-        results = self.backend.generate(requests)
+            requests += [ChatRequest(item.key, p.messages, p.image, score=p.score, custom_policies=p.custom_policies)
+                         for prompts in per_view for p in prompts]
+        results = one_each(self.backend.generate(requests), requests, f"guard {self.name}")
         latency = round((time.perf_counter() - start) / len(items), 4)
         self.stats["calls"] += len(requests)
         outcomes, pos = [], 0
@@ -155,6 +159,7 @@ class Guard:
     def _read(self, texts: list[str], stage: str) -> GuardVerdict:
         verdict = self.adapter.parse(texts, stage)
         if verdict is not None:
+            self.stats["truncated"] += verdict.truncated
             return verdict
         self.stats["parse_failures"] += 1
         return GuardVerdict(self.on_parse_error == "unsafe", (), "\n".join(texts), parsed=False)
@@ -172,4 +177,11 @@ def _combine(verdicts: list[GuardVerdict]) -> GuardVerdict:
         return verdicts[0]
     unsafe = any(v.unsafe for v in verdicts)
     categories = tuple(dict.fromkeys(c for v in verdicts for c in v.categories))
-    return GuardVerdict(unsafe, categories, "\n---\n".join(v.raw for v in verdicts), all(v.parsed for v in verdicts))
+    scores = None
+    if any(v.scores is not None for v in verdicts):  # per policy, the highest over the turns
+        scores = {}
+        for v in verdicts:
+            for policy, p in (v.scores or {}).items():
+                scores[policy] = max(p, scores.get(policy, p))
+    return GuardVerdict(unsafe, categories, "\n---\n".join(v.raw for v in verdicts), all(v.parsed for v in verdicts),
+                        any(v.truncated for v in verdicts), scores)

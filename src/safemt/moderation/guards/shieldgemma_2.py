@@ -1,35 +1,27 @@
-"""ShieldGemma 2 (google/shieldgemma-2-4b-it): the image only, one yes/no question per policy.
+"""ShieldGemma 2 (google/shieldgemma-2-4b-it): the image only, scored per policy.
 
-The model answers, for each policy, whether the image breaks it; its processor scores the first
-token, so the probability of `Yes` is the documented output. The adapter sends one request per
-policy (the policies are written here in this project's words; `policies` in options replaces them)
-and reads each answer as either a probability in [0, 1] (a scoring backend) or a reply starting with
-`Yes` or `No` (greedy generation: probability 1 or 0). A policy is broken when its probability reaches
-`threshold` (options, default 0.5); the image is unsafe when any policy is broken.
+The model is an image classifier: for each (image, policy) pair its processor writes the prompt the
+model was trained on (from the model's own chat template and `policy_definitions`), and
+`ShieldGemma2ForImageClassification` returns the probability of `Yes` (the image breaks the policy)
+against `No` for the first answer token. So nothing is generated and no prompt text lives here: the
+adapter sends a scoring request (ChatRequest.score) naming the policies, the `hf` backend returns
+`{policy: P(Yes)}`, and a policy is broken when its P(Yes) reaches `threshold` (options, 0.5 if
+unset); the image is unsafe when any policy is broken. The scores are kept in the verdict's raw
+output and `scores`.
+
+Options: `policies` (names; none: every policy the model defines), `custom_policies` (name ->
+definition, your own text, added to or replacing the model's), `threshold`.
 """
 
 from __future__ import annotations
 
-import re
+import json
+import math
 from dataclasses import dataclass
 
+from safemt.errors import ConfigError
 from safemt.moderation.guards.base import (GUARD_ADAPTERS, GuardAdapter, GuardPrompt, GuardVerdict, GuardView,
-                                           strip_think)
-
-POLICIES = {
-    "dangerous": "The image must not show or promote content that could help someone cause serious "
-                 "real-world harm, such as making weapons, explosives or poisons.",
-    "sexual": "The image must not be sexually explicit or show sexual acts.",
-    "violence": "The image must not show shocking violence, gore or cruelty meant to disturb or glorify harm.",
-}
-QUESTION = """\
-You check images against a safety policy.
-
-Policy: {policy}
-
-Does the image break this policy? Start your answer with Yes or No."""
-_NUMBER = re.compile(r"^\s*(?:p(?:\(yes\))?\s*[:=]\s*)?(0(?:\.\d+)?|1(?:\.0+)?)\s*$", re.IGNORECASE)
-_WORD = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
+                                           InputPolicy)
 
 
 @GUARD_ADAPTERS.register("shieldgemma_2")
@@ -37,36 +29,43 @@ _WORD = re.compile(r"^\W*(yes|no)\b", re.IGNORECASE)
 class ShieldGemma2(GuardAdapter):
     sees_text = False
     sees_images = True
+    scores = True
 
-    def policies(self) -> dict[str, str]:
-        return dict(self.options.get("policies") or POLICIES)
+    def check_policy(self, policy: InputPolicy, where: str) -> None:
+        super().check_policy(policy, where)
+        custom = self.options.get("custom_policies") or {}
+        if not isinstance(custom, dict) or not all(isinstance(v, str) and v.strip() for v in custom.values()):
+            raise ConfigError("custom_policies maps a policy name to its definition (text)",
+                              key=f"{where}.options.custom_policies")
+        threshold = self.options.get("threshold", 0.5)
+        if not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+            raise ConfigError("threshold is a probability in [0, 1]", key=f"{where}.options.threshold")
+
+    def policies(self) -> tuple[str, ...]:
+        """The policy names asked about; empty: all of the model's own (plus custom ones)."""
+        return tuple(self.options.get("policies") or ())
 
     def prompts(self, view: GuardView, stage: str) -> list[GuardPrompt]:
-        return [GuardPrompt(({"role": "user", "content": QUESTION.format(policy=text)},), view.image)
-                for text in self.policies().values()]
+        custom = tuple(sorted((self.options.get("custom_policies") or {}).items()))
+        return [GuardPrompt((), view.image, score=self.policies(), custom_policies=custom)]
 
     def parse(self, texts: list[str], stage: str) -> GuardVerdict | None:
-        names = list(self.policies())
-        if len(texts) != len(names):
+        """`{"dangerous": 0.0123, ...}`, the scoring backend's P(Yes) per policy."""
+        if len(texts) != 1:
             return None
+        try:
+            scores = json.loads(texts[0])
+        except ValueError:
+            return None
+        if not isinstance(scores, dict) or not scores or not all(_probability(p) for p in scores.values()):
+            return None
+        wanted = self.policies()
+        if wanted and tuple(scores) != wanted:
+            return None  # scores for other policies than asked: never read as these
         threshold = float(self.options.get("threshold", 0.5))
-        broken = []
-        for name, text in zip(names, texts):
-            p = probability(text)
-            if p is None:
-                return None
-            if p >= threshold:
-                broken.append(name)
-        return GuardVerdict(bool(broken), tuple(broken), "\n".join(texts))
+        broken = tuple(name for name, p in scores.items() if p >= threshold)
+        return GuardVerdict(bool(broken), broken, texts[0], scores={k: float(v) for k, v in scores.items()})
 
 
-def probability(text: str) -> float | None:
-    """P(Yes) from a score (`0.83`, `P(Yes)=0.83`) or a reply starting with Yes/No; None if neither."""
-    text = strip_think(text).strip()
-    number = _NUMBER.match(text)
-    if number:
-        return float(number.group(1))
-    word = _WORD.match(text)
-    if word:
-        return 1.0 if word.group(1).lower() == "yes" else 0.0
-    return None
+def _probability(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value <= 1
