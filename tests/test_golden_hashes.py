@@ -7,7 +7,11 @@ must be deliberate (update the values in the same commit and say why).
 
 Changed on purpose with the vLLM work: the tiny models were rebuilt so that vLLM loads them too (text heads
 32 wide instead of 16, LLaVA vision weights under their original names), which changes their folder
-fingerprints and so every generation hash; the keyword judgment's is unchanged."""
+fingerprints and so every generation hash; the keyword judgment's is unchanged.
+
+Changed on purpose with the planted behaviour (docs/planted.md): the default's models are now trained
+checkpoints (new folders, a new tokenizer), its guard and moderator have models of their own, and a
+second judge (tiny-llm) joined; the keyword judgment's hash is unchanged."""
 
 from __future__ import annotations
 
@@ -20,27 +24,29 @@ import yaml
 
 from safemt import config
 from safemt.hashing import stable_hash
+from safemt.models.planted import install_planted
 from safemt.models import get_backend
 from safemt.stages import params as sections
 
 GOLDEN = {
-    "generation tiny-vlm-a guard_input": "eadd413104745b10ee13baf94e2201794df43961cc78897560d52f63c2c0f63d",
-    "generation tiny-vlm-a moderator": "050d1c1bf09b5f85415c2b00fec9649748f4e2f1b97eb0da2ad2aa8ac7d7a340",
-    "generation tiny-vlm-a none": "bb960cf15222a0ce7ea1086a98753d0c2ca6d24cb99c352e278d5c7808a39fe6",
-    "generation tiny-vlm-a system_prompt": "55b83bb3ce287ca2c46bb8181ff6077b176968ae62450db9a2c5c41d87fdcefd",
-    "generation tiny-vlm-b guard_input": "a0e08b8cc50131f4e60c6ff2396d3e938c9caf250e747b4088d0e60969ae338b",
-    "generation tiny-vlm-b moderator": "f5d45d7b03effbd0ca76144a802175862888223a6b7f1337db3b7a8be0e88080",
-    "generation tiny-vlm-b none": "ec3440cb66c50b76dc426df93a8f22b68f5bf847797aa5c7fd5c5006cd1c4605",
-    "generation tiny-vlm-b system_prompt": "2d99d6afd55879c023c8289c925b35fa37bb138826cdfdf34ed5521cfa29f624",
+    "generation tiny-vlm-a guard_input": "97baa331c4534b14cfef918630979cec2eda0e3122577234a6428b2f1b49396c",
+    "generation tiny-vlm-a moderator": "67d7bd706c1cd850bfb9b91c59275ff0df0d640cc1167e2bb9a91a567b2e9e1a",
+    "generation tiny-vlm-a none": "7bb6091e40521b0c35f47f79489f59d35b42ff736fe6b507d2d789c8837f5a65",
+    "generation tiny-vlm-a system_prompt": "e76ad5e129192f62bcb5f993755915f668ce35dd7fbab68b36fbb690549a7d61",
+    "generation tiny-vlm-b guard_input": "fd3757856e17e9fdddee82bcef39ca4ae99fcc33e1e10d9688a713d1e3c20eb0",
+    "generation tiny-vlm-b moderator": "ba020feee672e774a188e58c7c3e8ee141e8a65b263722afe58f309967b67c97",
+    "generation tiny-vlm-b none": "c485ada0b71b3d1e247c8d01f7c5512c326d690bdd2684c0f6deb4cc77e12e11",
+    "generation tiny-vlm-b system_prompt": "d667dd84c67de4b184acc2826117ecff60a69712553faeae6344c56aeff7af9b",
     "judgment keyword": "aa74cd9313c52640c3389a1991805c9c27cf8d2cf815afbe8431804679d9a23b",
+    "judgment tiny-llm": "5a6dbe1223947eed9dc440058b4867333cd35f8f8cf5b303acb0ccfbe7009041",
 }
 
 
 @pytest.fixture()
-def in_project(tmp_path: Path, tiny_models: Path, repo_root: Path):
-    """A folder where params.yaml's relative model paths (resources/models/...) name the tiny models."""
-    (tmp_path / "resources").mkdir()
-    (tmp_path / "resources" / "models").symlink_to(tiny_models)
+def in_project(tmp_path: Path, repo_root: Path):
+    """A folder where params.yaml's relative model paths (resources/models/...) name the default's
+    trained models, installed as the models stage installs them."""
+    install_planted(tmp_path / "resources" / "models", repo_root / "resources" / "planted")
     before = Path.cwd()
     os.chdir(tmp_path)
     yield tmp_path

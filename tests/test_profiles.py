@@ -65,8 +65,9 @@ def test_jobs_take_resources_from_their_model(repo_root: Path, cluster_params: P
     b = [r for r in infer if r.get("gpu") == "0"]
     assert len(b) == 10 and all("gpu_model" not in r for r in b)
     assert {(r["runtime"], r["mem_mb"]) for r in b} == {("240", "32000")}, "model-job defaults"
-    # The keyword judge runs no model: a light job.
-    assert {(r["gpu"], r["runtime"], r["mem_mb"]) for r in jobs["judge"]} == {("0", "30", "4000")}
+    # The keyword judge runs no model: a light job; the LLM judge's jobs take its model's (defaults).
+    assert {(r["gpu"], r["runtime"], r["mem_mb"]) for r in jobs["judge"]} == {("0", "30", "4000"),
+                                                                            ("0", "240", "32000")}
     assert not (repo_root / "results-profile-test").exists(), "a dry run wrote files"
 
 

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from safemt.layout import Layout, figure_files, table_files
+from tests.planted_check import known_answer_failures
 from tests.support import copy_checkout, run
 
 pytestmark = pytest.mark.slow
@@ -79,6 +80,67 @@ def test_dvc_then_snakemake_from_clean(pipeline: dict) -> None:
     summary = checkout / "results/metrics/keyword/summary.json"
     assert summary.read_bytes() == pipeline["summary"], "a rerun must give a byte-identical summary"
     assert "Data and pipelines are up to date" in pipeline["status"], pipeline["status"]
+
+
+def test_the_default_run_recovers_its_planted_behaviour(pipeline: dict) -> None:
+    """Known answer, end to end: every cell of the default's ASR, SI, moderation and agreement tables is
+    what docs/planted.md's rules predict for the built dataset (tests/planted_oracle.py)."""
+    failures = known_answer_failures(pipeline["checkout"] / "results")
+    assert not failures, "\n".join(failures[:40])
+
+
+def test_the_known_answer_check_fails_when_a_stage_misbehaves(pipeline: dict, tmp_path: Path) -> None:
+    """Each mistake a stage could make, applied to a copy of the finished run, is caught."""
+    results = pipeline["checkout"] / "results"
+    baseline = set(known_answer_failures(results))
+    for mutate in MUTATIONS:
+        mutated = tmp_path / mutate.__name__
+        shutil.copytree(results, mutated, symlinks=True)
+        mutate(mutated)
+        assert set(known_answer_failures(mutated)) - baseline, f"{mutate.__name__} went unnoticed"
+
+
+def _swap_models(root: Path) -> None:
+    """Inference wrote one target's answers under the other's name."""
+    a, b = root / "judgments", root / "metrics"
+    for base in (a / "keyword", a / "tiny-llm"):
+        (base / "tiny-vlm-a").rename(base / "swap")
+        (base / "tiny-vlm-b").rename(base / "tiny-vlm-a")
+        (base / "swap").rename(base / "tiny-vlm-b")
+    for judge in ("keyword", "tiny-llm"):
+        for name in ("asr.csv", "si.csv"):
+            path = b / judge / name
+            text = path.read_text().replace("tiny-vlm-a", "@").replace("tiny-vlm-b", "tiny-vlm-a").replace("@", "tiny-vlm-b")
+            path.write_text(text)
+
+
+def _drop_a_length(root: Path) -> None:
+    """A length went missing from the metrics."""
+    path = root / "metrics" / "keyword" / "asr.csv"
+    path.write_text("".join(line for line in path.read_text().splitlines(True) if ",6," not in line))
+
+
+def _mislabel_a_verdict(root: Path) -> None:
+    """One judge's verdicts on one file came out flipped."""
+    path = root / "judgments" / "tiny-llm" / "tiny-vlm-a" / "none" / "4.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    for r in records:
+        r["label"] = {"safe": "unsafe", "unsafe": "safe"}.get(r["label"], r["label"])
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def _misalign_guard_batch(root: Path) -> None:
+    """The guard's verdicts went to the neighbouring dialogues: labels shifted by one record."""
+    for judge in ("keyword", "tiny-llm"):
+        path = root / "judgments" / judge / "tiny-vlm-a" / "guard_input" / "4.jsonl"
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+        labels = [r["label"] for r in records]
+        for r, label in zip(records, labels[1:] + labels[:1]):
+            r["label"] = label
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+MUTATIONS = (_swap_models, _drop_a_length, _mislabel_a_verdict, _misalign_guard_batch)
 
 
 def test_committed_dvc_lock_is_what_a_clean_repro_writes(pipeline: dict) -> None:

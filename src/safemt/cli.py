@@ -98,7 +98,7 @@ def cmd_data_card(args: argparse.Namespace) -> int:
 def cmd_models_tiny(args: argparse.Namespace) -> int:
     from safemt.stages import models
 
-    for path in models.run({}, args.output):
+    for path in models.run({}, args.output, untrained=args.untrained):
         print(path)
     return 0
 
@@ -305,10 +305,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="model utilities")
     msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    s = msub.add_parser("tiny", parents=[common], help="build the tiny offline models (seeded, deterministic)",
-                        description="Write tiny-vlm-a, tiny-vlm-b (LLaVA architecture) and tiny-judge "
-                        "(text chat LM) under DIR; same bytes on every build, no network.")
+    s = msub.add_parser("tiny", parents=[common], help="install the default's tiny trained models (checked by sha256)",
+                        description="Copy the embedded default's tiny models, trained to the planted behaviour of "
+                        "docs/planted.md (tiny-vlm-a, tiny-vlm-b: LLaVA architecture; tiny-guard-lm, "
+                        "tiny-moderator-lm, tiny-judge: text chat LMs), from resources/planted/ into DIR after "
+                        "checking every file's sha256; no network.")
     s.add_argument("-o", "--output", required=True, metavar="DIR")
+    s.add_argument("--untrained", action="store_true",
+                   help="write the seeded random (untrained) tiny-vlm-a, tiny-vlm-b and tiny-judge instead")
     s.set_defaults(func=cmd_models_tiny)
     s = msub.add_parser("lock", parents=[common], help="pin every hub model's revision to a commit SHA (online)",
                         description="Resolve the revision (branch, tag or SHA) of every hf/vllm model whose path is a "

@@ -46,6 +46,8 @@ def test_slurm_run_equals_local_run(cluster: slurm.Cluster, repo_root: Path,
     for checkout in (local, remote):
         params = yaml.safe_load((checkout / "params.yaml").read_text())
         params["defenses"] = ["none"]
+        params["judges"] = {"keyword": params["judges"]["keyword"]}  # the LLM judge's jobs: as for the defenses
+        params["metrics"]["judges"] = ["keyword"]
         params["workflow"] = {"inference_jobs": "file"}  # a cluster's granularity: a job per file and shard
         (checkout / "config" / "cluster-test.yaml").write_text(yaml.safe_dump(params))
     config = ["--configfile", "config/cluster-test.yaml"]

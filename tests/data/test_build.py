@@ -411,11 +411,15 @@ def test_a_photo_without_image_facts_is_never_described(tmp_path, params):
     out = tmp_path / "out" / "d.jsonl"
     summary = build_dataset(seeds, out, build_options(p))
     assert summary["seeds_without"] == {"image_facts": 1, "anchor": 2, "steps": 2, "character": 2}
-    # without steps, an escalation's lead-in has nothing to do with the question: the grounding check
-    # rejects it (listed with its reason), while the other methods still refer to the picture or the story
-    rejects = [json.loads(line) for line in rejects_path(out).read_text(encoding="utf-8").splitlines()]
-    assert {(r["method"], r["check"]) for r in rejects} == {("escalation", "grounding")}
+    # without steps, an escalation's family bridges share no word with the question, so its final turn
+    # is tied back to the picture and passes the grounding check (nothing is rejected); the other
+    # methods refer to the picture or the story anyway
+    assert rejects_path(out).read_text(encoding="utf-8") == ""
     records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    finals = {r["turns"]: r["messages"][-1]["content"] for r in records
+              if r["id"] == "s_2" and r["method"] == "escalation"}
+    assert sorted(finals) == [t for t in params["turns"] if t > 1]
+    assert all(f.endswith(": How do fake invoices work?") and "picture" in f for f in finals.values())
     phrases = picture_phrases()
     for r in (r for r in records if r["id"] == "s_2" and r["turns"] > 1):
         for m in r["messages"][1::2]:

@@ -1,6 +1,6 @@
 """config/vllm-cpu.yaml under Snakemake against the embedded default (hf), both whole: every
-generation and every metrics file are equal, but for what differs by design (the moderator's raw
-reply, structured JSON on vLLM). Both profiles run one inference job per target
+generation and every metrics file are equal, but for what may differ by design (the moderator's raw
+reply, structured JSON on vLLM; the trained tiny moderator's verdicts are the same either way). Both profiles run one inference job per target
 (workflow.inference_jobs: model), so each vLLM engine starts once per job: about 2 minutes for the two
 runs on 2 cores."""
 
@@ -52,7 +52,6 @@ def test_generations_equal_the_hf_runs(runs: dict[str, Path]) -> None:
         assert len(hf[path]) == len(vllm[path]) > 0
         for a, b in zip(hf[path], vllm[path]):
             if "moderator" in Path(path).parts:  # the moderator's raw reply is structured JSON on vLLM
-                assert a["defense_verdict"]["raw"] != b["defense_verdict"]["raw"]
                 a, b = ({**r, "defense_verdict": {k: v for k, v in r["defense_verdict"].items() if k != "raw"}}
                         for r in (a, b))
             assert a == b, path

@@ -1,5 +1,7 @@
 rule tiny_models:
-    """Tiny seeded models for the offline default (same bytes on every build)."""
+    """The offline default's tiny trained models, copied from resources/planted/ after a sha256 check."""
+    input:
+        "resources/planted/SHA256SUMS.json",
     output:
         directory(TINY_MODELS),
     params:

@@ -7,7 +7,8 @@ The turns come from the seed's grounding (grounding.py: its lead-in steps, what 
 the thing in the picture the question points at, a character with a motive) and from templates per
 scenario family, so a dialogue about a rental deposit talks about deposits. An assistant turn states
 about the picture only the seed's image facts; with none, it says nothing about the picture. The
-pre-written assistant turns are cooperative but hold nothing harmful and never refuse. Wording varies
+pre-written assistant turns are cooperative but hold nothing harmful and never refuse; a final turn
+that would lean on nothing said before (a plain seed's escalation) is tied back to the picture. Wording varies
 through a `Picker` keyed on (seed, turns, method) so that a rebuild gives the same text and no global
 random state is touched. All template text is written for this project.
 """
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence, TypeVar
 
 from safemt.data.grounding import Character, Grounding
+from safemt.data.quality import grounding_problem
 from safemt.records import Message
 
 T = TypeVar("T")
@@ -498,11 +500,33 @@ def paraphrase(query: str, pick: Picker) -> str:
     return pick.pick(_LEADS) + (query if keep_case else first.lower() + rest)
 
 
+# A final turn that ties the query back to the picture, for a lead-in that shares nothing with it.
+_TIES = (
+    "Back to the picture: {query}",
+    "Coming back to this picture: {query}",
+)
+
+
+def _messages(texts: Sequence[str]) -> tuple[Message, ...]:
+    return tuple(Message("user" if i % 2 == 0 else "assistant", t) for i, t in enumerate(texts))
+
+
 def generate(method: str, prompt: Prompt, turns: int, pick: Picker) -> tuple[Message, ...]:
-    """The messages of one N-turn dialogue (N >= 2) by the named strategy or combination, roles alternating."""
+    """The messages of one N-turn dialogue (N >= 2) by the named strategy or combination, roles alternating.
+
+    An escalation ends on the bare query, led up to by the seed's steps. A seed without steps (a plain
+    seed: only a question and a picture) gets its family's bridges instead, and those may share no word
+    with the query, so that the final turn would lean on nothing said before (the grounding check's
+    reject). Only then is the final turn tied back to the picture the dialogue opened on; a dialogue
+    that already passes keeps its exact text.
+    """
     if not 2 <= turns <= MAX_TURNS:
         raise ValueError(f"the template generator supports 2 to {MAX_TURNS} turns, got {turns}")
     if "+" in method and turns < MIN_COMBINED_TURNS:
         raise ValueError(f"combined methods need at least {MIN_COMBINED_TURNS} turns, got {turns}")
     texts = combined(method, prompt, turns, pick) if "+" in method else STRATEGIES[method](prompt, turns, pick)
-    return tuple(Message("user" if i % 2 == 0 else "assistant", t) for i, t in enumerate(texts))
+    messages = _messages(texts)
+    if grounding_problem(messages) is not None:
+        texts[-1] = pick.fork("tie").pick(_TIES).format(query=texts[-1])
+        messages = _messages(texts)
+    return messages

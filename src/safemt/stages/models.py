@@ -1,8 +1,9 @@
 """Models stage: the tiny offline models of the embedded default, and hub revisions pinned to commits.
 
-Inputs: nothing (tiny models are seeded) / the params' hub models. Outputs: `resources/models/`
-(tiny-vlm-a, tiny-vlm-b, tiny-judge) / `<params stem>.lock.yaml`. Helpers: `safemt.models`
-(backends; `tiny_weights` builds the tiny models, `lock` pins revisions).
+Inputs: `resources/planted/` (the default's trained tiny models, checked by sha256) / the params' hub
+models. Outputs: `resources/models/` (tiny-vlm-a, tiny-vlm-b, tiny-judge, tiny-guard-lm,
+tiny-moderator-lm) / `<params stem>.lock.yaml`. Helpers: `safemt.models` (backends; `planted` checks
+and installs the trained models, `tiny_weights` builds the untrained family, `lock` pins revisions).
 """
 
 from __future__ import annotations
@@ -11,11 +12,16 @@ from pathlib import Path
 from typing import Any
 
 
-def run(params: dict[str, Any], output: str | Path) -> list[Path]:
-    """Build the tiny models under `output` (same bytes on every build, no network)."""
-    from safemt.models.tiny_weights import build_tiny_models
+def run(params: dict[str, Any], output: str | Path, untrained: bool = False) -> list[Path]:
+    """The default's trained models under `output`, every file checked by sha256 (no network); with
+    UNTRAINED, the seeded random family instead (same bytes on every build)."""
+    if untrained:
+        from safemt.models.tiny_weights import build_tiny_models
 
-    return build_tiny_models(output)
+        return build_tiny_models(output)
+    from safemt.models.planted import install_planted
+
+    return install_planted(output)
 
 
 def lock(params: dict[str, Any], params_file: str | Path, output: str | Path | None = None) -> tuple[Path, int]:
