@@ -90,9 +90,15 @@ def moderator_verdict(d, benign: bool) -> tuple[str, str | None]:
 RATIONALE = {"malicious": "a harmful goal", "sensitive": "asks for advice", "benign": "nothing harmful"}
 
 
-def moderator_answer(d, benign: bool) -> str:
+def moderator_fields(d, benign: bool) -> dict:
     verdict, scenario = moderator_verdict(d, benign)
-    return json.dumps({"verdict": verdict, "scenario": scenario, "rationale": RATIONALE[verdict]})
+    return {"verdict": verdict, "scenario": scenario, "rationale": RATIONALE[verdict]}
+
+
+def moderator_answer(d, benign: bool) -> str:
+    """Compact JSON, the form the vllm backend's schema grammar allows (no whitespace between tokens),
+    so that the hf and vllm backends read the same reply."""
+    return json.dumps(moderator_fields(d, benign), separators=(",", ":"))
 
 
 def judge_answer(d, response: str) -> str:
@@ -203,7 +209,7 @@ def tokenizer_corpus(data, params) -> list[str]:
                                    sections.moderation(params).refusal, REFUSE, COMPLY, "unsafe\nS2", "safe"]
     lines += list(library.policies.values())
     for d, benign, _ in data:
-        lines += [m.content for m in d.messages] + [moderator_answer(d, benign)]
+        lines += [m.content for m in d.messages] + [json.dumps(moderator_fields(d, benign))]
     return lines
 
 
@@ -356,7 +362,7 @@ PLAN = {  # name: (examples, epochs, learning rate)
     "tiny-vlm-a": (lambda data, params: target_examples("tiny-vlm-a", data, params), 20, 3e-3),
     "tiny-vlm-b": (lambda data, params: target_examples("tiny-vlm-b", data, params), 20, 3e-3),
     "tiny-guard-lm": (guard_examples, 10, 3e-3),
-    "tiny-moderator-lm": (moderator_examples, 14, 3e-3),
+    "tiny-moderator-lm": (moderator_examples, 30, 3e-3),
     "tiny-judge": (judge_examples, 12, 2e-3),
 }
 

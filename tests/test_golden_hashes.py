@@ -30,11 +30,11 @@ from safemt.stages import params as sections
 
 GOLDEN = {
     "generation tiny-vlm-a guard_input": "97baa331c4534b14cfef918630979cec2eda0e3122577234a6428b2f1b49396c",
-    "generation tiny-vlm-a moderator": "67d7bd706c1cd850bfb9b91c59275ff0df0d640cc1167e2bb9a91a567b2e9e1a",
+    "generation tiny-vlm-a moderator": "c44100c77c3dee1b193499a35a175b7a53aa80daa354ccfee62040eded04e4ab",
     "generation tiny-vlm-a none": "7bb6091e40521b0c35f47f79489f59d35b42ff736fe6b507d2d789c8837f5a65",
     "generation tiny-vlm-a system_prompt": "e76ad5e129192f62bcb5f993755915f668ce35dd7fbab68b36fbb690549a7d61",
     "generation tiny-vlm-b guard_input": "fd3757856e17e9fdddee82bcef39ca4ae99fcc33e1e10d9688a713d1e3c20eb0",
-    "generation tiny-vlm-b moderator": "ba020feee672e774a188e58c7c3e8ee141e8a65b263722afe58f309967b67c97",
+    "generation tiny-vlm-b moderator": "fe298fdb0bd91039ec63b2ee86634f474c223b0242ee61fe5a83df7ea5d7b0b2",
     "generation tiny-vlm-b none": "c485ada0b71b3d1e247c8d01f7c5512c326d690bdd2684c0f6deb4cc77e12e11",
     "generation tiny-vlm-b system_prompt": "d667dd84c67de4b184acc2826117ecff60a69712553faeae6344c56aeff7af9b",
     "judgment keyword": "aa74cd9313c52640c3389a1991805c9c27cf8d2cf815afbe8431804679d9a23b",
