@@ -31,7 +31,10 @@ def api_params(repo_root: Path, base_url: str) -> dict:
     # The API target undefended (the defenses run on the tiny models in tests/test_workflow.py); the default's
     # guard and moderator stay configured, so their model stays defined.
     params["defenses"] = ["none"]
-    params["models"]["tiny-judge"] = default_models["tiny-judge"]
+    for name in ("tiny-judge", "tiny-guard-lm", "tiny-moderator-lm"):
+        params["models"][name] = default_models[name]
+    params["judges"] = {"keyword": params["judges"]["keyword"]}  # the API target's replies, by the keyword judge
+    params["metrics"]["judges"] = ["keyword"]
     return params
 
 

@@ -49,6 +49,8 @@ def params_dict(tiny_models: Path, **extra_models: dict[str, Any]) -> dict[str, 
     params["models"] = {name: {"backend": "hf", "path": str(tiny_models / name), "revision": "local",
                                "max_new_tokens": 4, "temperature": 0.0, "batch_size": 2}
                         for name in ("tiny-vlm-a", "tiny-judge")}
+    for name in ("tiny-guard-lm", "tiny-moderator-lm"):  # the default's guard and moderator, on the tiny judge
+        params["models"][name] = {**params["models"]["tiny-judge"]}
     params["models"].update(extra_models)
     params["targets"] = ["tiny-vlm-a"]
     params["judges"] = {"keyword": {"kind": "keyword"},
