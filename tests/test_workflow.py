@@ -185,7 +185,8 @@ def test_dvc_metrics_show_prints_one_row_per_model(pipeline: dict) -> None:
     shown = run(["dvc", "metrics", "show", "--md"], pipeline["checkout"]).stdout
     rows = [line for line in shown.splitlines() if line.startswith("| results/scores/")]
     params = yaml.safe_load((pipeline["checkout"] / "params.yaml").read_text())
-    want = sorted(f"results/scores/keyword/{m}/{d}.json" for m in params["targets"] for d in params["defenses"])
+    want = sorted(f"results/scores/{j}/{m}/{d}.json" for j in params["metrics"]["judges"] for m in params["targets"]
+                  for d in params["defenses"])
     assert sorted(r.split("|")[1].strip() for r in rows) == want
     header = shown.splitlines()[0]
     for col in ("si", "s1", "s2", "asr_1", "asr_8"):
