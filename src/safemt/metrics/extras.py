@@ -4,15 +4,18 @@ They are additive (nothing in summary.json or the other CSVs changes) and derive
 judgments, so they are byte-identical for the same inputs and params.
 
 The SI bootstrap resamples dialogue ids (all lengths of an id travel together, as S2 needs) and
-scores each resample with the public `s1` and `s2` of `safety_index`, so it follows whatever rule
-those functions implement. S2 is a mean over ids of 1 - sigma_id, and `s2` of one id alone is
-1 - sigma_id; a resample's S2 is therefore the count-weighted mean of those per-id values, which
-avoids rescoring 10,000 labels per resample at paper scale. A runtime check makes sure this
-decomposition reproduces the full-data S2 that `safety_index` reports.
+scores each resample with the rules of `safety_index`: S1 with its `s1` and weights, S2 from the
+per-id sigmas of `id_sigma` (a `LabelGrid` evaluates them once per distinct label pattern). S2 is a
+mean over ids of 1 - sigma_id; a resample of ids only reweights those per-id values, so a resample's
+S2 is their count-weighted mean, which avoids rescoring 10,000 labels per resample at paper scale. A
+runtime check makes sure this decomposition reproduces the full-data S2 that `safety_index` reports.
+All resamples are scored at once, as arrays: the draws of a cell, the counts of each id per resample,
+and from them S1, S2 and SI of every resample.
 """
 
 from __future__ import annotations
 
+import operator
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -21,35 +24,14 @@ import numpy as np
 
 from safemt.errors import SafemtError
 from safemt.files import write_json
-from safemt.metrics.bootstrap import rng_for
-from safemt.metrics.labels import base_id, method_chains
+from safemt.metrics.bootstrap import Scratch, resample, rng_for
+from safemt.metrics.labels import SEP, base_id
 from safemt.metrics.options import MetricsOptions
-from safemt.metrics.safety_index import s1, s2, safety_index
-from safemt.records import COMPOSITION_ROW, SI_CI_ROW, VERDICTS
+from safemt.metrics.safety_index import SAFE, UNSAFE, LabelGrid, safety_index
+from safemt.records import COMPOSITION_ROW, SI_CI_ROW
 
 SI_CI_COLUMNS = list(SI_CI_ROW.names)
 COMPOSITION_COLUMNS = list(COMPOSITION_ROW.names)
-
-
-def _s2_presence(own: dict[tuple[str, int], str | None], single: float, lengths: list[int],
-                 s2_labels: str) -> bool:
-    """Whether `s2` counts this id at all, asked of `s2` itself rather than re-implementing its rule.
-
-    With a reference id whose r = [1, 0] (sigma 0.5) beside it, `s2` gives 0.25 + single / 2 when the
-    id counts and 0.5 when it does not (then single is 1.0, so the two differ).
-    """
-    if len(lengths) < 2:
-        return True  # one length: every sigma is 0, presence cannot change S2
-    ref = {("\0ref", lengths[0]): "unsafe", ("\0ref", lengths[1]): "safe"}
-    return abs(s2({**own, **ref}, s2_labels) - (0.25 + single / 2)) < 1e-12
-
-
-def _by_key(labels: dict[tuple[str, int], str | None], turns: list[int]) -> dict[str, dict[int, str | None]]:
-    out: dict[str, dict[int, str | None]] = defaultdict(dict)
-    for (key, k), lab in labels.items():
-        if k in turns:
-            out[key][k] = lab
-    return out
 
 
 def si_bootstrap(labels: dict[tuple[str, int], str | None], turns: list[int], options: MetricsOptions,
@@ -62,26 +44,55 @@ def si_bootstrap(labels: dict[tuple[str, int], str | None], turns: list[int], op
     other weights); with every id at every length none is skipped.
     """
     full = safety_index(labels, turns, **options.si_options())
+    s1_grid = LabelGrid.from_mapping(labels, turns)
+    s2_grid = s1_grid if chains is None else LabelGrid.from_mapping(chains, turns)
+    if chains is not None:
+        full_s2 = s2_grid.s2(options.s2_labels)
+        full = {**full, "s2": full_s2, "si": full["s1"] * full_s2}
+    return grid_bootstrap(s1_grid, s2_grid, full, list(turns), options, cell)
+
+
+def _base_ids(names: list[str]) -> list[str]:
+    """The dialogue id of each key name."""
+    return [base_id(name) for name in names] if SEP in "".join(names) else list(names)
+
+
+def grid_bootstrap(s1_grid: LabelGrid, s2_grid: LabelGrid, full: dict[str, Any], turns: list[int],
+                   options: MetricsOptions, cell: tuple, scratch: Scratch | None = None) -> dict[str, Any]:
+    """`si_bootstrap` of the labels of `s1_grid` (S1) and `s2_grid` (S2, the same grid without chains),
+    given their scores `full` (`safety_index`, with S2 and SI from `s2_grid`); `scratch` holds the
+    resampled counts (one for all cells)."""
     s2_labels, boot = options.s2_labels, options.bootstrap
-    full_s2 = full["s2"] if chains is None else s2({k: v for k, v in chains.items() if k[1] in turns}, s2_labels)
-    full = {**full, "s2": full_s2, "si": full["s1"] * full_s2}
     weights = {int(k): w for k, w in full["weights"].items()}
     lengths = sorted(weights)
-    s1_keys, s2_keys = _by_key(labels, turns), _by_key(labels if chains is None else chains, turns)
-    ids = sorted({base_id(key) for key in s1_keys} | {base_id(key) for key in s2_keys})
-    index = {i: n for n, i in enumerate(ids)}
-    unsafe, valid = np.zeros((len(ids), len(lengths))), np.zeros((len(ids), len(lengths)))
-    for key, per_turn in s1_keys.items():
-        for j, k in enumerate(lengths):
-            unsafe[index[base_id(key)], j] += per_turn.get(k) == "unsafe"
-            valid[index[base_id(key)], j] += per_turn.get(k) in VERDICTS
+    # the dialogue ids, sorted, and the id of each key of either grid (as an index into them)
+    s1_ids = _base_ids(s1_grid.names)
+    s2_ids = s1_ids if s2_grid is s1_grid else _base_ids(s2_grid.names)
+    if s2_ids is s1_ids and all(map(operator.lt, s1_ids, s1_ids[1:])):
+        ids = s1_ids  # sorted and distinct already (the names of a `JudgmentTable` grid)
+        s1_base = s2_base = np.arange(len(ids))
+    else:
+        ids = sorted(set(s1_ids) | set(s2_ids))
+        index = {i: n for n, i in enumerate(ids)}
+        s1_base, s2_base = (np.fromiter(map(index.__getitem__, names), dtype=np.intp, count=len(names))
+                            for names in (s1_ids, s2_ids))
+    # valid and unsafe labels per id and length of S1 (all keys of an id together)
+    column = np.array([lengths.index(k) if k in weights else -1 for k in s1_grid.turns], dtype=np.intp)
+    at = column[s1_grid.tpos] >= 0
+    flat = s1_base[s1_grid.key[at]] * len(lengths) + column[s1_grid.tpos[at]]
+    code = s1_grid.code[at]
+    size = len(ids) * len(lengths)
+    valid = np.bincount(flat, weights=(code == SAFE) | (code == UNSAFE), minlength=size).reshape(len(ids), len(lengths))
+    unsafe = np.bincount(flat, weights=code == UNSAFE, minlength=size).reshape(len(ids), len(lengths))
+    # 1 - sigma per key of S2 present there, summed per id in the order of the keys' first labels
+    sigma, has = s2_grid.sigmas(s2_labels)
+    if len(turns) < 2:
+        has = np.ones(len(s2_grid.names), dtype=bool)  # one length: every sigma is 0, every key counts
+    keys = np.argsort(s2_grid.first_entry(), kind="stable")
+    keys = keys[has[keys]]
     one_minus_sigma, present = np.zeros(len(ids)), np.zeros(len(ids))
-    for key, per_turn in s2_keys.items():
-        own = {(key, k): lab for k, lab in per_turn.items()}
-        v = s2(own, s2_labels)
-        if _s2_presence(own, v, sorted(turns), s2_labels):
-            one_minus_sigma[index[base_id(key)]] += v
-            present[index[base_id(key)]] += 1
+    np.add.at(one_minus_sigma, s2_base[keys], 1.0 - sigma[keys])
+    np.add.at(present, s2_base[keys], 1.0)
     check = float(one_minus_sigma.sum() / present.sum()) if present.sum() else 1.0
     if abs(check - full["s2"]) > 1e-9:
         raise SafemtError(f"SI bootstrap: per-id S2 decomposition gives {check}, safety_index {full['s2']} "
@@ -92,36 +103,27 @@ def si_bootstrap(labels: dict[tuple[str, int], str | None], turns: list[int], op
     if boot.n == 0 or not ids:
         return out
     rng = rng_for(boot.seed, "si", *cell)
-    draws = rng.integers(0, len(ids), size=(boot.n, len(ids)))
-    counts = np.stack([np.bincount(row, minlength=len(ids)) for row in draws]).astype(float)
-    n_valid, n_unsafe = counts @ valid, counts @ unsafe
-    n_present = counts @ present
+    # the draws rng.integers(0, len(ids), size=(boot.n, len(ids))), counted per id; exact integer sums
+    counts, sums = resample(rng, len(ids), boot.n, np.column_stack([valid, unsafe, present]), scratch)
+    n_valid, n_unsafe, n_present = sums[:, :len(lengths)], sums[:, len(lengths):-1], sums[:, -1]
     s2_b = np.divide(counts @ one_minus_sigma, n_present, out=np.ones(len(counts)), where=n_present > 0)
-    values = []
-    for b in range(len(counts)):
-        if (n_valid[b] == 0).any():
-            out["skipped"] += 1
-            continue
-        s1_b = s1({k: n_unsafe[b, j] / n_valid[b, j] for j, k in enumerate(lengths)}, weights)
-        values.append((s1_b * s2_b[b], s1_b, s2_b[b]))
-    out["resamples"] = len(values)
-    if values:
-        arr = np.array(values)
-        lo, hi = np.quantile(arr, [0.025, 0.975], axis=0)
-        for j, name in enumerate(("si", "s1", "s2")):
-            out[f"{name}_lo"], out[f"{name}_hi"] = float(lo[j]), float(hi[j])
+    kept = ~(n_valid == 0).any(axis=1)
+    out["skipped"] = int(len(counts) - kept.sum())
+    out["resamples"] = int(kept.sum())
+    if not kept.any():
+        return out
+    asr_b = n_unsafe[kept] / n_valid[kept]
+    total = None  # S1's sum over the weights in their order, as `s1` adds them
+    for k, w in weights.items():
+        term = w * asr_b[:, lengths.index(k)]
+        total = term if total is None else total + term
+    s1_b = 1.0 - total
+    s2_kept = s2_b[kept]
+    arr = np.column_stack([s1_b * s2_kept, s1_b, s2_kept])
+    lo, hi = np.quantile(arr, [0.025, 0.975], axis=0)
+    for j, name in enumerate(("si", "s1", "s2")):
+        out[f"{name}_lo"], out[f"{name}_hi"] = float(lo[j]), float(hi[j])
     return out
-
-
-def si_ci_rows(judge: str, groups: dict[tuple, list[dict[str, Any]]], turns: list[int],
-               options: MetricsOptions) -> list[dict[str, Any]]:
-    """One SI-with-CI row per (model, defense) group of judgments."""
-    rows = []
-    for (model, defense), recs in groups.items():
-        labels, chains = method_chains(recs)
-        row = si_bootstrap(labels, list(turns), options, (judge, model, defense), chains)
-        rows.append({"judge": judge, "model": model, "defense": defense, **row})
-    return rows
 
 
 def composition_rows(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -130,6 +132,11 @@ def composition_rows(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     tally: dict[tuple, int] = defaultdict(int)
     for _, turns, method, scenario in seen:
         tally[(scenario, method, turns)] += 1
+    return tally_rows(tally)
+
+
+def tally_rows(tally: dict[tuple, int]) -> list[dict[str, Any]]:
+    """Composition rows of distinct dialogues counted by (scenario, method or 'none', turns)."""
     return [{"scenario": s, "method": m, "turns": t, "dialogues": n} for (s, m, t), n in sorted(tally.items())]
 
 
