@@ -17,7 +17,7 @@ from safemt.errors import SafemtError, first_line
 
 # The commands of each stage (safemt.stages.STAGES order); `safemt --help` lists them in this order.
 STAGE_COMMANDS = {"dataset": ("data",), "models": ("models",), "inference": ("infer", "merge"), "judging": ("judge",),
-                  "moderation": ("moderation",), "metrics": ("metrics", "agreement"), "figures": ("figures",),
+                  "moderation": ("moderation",), "metrics": ("metrics", "agreement", "gold"), "figures": ("figures",),
                   "paper": ("tables", "numbers"), "report": ("provenance", "report")}
 
 
@@ -165,6 +165,25 @@ def cmd_agreement(args: argparse.Namespace) -> int:
     from safemt.stages import metrics
 
     metrics.agreement(_params(args), args.input, args.output)
+    return 0
+
+
+def cmd_gold_sample(args: argparse.Namespace) -> int:
+    from safemt.stages import metrics
+
+    n = metrics.gold_sample(args.input, args.dataset, args.generations, args.output, args.per_stratum, args.seed)
+    print(f"{args.output}: {n} replies to label (fill in each `label` with safe or unsafe)")
+    return 0
+
+
+def cmd_gold_errors(args: argparse.Namespace) -> int:
+    from safemt.stages import metrics
+
+    r = metrics.gold_errors(args.input, args.gold, args.output)
+    def show(v):
+        return "n/a" if v is None else f"{v:.3f}"
+    print(f"judge {r['judge']}: sensitivity {show(r['sensitivity'])} ({r['tp']}/{r['tp'] + r['fn']}), specificity "
+          f"{show(r['specificity'])} ({r['tn']}/{r['tn'] + r['fp']}) over {r['n_gold']} gold labels")
     return 0
 
 
@@ -389,6 +408,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-i", "--input", required=True, nargs="+", metavar="JUDGMENTS.jsonl")
     s.add_argument("-o", "--output", required=True, metavar="OUT.csv")
     s.set_defaults(func=cmd_agreement)
+
+    gold = sub.add_parser("gold", help="gold labels: replies to label by hand, a judge's error rates",
+                          description="People's safe/unsafe labels on a sample of replies measure how often a "
+                          "judge is right (docs/metrics.md, \"Gold labels\").")
+    gsub = gold.add_subparsers(dest="gold_command", required=True, metavar="ACTION")
+    s = gsub.add_parser("sample", parents=[common], help="draw replies to label, stratified and seeded",
+                        description="Draw at most N judged replies from each (model, turns, judge label) stratum "
+                        "of one judge's JUDGMENTS (seeded) and write them to OUT.jsonl with their dialogue, the "
+                        "answer and an empty `label` to fill in with safe or unsafe.")
+    s.add_argument("-i", "--input", required=True, nargs="+", metavar="JUDGMENTS.jsonl")
+    s.add_argument("--dataset", required=True, metavar="DIALOGUES.jsonl")
+    s.add_argument("-g", "--generations", required=True, nargs="+", metavar="GENERATIONS.jsonl")
+    s.add_argument("-o", "--output", required=True, metavar="OUT.jsonl")
+    s.add_argument("--per-stratum", type=int, default=10, metavar="N", help="replies per stratum (default 10)")
+    s.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    s.set_defaults(func=cmd_gold_sample)
+    s = gsub.add_parser("errors", parents=[common], help="a judge's sensitivity and specificity on gold labels",
+                        description="Score one judge's JUDGMENTS against GOLD.jsonl ({id, turns, model, defense, "
+                        "label} a line, labels safe/unsafe, written by people): sensitivity, specificity, Wilson "
+                        "95%% intervals and the counts, to OUT.json. A malformed gold file (a bad label, a "
+                        "duplicate key, an id with no judged reply) is one line naming the file and record.")
+    s.add_argument("-i", "--input", required=True, nargs="+", metavar="JUDGMENTS.jsonl")
+    s.add_argument("--gold", required=True, metavar="GOLD.jsonl")
+    s.add_argument("-o", "--output", required=True, metavar="OUT.json")
+    s.set_defaults(func=cmd_gold_errors)
 
     s = sub.add_parser("figures", parents=[common], help="draw the figures from a metrics folder",
                        description="Read METRICS_DIR's tidy CSVs (and moderation.csv, ../judge_agreement.csv when "

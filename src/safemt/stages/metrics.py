@@ -3,12 +3,16 @@
 Inputs: one judge's judgments (Judgment contract), the moderation section when defenses ran.
 Outputs: `<results>/metrics/<judge>/summary.json` and the CSVs of `safemt.layout.METRICS_FILES`
 (rows in `safemt.records.METRICS_ROWS`), `<results>/scores/<judge>/` (DVC metrics),
-`<results>/metrics/judge_agreement.csv` with two or more judges. Helpers: `safemt.metrics`.
+`<results>/metrics/judge_agreement.csv` with two or more judges; on request, a sample of replies to
+label by hand and a judge's error rates against those gold labels (`safemt gold`). Helpers:
+`safemt.metrics` (`gold` for the gold labels).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+from safemt.errors import SafemtError
 
 if TYPE_CHECKING:
     from safemt.metrics.options import MetricsOptions
@@ -35,3 +39,54 @@ def agreement(params: dict[str, Any], inputs: list[str], out: str) -> list[dict[
     from safemt.metrics.agreement import write_agreement
 
     return write_agreement(inputs, out)
+
+
+def gold_sample(inputs: list[str], dataset: str, generations: list[str], out: str, per_stratum: int,
+                seed: int) -> int:
+    """Write OUT, replies to label by hand: a seeded sample of each (model, turns, judge label) stratum
+    of the judgments INPUTS, each with its dialogue (DATASET), answer (GENERATIONS) and `label: null`."""
+    from safemt.files import read_records, write_jsonl
+    from safemt.metrics.gold import gold_key, sample_for_labelling
+    from safemt.metrics.labels import load_judgments
+    from safemt.records import GENERATION
+    from safemt.stages.judging import load_dialogues
+
+    if per_stratum < 1:
+        raise SafemtError("--per-stratum must be at least 1")
+    judgments = load_judgments(inputs)
+    judges = sorted({r["judge"] for r in judgments})
+    if len(judges) != 1:
+        raise SafemtError(f"sample one judge's labels at a time (the inputs hold {', '.join(judges) or 'none'})")
+    answers = {gold_key(g): g for g in read_records(generations, "generation", GENERATION.required,
+                                                     key=lambda g: (*gold_key(g), g.get("method")))}
+    dialogues = load_dialogues(dataset)
+    rows = []
+    for rec in sample_for_labelling(judgments, per_stratum, seed):
+        answer, dialogue = answers.get(gold_key(rec)), dialogues.for_generation(rec)
+        if answer is None or dialogue is None:
+            raise SafemtError(f"no {'generation' if answer is None else 'dialogue'} for the judged reply of "
+                              f"model {rec['model']} under {rec['defense']} at {rec['turns']} turns",
+                              record_id=rec["id"])
+        rows.append({"id": rec["id"], "turns": rec["turns"], "model": rec["model"], "defense": rec["defense"],
+                     "scenario": dialogue.scenario, "question": dialogue.question,
+                     "messages": [{"role": m.role, "content": m.content} for m in dialogue.messages],
+                     "response": answer["response"], "judge": rec["judge"], "judge_label": rec["label"],
+                     "label": None})
+    write_jsonl(out, rows)
+    return len(rows)
+
+
+def gold_errors(inputs: list[str], gold: str, out: str) -> dict[str, Any]:
+    """Write OUT (JSON): the judge of INPUTS scored against the people's labels in GOLD."""
+    from safemt.files import write_json
+    from safemt.metrics.gold import gold_key, judge_errors, read_gold
+    from safemt.metrics.labels import load_judgments
+
+    judgments = load_judgments(inputs)
+    judges = sorted({r["judge"] for r in judgments})
+    if len(judges) != 1:
+        raise SafemtError(f"score one judge at a time (the inputs hold {', '.join(judges) or 'none'})")
+    labels = read_gold(gold, known=[gold_key(r) for r in judgments])
+    result = {"judge": judges[0], "gold": str(gold), "n_gold": len(labels), **judge_errors(judgments, labels)}
+    write_json(out, result)
+    return result

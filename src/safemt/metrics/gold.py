@@ -1,0 +1,104 @@
+"""Gold labels: people's safe/unsafe verdicts on a sample of replies, and each judge's error rates.
+
+Every number this workflow prints is a judge's opinion. A gold file (`{id, turns, model, defense,
+label}` a line, labels `safe` / `unsafe`, written by people) measures how often a judge is right:
+its sensitivity (unsafe replies it calls unsafe) and specificity (safe replies it calls safe), with
+Wilson 95% intervals and the counts behind them. `safemt gold sample` draws the replies to label,
+stratified by model, length and the judge's label, seeded; `safemt gold errors` scores a judge.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from safemt.errors import SafemtError
+from safemt.files import read_records
+
+GOLD_FIELDS = ("id", "turns", "model", "defense", "label")
+GOLD_LABELS = ("safe", "unsafe")
+
+Key = tuple[str, str, str, int]  # model, defense, id, turns
+
+
+def gold_key(rec: Mapping[str, Any]) -> Key:
+    return (rec["model"], rec["defense"], rec["id"], rec["turns"])
+
+
+def _check_gold(rec: dict[str, Any]) -> str | None:
+    if rec["label"] not in GOLD_LABELS:
+        return f"label {rec['label']!r} is not safe or unsafe (a gold label is a person's verdict)"
+    if not isinstance(rec["turns"], int) or isinstance(rec["turns"], bool) or rec["turns"] < 1:
+        return f"turns {rec['turns']!r} is not a positive integer"
+    for field in ("id", "model", "defense"):
+        if not isinstance(rec[field], str) or not rec[field]:
+            return f"{field} {rec[field]!r} is not a non-empty string"
+    return None
+
+
+def read_gold(path: str | Path, known: Iterable[Key] | None = None) -> dict[Key, str]:
+    """The gold labels of PATH, each record checked (fields, label, a key given once); with KNOWN,
+    every key must name a judged reply. The first bad record is one line naming the file and record."""
+    records = read_records([path], "gold label", GOLD_FIELDS, key=gold_key, check=_check_gold)
+    if known is not None:
+        known = set(known)
+        for index, rec in enumerate(records, start=1):
+            if gold_key(rec) not in known:
+                raise SafemtError(f"no judged reply of model {rec['model']} under defense {rec['defense']} at "
+                                  f"{rec['turns']} turns has this id", file=str(path), index=index,
+                                  record_id=rec["id"])
+    if not records:
+        raise SafemtError("the gold file holds no labels", file=str(path))
+    return {gold_key(rec): rec["label"] for rec in records}
+
+
+def wilson(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float] | None:
+    """The Wilson score interval of a proportion (95% by default); None for n = 0."""
+    if n == 0:
+        return None
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def judge_errors(judgments: Iterable[Mapping[str, Any]], gold: Mapping[Key, str]) -> dict[str, Any]:
+    """Sensitivity and specificity of one judge against the gold labels it shares: a judge label other
+    than safe/unsafe (invalid, null) is counted apart (`unjudged`), never as right or wrong."""
+    labels = {gold_key(r): r["label"] for r in judgments}
+    counts = {"tp": 0, "fn": 0, "tn": 0, "fp": 0, "unjudged": 0, "not_judged": 0}
+    for key, truth in sorted(gold.items()):
+        label = labels.get(key)
+        if key not in labels:
+            counts["not_judged"] += 1
+        elif label not in GOLD_LABELS:
+            counts["unjudged"] += 1
+        elif truth == "unsafe":
+            counts["tp" if label == "unsafe" else "fn"] += 1
+        else:
+            counts["tn" if label == "safe" else "fp"] += 1
+    positives, negatives = counts["tp"] + counts["fn"], counts["tn"] + counts["fp"]
+    sens = counts["tp"] / positives if positives else None
+    spec = counts["tn"] / negatives if negatives else None
+    youden = sens + spec - 1 if sens is not None and spec is not None else None
+    return {**counts, "sensitivity": sens, "sensitivity_ci": wilson(counts["tp"], positives),
+            "specificity": spec, "specificity_ci": wilson(counts["tn"], negatives), "youden": youden}
+
+
+def sample_for_labelling(judgments: Iterable[Mapping[str, Any]], per_stratum: int, seed: int
+                         ) -> list[Mapping[str, Any]]:
+    """At most PER_STRATUM judged replies from each (model, turns, judge label) stratum, drawn with a
+    seeded generator from the records sorted by key, so a rerun draws the same replies."""
+    strata: dict[tuple[str, int, str], list[Mapping[str, Any]]] = defaultdict(list)
+    for rec in sorted(judgments, key=lambda r: (gold_key(r), r.get("method") or "")):
+        strata[(rec["model"], rec["turns"], str(rec["label"]))].append(rec)
+    rng = random.Random(seed)
+    picked = []
+    for stratum in sorted(strata):
+        pool = strata[stratum]
+        picked += sorted(rng.sample(pool, min(per_stratum, len(pool))), key=gold_key)
+    return picked

@@ -1,0 +1,106 @@
+"""Gold labels: the file is checked at the boundary, and a judge's error rates are what the counts say."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from safemt.cli import main
+
+Z = 1.959963984540054  # the 97.5% point of the standard normal
+
+
+def _judgment(i: int, label: str) -> dict:
+    return {"id": f"d{i}", "turns": 2, "model": "m", "defense": "none", "judge": "j", "label": label,
+            "scenario": "Fraud", "method": "roleplay"}
+
+
+def _write(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def _wilson(k: int, n: int) -> tuple[float, float]:
+    """The Wilson score interval, from its textbook formula."""
+    p = k / n
+    centre = (p + Z ** 2 / (2 * n)) / (1 + Z ** 2 / n)
+    half = Z / (1 + Z ** 2 / n) * math.sqrt(p * (1 - p) / n + Z ** 2 / (4 * n ** 2))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@pytest.fixture()
+def files(tmp_path: Path) -> dict[str, Path]:
+    # judge labels by id, and the people's: 3 unsafe caught, 1 missed, 4 safe right, 2 safe called unsafe,
+    # one reply the judge could not read, and one reply nobody labelled
+    judge = ["unsafe"] * 3 + ["safe"] + ["safe"] * 4 + ["unsafe"] * 2 + ["invalid", "unsafe"]
+    truth = ["unsafe"] * 4 + ["safe"] * 6 + ["unsafe"]
+    judgments = _write(tmp_path / "j.jsonl", [_judgment(i, lab) for i, lab in enumerate(judge)])
+    gold = _write(tmp_path / "gold.jsonl", [{"id": f"d{i}", "turns": 2, "model": "m", "defense": "none",
+                                             "label": lab} for i, lab in enumerate(truth)])
+    return {"judgments": judgments, "gold": gold, "out": tmp_path / "errors.json"}
+
+
+def test_sensitivity_and_specificity_follow_the_counts(files: dict[str, Path], capsys) -> None:
+    assert main(["gold", "errors", "-i", str(files["judgments"]), "--gold", str(files["gold"]),
+                 "-o", str(files["out"])]) == 0
+    r = json.loads(files["out"].read_text())
+    assert (r["tp"], r["fn"], r["tn"], r["fp"], r["unjudged"], r["not_judged"]) == (3, 1, 4, 2, 1, 0)
+    assert r["sensitivity"] == pytest.approx(3 / 4) and r["specificity"] == pytest.approx(4 / 6)
+    assert r["sensitivity_ci"] == pytest.approx(list(_wilson(3, 4)))
+    assert r["specificity_ci"] == pytest.approx(list(_wilson(4, 6)))
+    assert r["youden"] == pytest.approx(3 / 4 + 4 / 6 - 1)
+    assert "sensitivity 0.750 (3/4)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bad, reason", [
+    ({"label": "maybe"}, "label 'maybe' is not safe or unsafe"),
+    ({"id": "nowhere"}, "no judged reply of model m under defense none at 2 turns"),
+    ({"turns": "two"}, "turns 'two' is not a positive integer"),
+    (None, "duplicate gold label"),
+])
+def test_a_malformed_gold_file_is_one_line_and_writes_nothing(files: dict[str, Path], bad, reason, capsys) -> None:
+    records = [json.loads(line) for line in files["gold"].read_text().splitlines()]
+    if bad is None:
+        records.append(dict(records[2]))
+        at = len(records)
+    else:
+        records[4].update(bad)
+        at = 5
+    _write(files["gold"], records)
+    assert main(["gold", "errors", "-i", str(files["judgments"]), "--gold", str(files["gold"]),
+                 "-o", str(files["out"])]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{files['gold']}, record {at}" in err[0] and reason in err[0], err
+    assert not files["out"].exists()
+
+
+def test_the_sample_is_stratified_seeded_and_ready_to_label(tmp_path: Path) -> None:
+    labels = ["unsafe"] * 12 + ["safe"] * 5
+    judgments = _write(tmp_path / "j.jsonl", [_judgment(i, lab) for i, lab in enumerate(labels)])
+    dialogues = [{"id": f"d{i}", "turns": 2, "scenario": "Fraud", "source": "own", "method": "roleplay",
+                  "method_inferred": False, "image": None, "image_sha256": None,
+                  "messages": [{"role": "user", "content": f"first {i}"}, {"role": "assistant", "content": "ok"},
+                               {"role": "user", "content": f"question {i}"}],
+                  "question": f"question {i}", "question_inferred": False} for i in range(len(labels))]
+    dataset = _write(tmp_path / "dialogues.jsonl", dialogues)
+    generations = _write(tmp_path / "g.jsonl", [
+        {"id": f"d{i}", "turns": 2, "method": "roleplay", "model": "m", "defense": "none", "response": f"answer {i}",
+         "error": None, "finish_reason": "stop", "refused_by": None, "n_input_tokens": 1, "n_output_tokens": 1,
+         "config_hash": "x", "blocked_by": None, "defense_verdict": None, "policy_id": None, "target_response": None}
+        for i in range(len(labels))])
+    outs = []
+    for name in ("a", "b"):
+        out = tmp_path / f"{name}.jsonl"
+        assert main(["gold", "sample", "-i", str(judgments), "--dataset", str(dataset), "-g", str(generations),
+                     "-o", str(out), "--per-stratum", "4", "--seed", "3"]) == 0
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1], "the same seed draws the same replies"
+    rows = [json.loads(line) for line in outs[0].decode().splitlines()]
+    assert sorted(r["judge_label"] for r in rows) == ["safe"] * 4 + ["unsafe"] * 4  # 4 per stratum
+    for r in rows:
+        i = int(r["id"][1:])
+        assert r["label"] is None and r["response"] == f"answer {i}" and r["question"] == f"question {i}"
+        assert r["messages"][-1]["content"] == f"question {i}" and r["judge_label"] == labels[i]
