@@ -187,6 +187,15 @@ def cmd_gold_errors(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gold_correct(args: argparse.Namespace) -> int:
+    from safemt.stages import metrics
+
+    rows = metrics.gold_correct(args.asr, args.errors, args.output, args.n, args.seed, args.min_youden)
+    done = sum(r["asr_corrected"] is not None for r in rows)
+    print(f"{args.output}: {done} of {len(rows)} cells corrected")
+    return 0
+
+
 def cmd_figures(args: argparse.Namespace) -> int:
     from safemt.stages import figures
 
@@ -433,6 +442,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--gold", required=True, metavar="GOLD.jsonl")
     s.add_argument("-o", "--output", required=True, metavar="OUT.json")
     s.set_defaults(func=cmd_gold_errors)
+    s = gsub.add_parser("correct", parents=[common], help="ASR corrected for a judge's error rates (Rogan-Gladen)",
+                        description="Read a metrics folder's asr.csv and the judge's OUT.json from `gold errors`; "
+                        "write each cell's raw ASR, the ASR corrected for the judge's sensitivity and specificity "
+                        "((raw + spec - 1) / (sens + spec - 1), clipped to [0, 1]) and a 95%% interval from a "
+                        "bootstrap over the cell and the gold slice. A judge with sens + spec - 1 at most "
+                        "--min-youden gets no number, only the reason.")
+    s.add_argument("--asr", required=True, metavar="ASR.csv")
+    s.add_argument("--errors", required=True, metavar="ERRORS.json")
+    s.add_argument("-o", "--output", required=True, metavar="OUT.csv")
+    s.add_argument("--n", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    s.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    s.add_argument("--min-youden", type=float, default=0.1, metavar="J",
+                   help="the smallest sens + spec - 1 worth correcting for (default 0.1)")
+    s.set_defaults(func=cmd_gold_correct)
 
     s = sub.add_parser("figures", parents=[common], help="draw the figures from a metrics folder",
                        description="Read METRICS_DIR's tidy CSVs (and moderation.csv, ../judge_agreement.csv when "

@@ -104,3 +104,35 @@ def test_the_sample_is_stratified_seeded_and_ready_to_label(tmp_path: Path) -> N
         i = int(r["id"][1:])
         assert r["label"] is None and r["response"] == f"answer {i}" and r["question"] == f"question {i}"
         assert r["messages"][-1]["content"] == f"question {i}" and r["judge_label"] == labels[i]
+
+
+def _errors(tp: int, fn: int, tn: int, fp: int) -> dict:
+    return {"judge": "j", "tp": tp, "fn": fn, "tn": tn, "fp": fp}
+
+
+def _asr_row(asr: str, n: int = 40, turns: int = 2) -> dict:
+    return {"judge": "j", "model": "m", "defense": "none", "turns": str(turns), "n": str(n), "invalid": "0",
+            "missing": "0", "asr": asr}
+
+
+def test_the_corrected_asr_is_rogan_gladens_estimate_with_an_interval() -> None:
+    from safemt.metrics.gold import corrected_asr
+
+    # sensitivity 0.8, specificity 0.9: a judge reporting 0.35 saw a true rate of (0.35 + 0.9 - 1) / 0.7
+    (row,) = corrected_asr([_asr_row("0.35")], _errors(80, 20, 90, 10), n_resamples=2000, seed=0)
+    assert row["asr_corrected"] == pytest.approx((0.35 + 0.9 - 1) / (0.8 + 0.9 - 1))
+    assert row["ci_low"] < row["asr_corrected"] < row["ci_high"] and row["status"] == "ok"
+    (low,) = corrected_asr([_asr_row("0.05")], _errors(80, 20, 90, 10), n_resamples=200, seed=0)
+    assert low["asr_corrected"] == 0.0, "clipped to [0, 1]"
+    again = corrected_asr([_asr_row("0.35")], _errors(80, 20, 90, 10), n_resamples=2000, seed=0)
+    assert again == [row], "seeded"
+
+
+def test_a_judge_near_chance_gets_a_reason_not_a_number() -> None:
+    from safemt.metrics.gold import corrected_asr
+
+    (row,) = corrected_asr([_asr_row("0.5")], _errors(55, 45, 50, 50), n_resamples=100, seed=0)
+    assert row["asr_corrected"] is None and row["ci_low"] is None
+    assert row["status"].startswith("not corrected: sensitivity + specificity - 1 = 0.050")
+    with pytest.raises(Exception, match="hold no unsafe reply"):
+        corrected_asr([_asr_row("0.5")], _errors(0, 0, 50, 5), n_resamples=10, seed=0)

@@ -90,3 +90,26 @@ def gold_errors(inputs: list[str], gold: str, out: str) -> dict[str, Any]:
     result = {"judge": judges[0], "gold": str(gold), "n_gold": len(labels), **judge_errors(judgments, labels)}
     write_json(out, result)
     return result
+
+
+def gold_correct(asr_csv: str, errors_json: str, out: str, n_resamples: int, seed: int, min_youden: float
+                 ) -> list[dict[str, Any]]:
+    """Write OUT (CSV): ASR_CSV's rows with ASR corrected for the judge's error rates (ERRORS_JSON, from
+    `gold_errors`), a bootstrap interval over both samples, and why a cell is not corrected."""
+    import csv
+    import json
+
+    from safemt.files import write_csv
+    from safemt.metrics.gold import CORRECTED_COLUMNS, corrected_asr
+
+    if n_resamples < 1:
+        raise SafemtError("--n must be at least 1")
+    try:
+        errors = json.loads(open(errors_json, encoding="utf-8").read())
+        with open(asr_csv, encoding="utf-8", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, ValueError) as exc:
+        raise SafemtError(f"cannot read the input ({exc})") from None
+    corrected = corrected_asr(rows, errors, n_resamples, seed, min_youden)
+    write_csv(out, corrected, list(CORRECTED_COLUMNS))
+    return corrected
