@@ -136,3 +136,16 @@ def test_a_judge_near_chance_gets_a_reason_not_a_number() -> None:
     assert row["status"].startswith("not corrected: sensitivity + specificity - 1 = 0.050")
     with pytest.raises(Exception, match="hold no unsafe reply"):
         corrected_asr([_asr_row("0.5")], _errors(0, 0, 50, 5), n_resamples=10, seed=0)
+
+
+def test_the_corrected_interval_covers_known_truth_where_the_raw_rate_is_biased() -> None:
+    """A small version of benchmarks/calibration.py: a judge with the same error rates everywhere."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("calibration", Path(__file__).parents[2] / "benchmarks" /
+                                                  "calibration.py")
+    calibration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(calibration)
+    result = calibration.uniform(reps=40, seed=1)
+    assert 0.88 <= result["coverage"] <= 1.0, result
+    assert result["corrected_abs_error"] < 0.7 * result["raw_abs_error"], result
