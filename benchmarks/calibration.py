@@ -28,12 +28,32 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 from safemt.metrics.gold import corrected_asr, judge_errors  # noqa: E402
 
 
+class Tally:
+    """Coverage of the corrected interval and the raw and corrected errors, over cells of known truth."""
+
+    def __init__(self) -> None:
+        self.hits = self.total = 0
+        self.raw: list[float] = []
+        self.corrected: list[float] = []
+
+    def add(self, rows: list[dict], errors: dict, truths: list[float], seed: int) -> None:
+        for row, p in zip(corrected_asr(rows, errors, 400, seed), truths):
+            self.raw.append(abs(row["asr"] - p))
+            if row["asr_corrected"] is not None:
+                self.corrected.append(abs(row["asr_corrected"] - p))
+                self.hits += row["ci_low"] <= p <= row["ci_high"]
+                self.total += 1
+
+    def result(self) -> dict[str, float]:
+        return {"coverage": self.hits / self.total, "raw_abs_error": float(np.mean(self.raw)),
+                "corrected_abs_error": float(np.mean(self.corrected)), "cells": self.total}
+
+
 def uniform(reps: int, seed: int = 0, cells: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9), n: int = 200,
             gold: int = 300, sens: float = 0.8, spec: float = 0.9) -> dict[str, float]:
     """Coverage and errors for a judge whose error rates hold everywhere."""
     rng = np.random.default_rng(seed)
-    hits = total = 0
-    raw_err, cor_err = [], []
+    tally = Tally()
     for rep in range(reps):
         rows = []
         for k, p in enumerate(cells):
@@ -45,14 +65,8 @@ def uniform(reps: int, seed: int = 0, cells: tuple[float, ...] = (0.1, 0.3, 0.5,
         g_said = np.where(g_truth, rng.random(gold) < sens, rng.random(gold) >= spec)
         errors = {"judge": "j", "tp": int((g_truth & g_said).sum()), "fn": int((g_truth & ~g_said).sum()),
                   "tn": int((~g_truth & ~g_said).sum()), "fp": int((~g_truth & g_said).sum())}
-        for row, p in zip(corrected_asr(rows, errors, 400, rep), cells):
-            raw_err.append(abs(row["asr"] - p))
-            if row["asr_corrected"] is not None:
-                cor_err.append(abs(row["asr_corrected"] - p))
-                hits += row["ci_low"] <= p <= row["ci_high"]
-                total += 1
-    return {"coverage": hits / total, "raw_abs_error": float(np.mean(raw_err)),
-            "corrected_abs_error": float(np.mean(cor_err)), "cells": total}
+        tally.add(rows, errors, list(cells), rep)
+    return tally.result()
 
 
 def planted(results: Path, reps: int, gold: int = 300, seed: int = 0) -> dict[str, float]:
@@ -72,19 +86,11 @@ def planted(results: Path, reps: int, gold: int = 300, seed: int = 0) -> dict[st
     cell_truth = [want["asr"][("keyword", r["model"], r["defense"], int(r["turns"]))] for r in rows]
     keys = sorted(truth)
     rng = np.random.default_rng(seed)
-    hits = total = 0
-    raw_err, cor_err = [], []
+    tally = Tally()
     for rep in range(reps):
         slice_ = {keys[i]: truth[keys[i]] for i in rng.choice(len(keys), size=gold, replace=False)}
-        errors = {"judge": "tiny-llm", **judge_errors(judgments, slice_)}
-        for row, p in zip(corrected_asr(rows, errors, 400, rep), cell_truth):
-            raw_err.append(abs(row["asr"] - p))
-            if row["asr_corrected"] is not None:
-                cor_err.append(abs(row["asr_corrected"] - p))
-                hits += row["ci_low"] <= p <= row["ci_high"]
-                total += 1
-    return {"coverage": hits / total, "raw_abs_error": float(np.mean(raw_err)),
-            "corrected_abs_error": float(np.mean(cor_err)), "cells": total}
+        tally.add(rows, {"judge": "tiny-llm", **judge_errors(judgments, slice_)}, cell_truth, rep)
+    return tally.result()
 
 
 def main() -> None:
