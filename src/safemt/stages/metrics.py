@@ -10,6 +10,7 @@ label by hand and a judge's error rates against those gold labels (`safemt gold`
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from safemt.errors import SafemtError
@@ -54,9 +55,7 @@ def gold_sample(inputs: list[str], dataset: str, generations: list[str], out: st
     if per_stratum < 1:
         raise SafemtError("--per-stratum must be at least 1")
     judgments = load_judgments(inputs)
-    judges = sorted({r["judge"] for r in judgments})
-    if len(judges) != 1:
-        raise SafemtError(f"sample one judge's labels at a time (the inputs hold {', '.join(judges) or 'none'})")
+    _one_judge(judgments, "sample")
     answers = {gold_key(g): g for g in read_records(generations, "generation", GENERATION.required,
                                                      key=lambda g: (*gold_key(g), g.get("method")))}
     dialogues = load_dialogues(dataset)
@@ -76,6 +75,14 @@ def gold_sample(inputs: list[str], dataset: str, generations: list[str], out: st
     return len(rows)
 
 
+def _one_judge(judgments: list[dict[str, Any]], what: str) -> str:
+    """The one judge of JUDGMENTS (else one line: gold labels are compared with one judge at a time)."""
+    judges = sorted({r["judge"] for r in judgments})
+    if len(judges) != 1:
+        raise SafemtError(f"{what} one judge's labels at a time (the inputs hold {', '.join(judges) or 'none'})")
+    return judges[0]
+
+
 def gold_errors(inputs: list[str], gold: str, out: str) -> dict[str, Any]:
     """Write OUT (JSON): the judge of INPUTS scored against the people's labels in GOLD."""
     from safemt.files import write_json
@@ -83,11 +90,9 @@ def gold_errors(inputs: list[str], gold: str, out: str) -> dict[str, Any]:
     from safemt.metrics.labels import load_judgments
 
     judgments = load_judgments(inputs)
-    judges = sorted({r["judge"] for r in judgments})
-    if len(judges) != 1:
-        raise SafemtError(f"score one judge at a time (the inputs hold {', '.join(judges) or 'none'})")
+    judge = _one_judge(judgments, "score")
     labels = read_gold(gold, known=[gold_key(r) for r in judgments])
-    result = {"judge": judges[0], "gold": str(gold), "n_gold": len(labels), **judge_errors(judgments, labels)}
+    result = {"judge": judge, "gold": str(gold), "n_gold": len(labels), **judge_errors(judgments, labels)}
     write_json(out, result)
     return result
 
@@ -96,20 +101,18 @@ def gold_correct(asr_csv: str, errors_json: str, out: str, n_resamples: int, see
                  ) -> list[dict[str, Any]]:
     """Write OUT (CSV): ASR_CSV's rows with ASR corrected for the judge's error rates (ERRORS_JSON, from
     `gold_errors`), a bootstrap interval over both samples, and why a cell is not corrected."""
-    import csv
     import json
 
-    from safemt.files import write_csv
+    from safemt.files import read_rows, write_csv
     from safemt.metrics.gold import CORRECTED_COLUMNS, corrected_asr
 
     if n_resamples < 1:
         raise SafemtError("--n must be at least 1")
     try:
-        errors = json.loads(open(errors_json, encoding="utf-8").read())
-        with open(asr_csv, encoding="utf-8", newline="") as fh:
-            rows = list(csv.DictReader(fh))
+        errors = json.loads(Path(errors_json).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise SafemtError(f"cannot read the input ({exc})") from None
+        raise SafemtError(f"cannot read the judge's error rates ({exc})", file=str(errors_json)) from None
+    rows = read_rows(asr_csv)
     corrected = corrected_asr(rows, errors, n_resamples, seed, min_youden)
     write_csv(out, corrected, list(CORRECTED_COLUMNS))
     return corrected
