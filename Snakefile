@@ -30,13 +30,14 @@ include: "workflow/rules/inference.smk"
 include: "workflow/rules/judging.smk"
 include: "workflow/rules/metrics.smk"
 include: "workflow/rules/moderation.smk"
+include: "workflow/rules/live.smk"
 include: "workflow/rules/figures.smk"
 
 
 # Cheap bookkeeping steps run where Snakemake runs, not as cluster jobs.
 localrules: all, metrics, moderation, judge_agreement, figures, tables, numbers, provenance, html_report,
     dataset_card, stage_models, stage_dataset, stage_inference, stage_judging, stage_metrics, stage_figures,
-    stage_paper, stage_report
+    stage_paper, stage_report, live_metrics, stage_live
 if INFERENCE_JOBS == "file":
 
     localrules: merge_generations
@@ -54,6 +55,7 @@ rule all:
         DATASET_CARD,
         DATASET_FIGURE,
         [LAYOUT.judge_agreement] if len(METRIC_JUDGES) > 1 else [],
+        live_metrics_files(),
 
 
 # One target per DVC stage (dvc.yaml): naming a rule builds its missing inputs even when files further
@@ -89,6 +91,7 @@ rule stage_metrics:
     input:
         metrics_summaries(),
         moderation_files(),
+        live_metrics_files(),
         [LAYOUT.judge_agreement] if len(METRIC_JUDGES) > 1 else [],
 
 
@@ -109,3 +112,7 @@ rule stage_report:
     input:
         LAYOUT.provenance,
         LAYOUT.report,
+
+
+# Last: on a results root imported from a run bundle, the bundle claims the dataset and generations.
+include: "workflow/rules/bundle.smk"

@@ -69,15 +69,16 @@ def tool_missing(reason: str) -> None:
 def paper_guard_formats(root: Path) -> dict[str, str]:
     """Make ROOT's config/paper.yaml plannable the way a user does, with stand-ins written for the tests:
     a LlavaGuard policy file in the published layout at the path the profile names, its sha256 pinned
-    in the profile, and a `wildguard` package holding a test format (on the returned PYTHONPATH)."""
-    from tests.moderation.formats import fake_wildguard_package, write_policy
+    in the profile, and `wildguard` and `llavashield` packages holding test formats (on the returned
+    PYTHONPATH)."""
+    from tests.moderation.formats import fake_llavashield_package, fake_wildguard_package, write_policy
 
     pinned = write_policy(root / "resources" / "guards")
     profile = root / "config" / "paper.yaml"
     text = profile.read_text(encoding="utf-8")
     assert text.count("prompt_sha256: null") == 1, "the paper profile pins one guard file"
     profile.write_text(text.replace("prompt_sha256: null", f"prompt_sha256: {pinned['prompt_sha256']}"), encoding="utf-8")
-    site = fake_wildguard_package(root / ".test-site")
+    site = fake_llavashield_package(fake_wildguard_package(root / ".test-site"))
     return {"PYTHONPATH": os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)}
 
 

@@ -49,7 +49,7 @@ def test_dvc_yaml_uses_the_profile_and_the_layout(repo_root: Path) -> None:
         if stage["cmd"].startswith("snakemake"):
             assert stage["cmd"].endswith("--configfile ${params}")
     assert outs == {"resources/models", "resources/release", lay.dataset_dir, folder(lay.generations),
-                    folder(lay.judgments), folder(lay.metrics_dir), lay.figure_pdf_dir, lay.tables_dir,
+                    folder(lay.judgments), lay.path("live"), folder(lay.metrics_dir), lay.figure_pdf_dir, lay.tables_dir,
                     lay.numbers_tex, lay.numbers_json}
     assert metrics == {folder(lay.scores_dir)} and plots == {lay.figures_dir}
 

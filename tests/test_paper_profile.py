@@ -41,6 +41,16 @@ def job_counts(dry_run_output: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
 
 
+def defense_jobs(dry_run_output: str, component: str) -> dict[tuple[str, str], int]:
+    """(rule, defense) -> planned jobs, for the defenses of COMPONENT (a guard or moderator name)."""
+    counts: dict[tuple[str, str], int] = {}
+    for rule, defense in re.findall(r"^rule (\w+):\n(?:    .*\n)*?    wildcards: .*?defense=([\w.-]+)",
+                                    dry_run_output, re.M):
+        if defense.split(".", 1)[-1] == component:
+            counts[(rule, defense)] = counts.get((rule, defense), 0) + 1
+    return counts
+
+
 def test_fresh_clone_plans_the_whole_paper_chain(formats: tuple[Path, dict[str, str]]) -> None:
     clone, env = formats
     out = run(["snakemake", "-n", "--configfile", "config/paper.yaml"], clone, env=env)
@@ -50,7 +60,17 @@ def test_fresh_clone_plans_the_whole_paper_chain(formats: tuple[Path, dict[str, 
         assert jobs[stage] >= 50, jobs  # 10 targets x 5 turn lengths at least
     assert jobs["judge"] >= 10  # one job per judge and target: a local judge model loads once per job
     assert jobs["metrics"] >= 1 and jobs["figures"] == 1
+    # the live variant of the open-model sweep (docs/live.md): one job per open target answers its live cell
+    # (3 defenses x 4 lengths), one per judge and target labels it (final and every turn), one per judge sums up
+    assert (jobs["infer_live"], jobs["judge_live"], jobs["live_metrics"]) == (9, 36, 4), jobs
     assert jobs["total"] > 100
+    # LLaVAShield as a guard (both stages) and as the moderator: each of its three defenses adds, per
+    # target, the cell's inference jobs (8 shards over the 5 lengths), one merge per length and one
+    # benign job: 3 x 10 x (8 + 5 + 1) = 420 of the plan's jobs
+    shield = defense_jobs(out.stdout + out.stderr, "llavashield")
+    for defense in ("guard_input.llavashield", "guard_output.llavashield", "moderator.llavashield"):
+        assert (shield[("infer", defense)], shield[("merge_generations", defense)],
+                shield[("infer_benign", defense)]) == (80, 50, 10), shield
 
 
 def test_paper_plans_its_own_dataset_after_the_default_ran(formats: tuple[Path, dict[str, str]]) -> None:

@@ -1,11 +1,12 @@
 """End to end through the `openai` backend against a real loopback server: the API key never lands
-in results, logs, provenance, the report, Snakemake's or DVC's metadata, dvc.lock or an experiment,
-and every dialogue ends with a response or an error."""
+in results, logs, provenance, the report, Snakemake's or DVC's metadata, dvc.lock, an experiment or
+the run's bundle, and every dialogue ends with a response or an error."""
 
 from __future__ import annotations
 
 import secrets
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,13 @@ def test_canary_key_is_never_written(repo_root: Path, tmp_path: Path) -> None:
         config.write_text(yaml.safe_dump(api_params(repo_root, stub.base_url)))
         run(["snakemake", "--cores", "2", "--configfile", str(config)], checkout, env={KEY_VAR: canary})
         assert stub.records and all(r.authorization == f"Bearer {canary}" for r in stub.records)
+        # The run's bundle (docs/bundles.md), exported with the key in the environment: no member holds it.
+        run(["safemt", "bundle", "export", "--params", str(config), "-o", "api-bundle.tar.gz"], checkout,
+            env={KEY_VAR: canary})
+        with tarfile.open(checkout / "api-bundle.tar.gz", "r:gz") as tar:
+            members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+        assert "params/api.yaml" in members and any(n.startswith("results/generations/") for n in members)
+        assert not [n for n, data in members.items() if canary.encode() in data or canary[10:].encode() in data]
         # The same profile through DVC: dvc.lock, DVC's cache and an experiment's metadata hold no key either.
         run(["safemt", "dvc-profile", "--params", "config/api.yaml"], checkout)
         run(["dvc", "repro"], checkout, env={KEY_VAR: canary})

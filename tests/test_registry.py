@@ -44,7 +44,7 @@ def test_the_built_in_names() -> None:
     assert {"keyword", "llm", "guard", "refusal"} <= set(JUDGES.names())
     assert {"none", "system_prompt"} <= set(DEFENSES.names())
     assert {"llama_guard_3_vision", "llama_guard_4", "shieldgemma_2", "llavaguard", "qwen3guard",
-            "wildguard"} <= set(GUARD_ADAPTERS.names())
+            "wildguard", "llavashield"} <= set(GUARD_ADAPTERS.names())
     assert BACKENDS.get("hf").name == "hf"  # the decorator names the class
 
 

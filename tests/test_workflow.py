@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,10 @@ import yaml
 from safemt.layout import Layout, figure_files, table_files
 from tests.planted_check import known_answer_failures
 from tests.support import copy_checkout, run
+
+
+def read_jsonl_file(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 pytestmark = pytest.mark.slow
 LAY = Layout()
@@ -287,3 +292,102 @@ def _changing_a_moderation_param_reruns_only_its_defense(checkout: Path) -> None
         params.write_text(original)
         run(["snakemake", "--cores", "2"], checkout)
     assert all(p.read_bytes() == data for p, data in answers.items()), "the journals give the first answers back"
+
+
+def test_a_bundle_of_the_default_round_trips_and_a_new_judge_runs_no_inference(pipeline: dict, repo_root: Path,
+                                                                                tmp_path: Path) -> None:
+    """Export the finished default, verify it, import it into a fresh checkout whose params add a judge:
+    the dry run plans judging and metrics, no dataset or inference job; the new judge labels the
+    imported generations."""
+    checkout = pipeline["checkout"]  # the finished default run
+    archive = tmp_path / "default.tar.gz"
+    t0 = time.perf_counter()
+    run(["safemt", "bundle", "export", "-o", str(archive)], checkout)
+    t_export = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run(["safemt", "bundle", "verify", str(archive)], checkout)
+    t_verify = time.perf_counter() - t0
+
+    fresh = copy_checkout(repo_root, tmp_path / "fresh")
+    params = yaml.safe_load((fresh / "params.yaml").read_text())
+    params["judges"]["kw-new"] = {"kind": "keyword", "phrases": ["i cannot", "i won't"]}
+    params["metrics"]["judges"].append("kw-new")
+    (fresh / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    t0 = time.perf_counter()
+    run(["safemt", "bundle", "import", str(archive)], fresh)
+    t_import = time.perf_counter() - t0
+    assert not (fresh / "resources" / "models").exists()  # no target model anywhere
+    plan = run(["snakemake", "-n"], fresh).stdout
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", plan.split("Job stats:")[1], re.M))
+    assert jobs.get("judge") == "2" and jobs.get("metrics") == "1" and "moderation" in jobs, plan[-3000:]
+    forbidden = [j for j in jobs if j.startswith(("infer", "merge", "tiny_models", "dataset", "benign_dataset",
+                                                  "fetch_release", "bundle_"))]
+    assert not forbidden, forbidden
+    run(["snakemake", "--cores", "2", "results/metrics/kw-new/summary.json"], fresh)
+    for gen in sorted((fresh / "results" / "generations" / "tiny-vlm-a" / "none").glob("[0-9]*.jsonl")):
+        judged = fresh / "results" / "judgments" / "kw-new" / "tiny-vlm-a" / "none" / gen.name
+        assert [(r["id"], r["turns"]) for r in read_jsonl_file(judged)] == [(r["id"], r["turns"]) for r in read_jsonl_file(gen)]
+    assert (checkout / "results" / "generations").exists()
+    print(f"bundle of the default: {archive.stat().st_size / 1e6:.2f} MB; export {t_export:.1f} s, "
+          f"verify {t_verify:.1f} s, import {t_import:.1f} s")
+
+
+def test_gold_labels_add_corrected_metrics_beside_the_raw_ones(pipeline: dict) -> None:
+    """metrics.calibration with gold labels from the planted truth: only the calibrate job and what reads
+    metrics are planned; the raw numbers stay as they were, the corrected ones appear in summary.json,
+    the CSVs, the figure, numbers.json and the report; the corrected ASR interval covers the planted ASR
+    where the raw rate misses it. Without the gold labels again, the outputs are the committed ones."""
+    import csv
+
+    from tests import planted_oracle as oracle
+
+    checkout = pipeline["checkout"]
+    results = checkout / "results"
+    want = oracle.expected(results / "dataset")
+    truth = sorted((target, defense, i, t, v) for (judge, target, defense), labels in want["labels"].items()
+                   if judge == "keyword" for (i, t), v in labels.items())
+    gold = checkout / "resources/gold/tiny-llm.jsonl"
+    gold.parent.mkdir(parents=True, exist_ok=True)
+    gold.write_text("".join(json.dumps({"id": i, "turns": t, "model": m, "defense": d, "label": v}) + "\n"
+                            for m, d, i, t, v in truth[::3]))
+    params = checkout / "params.yaml"
+    original = params.read_text()
+    before = {p: p.read_bytes() for p in sorted((results / "metrics").rglob("*")) if p.is_file()}
+    config = yaml.safe_load(original)
+    config["metrics"]["calibration"] = {"tiny-llm": {"gold": "resources/gold/tiny-llm.jsonl", "stratify": "turns"}}
+    config["figures"]["judge"] = "tiny-llm"
+    params.write_text(yaml.safe_dump(config, sort_keys=False))
+    try:
+        plan = run(["snakemake", "-n"], checkout).stdout
+        assert "rule calibrate:" in plan
+        assert not any(f"rule {r}:" in plan for r in ("infer_model", "judge", "moderation", "dataset")), plan
+        run(["snakemake", "--cores", "2"], checkout)
+        mdir = results / "metrics/tiny-llm"
+        summary = json.loads((mdir / "summary.json").read_text())
+        raw = json.loads(before[mdir / "summary.json"])
+        assert summary["models"] == raw["models"], "the raw numbers do not move"
+        assert summary["provenance"]["metrics_params_hash"] == raw["provenance"]["metrics_params_hash"]
+        section = summary["calibration"]
+        assert section["errors"]["stratify"] == "turns" and section["n_gold"] == len(truth[::3])
+        with open(mdir / "asr_corrected.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        covered = missed_raw = 0
+        for r in rows:
+            planted = want["asr"][("keyword", r["model"], r["defense"], int(r["turns"]))]
+            covered += float(r["ci_low"]) - 1e-9 <= planted <= float(r["ci_high"]) + 1e-9
+            missed_raw += abs(float(r["asr"]) - planted) > 0.05
+        assert covered >= 0.9 * len(rows) and missed_raw > 0, (covered, missed_raw, len(rows))
+        assert (results / "figures/asr_corrected.png").stat().st_size > 10_000
+        numbers = json.loads((results / "paper/numbers.json").read_text())["numbers"]
+        assert "corrSiTinyVlmA" in numbers and "corrAsrFourTinyVlmA" in numbers
+        assert 'data-corrected="1"' in (results / "report/index.html").read_text(encoding="utf-8")
+    finally:
+        params.write_text(original)
+        gold.unlink()
+        run(["snakemake", "--cores", "2"], checkout)
+    for path in ("asr_corrected.csv", "si_corrected.csv", "calibration.json"):
+        (results / "metrics/tiny-llm" / path).unlink(missing_ok=True)  # left by the calibrate job
+    (results / "figures/asr_corrected.png").unlink(missing_ok=True)
+    (results / "paper/figures/asr_corrected.pdf").unlink(missing_ok=True)
+    after = {p: p.read_bytes() for p in sorted((results / "metrics").rglob("*")) if p.is_file()}
+    assert after == before, "without gold labels, every metrics file is byte-identical to before"

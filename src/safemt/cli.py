@@ -17,8 +17,9 @@ from safemt.errors import SafemtError, first_line
 
 # The commands of each stage (safemt.stages.STAGES order); `safemt --help` lists them in this order.
 STAGE_COMMANDS = {"dataset": ("data",), "models": ("models",), "inference": ("infer", "merge"), "judging": ("judge",),
-                  "moderation": ("moderation",), "metrics": ("metrics", "agreement", "gold"), "figures": ("figures",),
-                  "paper": ("tables", "numbers"), "report": ("provenance", "report")}
+                  "moderation": ("moderation",), "metrics": ("metrics", "live-metrics", "agreement", "gold"), "figures": ("figures",),
+                  "paper": ("tables", "numbers"), "report": ("provenance", "report"),
+                  "bundle": ("bundle",)}
 
 
 def _params(args: argparse.Namespace) -> dict:
@@ -112,18 +113,28 @@ def cmd_models_lock(args: argparse.Namespace) -> int:
 
 
 def cmd_infer(args: argparse.Namespace) -> int:
-    from safemt.stages import inference
+    from safemt.stages import inference, live
 
-    if args.every_file:
+    params = _params(args)
+    models, args.model = args.model, args.model[0]
+    if len(models) > 1 and not args.live_cell:
+        raise SafemtError("several --model only with --live-cell")
+    mode = args.dialogue_mode or params["dialogue_mode"]
+    stage = live if mode == "live" else inference
+    if args.every_file or args.live_cell:
         if args.output or args.shard != (0, 1) or args.turns is not None or args.defense != "none":
-            raise SafemtError("--every-file writes every defense and length into the results layout: "
-                              "give no -o, --defense, --turns or --shard with it")
-        inference.run_model(_params(args), args.model, args.dataset, args.benign_dataset)
+            raise SafemtError("--every-file and --live-cell write every defense and length into the results "
+                              "layout: give no -o, --defense, --turns or --shard with them")
+        if args.live_cell:
+            for model in models:
+                live.run_cell(params, model, args.dataset)
+        else:
+            stage.run_model(params, args.model, args.dataset, args.benign_dataset)
         return 0
     if args.output is None:
-        raise SafemtError("give -o OUT.jsonl, or --every-file")
-    inference.run(_params(args), model=args.model, dataset=args.dataset, out=args.output,
-                  defense=args.defense, shard=args.shard, turns=args.turns, image_root=args.image_root)
+        raise SafemtError("give -o OUT.jsonl, --every-file or --live-cell")
+    stage.run(params, model=args.model, dataset=args.dataset, out=args.output,
+              defense=args.defense, shard=args.shard, turns=args.turns, image_root=args.image_root)
     return 0
 
 
@@ -140,7 +151,8 @@ def cmd_judge(args: argparse.Namespace) -> int:
 
     if len(args.input) != len(args.output):
         raise SafemtError(f"judge needs one -o per -i (got {len(args.input)} inputs, {len(args.output)} outputs)")
-    judging.run(_params(args), judge=args.judge, dataset=args.dataset, pairs=list(zip(args.input, args.output)))
+    dataset = args.dataset[0] if len(args.dataset) == 1 else args.dataset
+    judging.run(_params(args), judge=args.judge, dataset=dataset, pairs=list(zip(args.input, args.output)))
     return 0
 
 
@@ -157,7 +169,14 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     from safemt.stages import metrics
 
     metrics.run(_params(args), inputs=args.input, out_dir=args.output, scores_dir=args.scores,
-                moderation=args.moderation)
+                moderation=args.moderation, calibration=args.calibration)
+    return 0
+
+
+def cmd_live_metrics(args: argparse.Namespace) -> int:
+    from safemt.stages import live
+
+    live.metrics(_params(args), args.input, args.turns or [], args.replay, args.output)
     return 0
 
 
@@ -179,7 +198,7 @@ def cmd_gold_sample(args: argparse.Namespace) -> int:
 def cmd_gold_errors(args: argparse.Namespace) -> int:
     from safemt.stages import metrics
 
-    r = metrics.gold_errors(args.input, args.gold, args.output)
+    r = metrics.gold_errors(args.input, args.gold, args.output, args.stratify, args.min_cell)
     def show(v):
         return "n/a" if v is None else f"{v:.3f}"
     print(f"judge {r['judge']}: sensitivity {show(r['sensitivity'])} ({r['tp']}/{r['tp'] + r['fn']}), specificity "
@@ -193,6 +212,13 @@ def cmd_gold_correct(args: argparse.Namespace) -> int:
     rows = metrics.gold_correct(args.asr, args.errors, args.output, args.n, args.seed, args.min_youden)
     done = sum(r["asr_corrected"] is not None for r in rows)
     print(f"{args.output}: {done} of {len(rows)} cells corrected")
+    return 0
+
+
+def cmd_gold_calibrate(args: argparse.Namespace) -> int:
+    from safemt.stages import metrics
+
+    metrics.calibrate(_params(args), args.judge, args.input, args.output)
     return 0
 
 
@@ -228,6 +254,41 @@ def cmd_report(args: argparse.Namespace) -> int:
     from safemt.stages import report
 
     report.run(_params(args), args.output)
+    return 0
+
+
+def cmd_bundle_export(args: argparse.Namespace) -> int:
+    from safemt.stages import bundle
+
+    r = bundle.run(_params(args), args.params, args.output, with_images=args.with_images)
+    print(f"{args.output}: {r['members']} files, {r['size'] / 1e6:.2f} MB, digest {r['digest']} (sha256 of SHA256SUMS)")
+    return 0
+
+
+def cmd_bundle_verify(args: argparse.Namespace) -> int:
+    from safemt.stages import bundle
+
+    r = bundle.verify(args.archive)
+    print(f"{args.archive}: {r['files']} files match SHA256SUMS (digest {r['digest']}); {r['recomputed']} metrics "
+          f"files recomputed from its judgments ({', '.join(r['judges'])}) are byte-identical"
+          + (f", {len(r['checksum_only'])} more checked by checksum only" if r["checksum_only"] else ""))
+    return 0
+
+
+def cmd_bundle_import(args: argparse.Namespace) -> int:
+    from safemt.stages import bundle
+
+    r = bundle.import_bundle(_params(args), args.archive, results_dir=args.results_dir, dataset=args.dataset)
+    print(f"{r['root']}: {r['files']} files restored from {args.archive} (digest {r['digest']}); `snakemake` on it "
+          f"runs new judges and metrics only, never inference")
+    return 0
+
+
+def cmd_bundle_compare(args: argparse.Namespace) -> int:
+    from safemt.stages import bundle
+
+    r = bundle.compare(args.archive, args.output, judge=args.judge)
+    print(f"{r['out']}: {r['bundles']} bundles side by side")
     return 0
 
 
@@ -354,7 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("infer", parents=[common], help="final-turn answers of one model to a dataset",
                        description="Generate the final assistant reply for each dialogue. Resumable: records "
                        "whose config_hash matches the journal are reused. Writes OUT atomically.")
-    s.add_argument("--model", required=True, metavar="NAME")
+    s.add_argument("--model", required=True, metavar="NAME", action="append",
+                   help="the target (given several times only with --live-cell: each in turn, in one process)")
     s.add_argument("--dataset", required=True, metavar="FILE")
     s.add_argument("-o", "--output", metavar="OUT.jsonl")
     s.add_argument("--every-file", action="store_true",
@@ -367,6 +429,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--shard", type=_shard, default=(0, 1), metavar="I/N")
     s.add_argument("--turns", type=int, default=None, metavar="N", help="only dialogues of N turns")
     s.add_argument("--image-root", metavar="DIR", help="image root (default: the dataset's folder)")
+    s.add_argument("--dialogue-mode", choices=["replay", "live"], default=None,
+                   help="replay: answer the final turn after the dataset's assistant turns; live: answer every "
+                   "turn, the model's own answers becoming the history (OUT's folder gets turns/ and dialogues/); "
+                   "default: params' dialogue_mode")
+    s.add_argument("--live-cell", action="store_true",
+                   help="answer the model's live cell (live: in params: each live defense x length) live, into "
+                   "<results>/live/generations/")
     s.set_defaults(func=cmd_infer)
 
     s = sub.add_parser("merge", parents=[common], help="join the shard outputs of `infer --shard`",
@@ -382,7 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "which are labelled safe without the judge. Several -i files take as many -o files, in "
                        "the same order: the judge (and its model) is loaded once for all of them.")
     s.add_argument("--judge", required=True, metavar="NAME")
-    s.add_argument("--dataset", required=True, metavar="FILE")
+    s.add_argument("--dataset", required=True, nargs="+", metavar="FILE",
+                   help="the dialogues the replies answered: one file, or one per -i (a live run's transcripts)")
     s.add_argument("-i", "--input", required=True, nargs="+", metavar="GENERATIONS.jsonl")
     s.add_argument("-o", "--output", required=True, nargs="+", metavar="OUT.jsonl")
     s.set_defaults(func=cmd_judge)
@@ -409,7 +479,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--scores", metavar="SCORES_DIR",
                    help="also write SCORES_DIR/<model>/<defense>.json: SI, S1, S2, ASR per length (DVC metrics)")
     s.add_argument("--moderation", metavar="moderation.json", help="add this moderation section to summary.json")
+    s.add_argument("--calibration", metavar="calibration.json",
+                   help="add this section (metrics corrected for the judge's errors, `gold calibrate`) to summary.json")
     s.set_defaults(func=cmd_metrics)
+
+    s = sub.add_parser("live-metrics", parents=[common], help="live dialogues: ASR beside replay, per-turn rates",
+                       description="Read one judge's judgments of a live cell's final answers (and, with --turns, of "
+                       "every turn's answers) and write DIR/live.csv (live and replay ASR per length, with CIs), "
+                       "DIR/live_turns.csv (unsafe rate per turn), DIR/live_first_unsafe.csv and DIR/live.json "
+                       "(docs/live.md).")
+    s.add_argument("-i", "--input", required=True, nargs="+", metavar="JUDGMENTS.jsonl")
+    s.add_argument("--turns", nargs="*", metavar="TURN_JUDGMENTS.jsonl", help="judgments of every turn's answers")
+    s.add_argument("--replay", metavar="asr.csv", help="the same judge's replay ASR table")
+    s.add_argument("-o", "--output", required=True, metavar="DIR")
+    s.set_defaults(func=cmd_live_metrics)
 
     s = sub.add_parser("agreement", parents=[common], help="Cohen's kappa between judges",
                        description="Read judgment files of two or more judges over the same generations and "
@@ -441,6 +524,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-i", "--input", required=True, nargs="+", metavar="JUDGMENTS.jsonl")
     s.add_argument("--gold", required=True, metavar="GOLD.jsonl")
     s.add_argument("-o", "--output", required=True, metavar="OUT.json")
+    s.add_argument("--stratify", choices=("none", "turns", "model"), default="none",
+                   help="also score the judge per turn length or per model (default none)")
+    s.add_argument("--min-cell", type=int, default=20, metavar="N",
+                   help="gold unsafe and safe labels a stratum needs for its own rates (default 20)")
     s.set_defaults(func=cmd_gold_errors)
     s = gsub.add_parser("correct", parents=[common], help="ASR corrected for a judge's error rates (Rogan-Gladen)",
                         description="Read a metrics folder's asr.csv and the judge's OUT.json from `gold errors`; "
@@ -456,6 +543,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-youden", type=float, default=0.1, metavar="J",
                    help="the smallest sens + spec - 1 worth correcting for (default 0.1)")
     s.set_defaults(func=cmd_gold_correct)
+    s = gsub.add_parser("calibrate", parents=[common], help="ASR and SI corrected for a judge's errors (pipeline)",
+                        description="For JUDGE named in metrics.calibration: score it against its gold file, then "
+                        "write DIR/asr_corrected.csv (Rogan-Gladen per cell), DIR/si_corrected.csv (SI, S1, S2 by "
+                        "multiple imputation of the true labels, intervals from a bootstrap over dialogues and the "
+                        "gold slice) and DIR/calibration.json, the section `safemt metrics --calibration` adds to "
+                        "summary.json.")
+    s.add_argument("--judge", required=True)
+    s.add_argument("-i", "--input", required=True, nargs="+", metavar="JUDGMENTS.jsonl")
+    s.add_argument("-o", "--output", required=True, metavar="DIR")
+    s.set_defaults(func=cmd_gold_calibrate)
 
     s = sub.add_parser("figures", parents=[common], help="draw the figures from a metrics folder",
                        description="Read METRICS_DIR's tidy CSVs (and moderation.csv, ../judge_agreement.csv when "
@@ -493,6 +590,42 @@ def build_parser() -> argparse.ArgumentParser:
                        "root of the params; no network needed to view it.")
     s.add_argument("-o", "--output", required=True, metavar="index.html")
     s.set_defaults(func=cmd_report)
+
+    bundle = sub.add_parser("bundle", help="one archive of a finished run: export, verify, import, compare",
+                            description="A run bundle holds a finished profile's dialogues (for released data: ids "
+                            "with content hashes), image sha256s, generations, judgments, metrics, params, revision "
+                            "lock and provenance, with a checksum list; no logs, no secrets (docs/bundles.md).")
+    bsub = bundle.add_subparsers(dest="bundle_command", required=True, metavar="ACTION")
+    s = bsub.add_parser("export", parents=[common], help="write the bundle of the params' finished run",
+                        description="Write OUT (.tar.gz): the results root of --params after a finished run, with "
+                        "bundle.json, SHA256SUMS and per-record hashes. The same results give the same bytes.")
+    s.add_argument("-o", "--output", required=True, metavar="OUT.tar.gz")
+    s.add_argument("--with-images", action="store_true", help="also the dataset's image files (their sha256s always)")
+    s.set_defaults(func=cmd_bundle_export)
+    s = bsub.add_parser("verify", parents=[common], help="check a bundle and recompute every metric from it",
+                        description="Check every member of ARCHIVE against SHA256SUMS (a changed record is named by "
+                        "file and record), then recompute moderation, metrics, agreement, tables and numbers from "
+                        "its judgments with its params and compare them byte for byte. Exit 2 on any difference.")
+    s.add_argument("archive", metavar="ARCHIVE")
+    s.set_defaults(func=cmd_bundle_verify)
+    s = bsub.add_parser("import", parents=[common], help="restore a bundle into a new results root",
+                        description="Restore ARCHIVE into --results-dir (default: the params' results_dir), which "
+                        "must be new or empty. Every member is checked first (no absolute path, '..', link or "
+                        "device; nothing outside the root) and nothing is written on a refusal. On the restored root "
+                        "`snakemake` runs new judges and metrics only, never inference.")
+    s.add_argument("archive", metavar="ARCHIVE")
+    s.add_argument("--results-dir", metavar="DIR", help="where to restore (default: the params' results_dir)")
+    s.add_argument("--dataset", metavar="DIALOGUES.jsonl",
+                   help="for a bundle of released data (ids and hashes only): your copy of the dialogues, each "
+                   "checked against the bundle's hash")
+    s.set_defaults(func=cmd_bundle_import)
+    s = bsub.add_parser("compare", parents=[common], help="two or more bundles' headline numbers side by side",
+                        description="Check each ARCHIVE's checksums and write OUT (.html, or .md for Markdown): SI "
+                        "per model and defense and ASR per model, defense and length, one column per bundle.")
+    s.add_argument("archive", nargs="+", metavar="ARCHIVE")
+    s.add_argument("-o", "--output", required=True, metavar="OUT.html")
+    s.add_argument("--judge", metavar="NAME", help="whose metrics (default: each bundle's figures judge)")
+    s.set_defaults(func=cmd_bundle_compare)
 
     s = sub.add_parser("dvc-profile", parents=[common], help="point dvc.yaml at a profile",
                        description="Write OUT (default dvc-profile.yaml), the variables dvc.yaml reads: the params "

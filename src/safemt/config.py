@@ -57,6 +57,12 @@ def _describe(err: Any) -> str:
     return err.validator
 
 
+def live_models(params: Mapping[str, Any]) -> list[str]:
+    """The targets of the live cell (`live.models`; `all`: every target)."""
+    models = (params.get("live") or {}).get("models") or []
+    return list(params.get("targets", [])) if models == "all" else list(models)
+
+
 def check_references(params: Mapping[str, Any], source: str = "params") -> None:
     """Names used in one section must be defined in another (targets -> models, metrics -> judges, ...).
     What a judge, guard or moderator names is its own kind's check (safemt.stages.params)."""
@@ -66,6 +72,18 @@ def check_references(params: Mapping[str, Any], source: str = "params") -> None:
         if name not in models:
             raise ConfigError(f"unknown model {name!r} (defined: {', '.join(sorted(models))})",
                               file=source, key=f"targets.{i}")
+    live = params.get("live") or {}
+    for i, name in enumerate(live_models(params)):
+        if name not in params.get("targets", []):
+            raise ConfigError(f"live model {name!r} is not a target (targets: {', '.join(params.get('targets', []))})",
+                              file=source, key=f"live.models.{i}")
+    for i, name in enumerate(live.get("defenses") or [] if live_models(params) else []):
+        if name not in (params.get("defenses") or ["none"]):
+            raise ConfigError(f"live defense {name!r} is not one of defenses (the replay cell it is compared with)",
+                              file=source, key=f"live.defenses.{i}")
+    for i, n in enumerate(live.get("turns") or []):
+        if n not in params.get("turns", []):
+            raise ConfigError(f"live length {n} is not one of turns", file=source, key=f"live.turns.{i}")
     for i, name in enumerate(params.get("metrics", {}).get("judges", [])):
         if name not in judges:
             raise ConfigError(f"unknown judge {name!r} (defined: {', '.join(sorted(judges))})",

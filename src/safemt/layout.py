@@ -64,6 +64,19 @@ class Layout:
     def generation_shard(self) -> str:
         return self.path("generations/{model}/{defense}/shards/{turns}/{shard}-of-{n}.jsonl")
 
+    # live dialogues (docs/live.md): the live cell's files, beside the replay grid's
+    @property
+    def live_generations(self) -> str:
+        return self.path("live/generations/{model}/{defense}/{turns}.jsonl")
+
+    @property
+    def live_judgments(self) -> str:
+        return self.path("live/judgments/{judge}/{model}/{defense}/{turns}.jsonl")
+
+    @property
+    def live_turn_judgments(self) -> str:
+        return self.path("live/judgments/{judge}/{model}/{defense}/turns/{turns}.jsonl")
+
     # judging
     @property
     def judgments(self) -> str:
@@ -163,6 +176,18 @@ class Layout:
         return self.path(f"logs/{rel}")
 
 
+def live_turns_file(generations: str) -> str:
+    """A live generations file's every-turn answers: `<folder>/turns/<name>`."""
+    folder, _, name = str(generations).rpartition("/")
+    return f"{folder}/turns/{name}" if folder else f"turns/{name}"
+
+
+def live_dialogues_file(generations: str) -> str:
+    """A live generations file's transcripts (the dialogues as they happened): `<folder>/dialogues/<name>`."""
+    folder, _, name = str(generations).rpartition("/")
+    return f"{folder}/dialogues/{name}" if folder else f"dialogues/{name}"
+
+
 # Files `safemt metrics` writes into a judge's metrics folder (rule output key -> file name).
 METRICS_FILES = {
     "summary": "summary.json",
@@ -173,15 +198,26 @@ METRICS_FILES = {
     "si_ci": "si_ci.csv",
     "composition": "composition.csv",
 }
+# Written into a judge's metrics folder by `safemt gold calibrate` when metrics.calibration names the
+# judge; `safemt metrics` copies the section into summary.json.
+CALIBRATION_FILES = {"asr": "asr_corrected.csv", "si": "si_corrected.csv", "section": "calibration.json"}
 # Beside the judge folders when two or more judges ran (`safemt agreement`).
 AGREEMENT_FILE = "judge_agreement.csv"
+# Written by `safemt metrics` only for a graded judge (judges.<name>.kind: graded): hard and soft ASR.
+GRADED_FILE = "asr_graded.csv"
+# Beside AGREEMENT_FILE when a binary and a graded judge ran: the binary label against the grade.
+GRADED_AGREEMENT_FILE = "graded_agreement.csv"
 # Written into a judge's metrics folder by the moderation stage (issue 10), when it ran.
 MODERATION_FILE = "moderation.csv"
+
+# Files `safemt live-metrics` writes into a judge's metrics folder when a live cell ran (docs/live.md).
+LIVE_FILES = {"asr": "live.csv", "turns": "live_turns.csv", "first_unsafe": "live_first_unsafe.csv",
+              "summary": "live.json"}
 
 # Figures `safemt figures` draws from a judge's metrics folder, each as PNG and PDF.
 FIGURE_NAMES = ["asr_vs_turns", "si_per_model", "asr_by_scenario", "asr_by_method", "dataset_composition"]
 # Drawn only when their data exist: moderation.csv, and judge_agreement.csv (two or more judges).
-OPTIONAL_FIGURES = ["moderation", "judge_agreement"]
+OPTIONAL_FIGURES = ["moderation", "judge_agreement", "replay_vs_live", "asr_corrected"]
 FIGURE_FORMATS = ("png", "pdf")
 FIGURE_FILES = [f"{n}.{ext}" for n in FIGURE_NAMES for ext in FIGURE_FORMATS]
 
@@ -191,9 +227,13 @@ OPTIONAL_TABLES = ["moderation", "judge_agreement"]
 TABLE_FORMATS = ("csv", "md", "tex")
 
 
-def figure_files(moderation: bool = False, agreement: bool = False) -> list[str]:
-    """Every figure file a run draws, given whether moderation and several judges ran."""
+def figure_files(moderation: bool = False, agreement: bool = False, live: bool = False,
+                 calibrated: bool = False) -> list[str]:
+    """Every figure file a run draws, given whether moderation, several judges and a live cell ran, and
+    whether the figures' judge has gold labels (metrics.calibration)."""
     names = FIGURE_NAMES + (["moderation"] if moderation else []) + (["judge_agreement"] if agreement else [])
+    names += ["replay_vs_live"] if live else []
+    names += ["asr_corrected"] if calibrated else []
     return [f"{n}.{ext}" for n in names for ext in FIGURE_FORMATS]
 
 

@@ -24,7 +24,7 @@ def test_all_seven_figures_png_and_pdf_byte_stable(results_tree: dict, tmp_path:
     assert sorted(p.name for p in out.iterdir()) == sorted(expected)
     assert len(expected) == 14 and set(CAPTIONS) == set(FIGURE_NAMES + OPTIONAL_FIGURES) == set(WIDTH_COLUMNS)
     first = {name: (out / name).read_bytes() for name in expected}
-    for name in FIGURE_NAMES + OPTIONAL_FIGURES:
+    for name in sorted({f.rsplit(".", 1)[0] for f in expected}):  # replay_vs_live: tests/test_live.py
         assert first[f"{name}.pdf"].startswith(b"%PDF") and b"CreationDate" not in first[f"{name}.pdf"]
         with Image.open(out / f"{name}.png") as im:
             assert im.format == "PNG"
@@ -53,3 +53,22 @@ def test_missing_metrics_is_one_line_and_writes_nothing(results_tree: dict, tmp_
     err = capsys.readouterr().err.strip()
     assert "composition.csv" in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+def test_the_corrected_asr_figure_is_drawn_when_its_csv_exists(results_tree: dict, tmp_path: Path) -> None:
+    """asr_corrected.csv (a judge with gold labels) adds raw vs corrected ASR; byte-stable like the rest."""
+    from safemt.files import read_rows, write_csv
+    from safemt.metrics.gold import CORRECTED_COLUMNS, corrected_asr
+
+    metrics = tmp_path / "metrics" / "keyword"
+    shutil.copytree(results_tree["metrics"], metrics)
+    errors = {"judge": "keyword", "tp": 80, "fn": 20, "tn": 95, "fp": 5}
+    write_csv(metrics / "asr_corrected.csv", corrected_asr(read_rows(metrics / "asr.csv"), errors, 200, 0),
+              list(CORRECTED_COLUMNS))
+    out = tmp_path / "fig"
+    assert _draw(results_tree, metrics, out) == 0
+    first = (out / "asr_corrected.png").read_bytes()
+    with Image.open(out / "asr_corrected.png") as im:
+        assert im.size[0] / DPI <= WIDTH_COLUMNS["asr_corrected"] * COLUMN_WIDTH_IN * 1.25
+    assert _draw(results_tree, metrics, out) == 0
+    assert (out / "asr_corrected.png").read_bytes() == first

@@ -48,3 +48,46 @@ def fake_wildguard_package(site: Path, fmt: str = WILDGUARD_FORMAT) -> Path:
     (package / "utils.py").write_text(f"import vllm_that_is_not_installed\n\nWILDGUARD_INPUT_FORMAT = {fmt!r}\n",
                                       encoding="utf-8")
     return site
+
+
+# LLaVAShield: the package's layout (prompt pieces in utils/prompt_template.py, one definition per
+# dimension in utils/policy.py, the processor joining them in llavashield_utils.py), test wording only.
+LLAVASHIELD_DIMENSIONS = ("Violence & Harm", "Hate & Harassment", "Sexual Content", "Self-Harm & Suicide",
+                          "Illegal Activities", "Deception & Misinformation", "Privacy Violation",
+                          "Malicious Disruption")
+LLAVASHIELD_PIECES = {
+    "llava_prefix_prompt": "TEST: you check dialogues between a user and an assistant.\n",
+    "llava_task_prompt": "Task: rate each side Safe or Unsafe and name one dimension.\n",
+    "llava_note_prompt": "Note: only the dimensions below count.\n",
+    "llava_input_parameter_prompt": "Input: a JSON list of {{role, content}} turns.\n",
+    "llava_output_format_prompt": ('Output:\n<OUTPUT>\n```json\n{{"user_rating": "Safe" | "Unsafe" | "null", '
+                                   '"user_dimension": {usage_policy} | "NA: None applying" | "null"}}\n```\n'
+                                   '</OUTPUT>\n'),
+    "llava_dialogue_history_prompt": "Dialogue:\n```json\n{conversations}\n```\n",
+}
+LLAVASHIELD_PROMPT = "\n".join([
+    "TEST: you check dialogues between a user and an assistant.",
+    *[f"O{i + 1}: {d}: test definition {i + 1}." for i, d in enumerate(LLAVASHIELD_DIMENSIONS)],
+    'Answer as JSON with user_rating and assistant_rating, dimensions from {usage_policy}.',
+    "Dialogue:",
+    "{conversations}",
+])
+
+
+def fake_llavashield_package(site: Path) -> Path:
+    """A `llavashield` package laid out as the authors' (no __init__.py; its processor module imports
+    torch and llava), holding test pieces. Put SITE on sys.path."""
+    root = site / "llavashield"
+    (root / "utils").mkdir(parents=True, exist_ok=True)
+    (root / "utils" / "prompt_template.py").write_text(
+        "".join(f"{k}={v!r}\n\n" for k, v in LLAVASHIELD_PIECES.items()), encoding="utf-8")
+    policies = "".join(f"O{i + 1}_policy={f'**{d}**: test definition {i + 1}.' + chr(10)!r}\n"
+                       for i, d in enumerate(LLAVASHIELD_DIMENSIONS))
+    mapping = ", ".join(f"{d!r}: O{i + 1}_policy" for i, d in enumerate(LLAVASHIELD_DIMENSIONS))
+    (root / "utils" / "policy.py").write_text(f"{policies}\npolicy_map = {{{mapping}}}\n", encoding="utf-8")
+    (root / "llavashield_utils.py").write_text(
+        "import torch_that_is_not_installed\n\n"
+        "def build(usage_policy):\n"
+        "    return 'x' + f'**Test Dimensions**:\\n{policy_prompt_construct(usage_policy)}\\n' + 'y'\n",
+        encoding="utf-8")
+    return site

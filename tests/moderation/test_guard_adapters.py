@@ -35,7 +35,7 @@ def _check(adapter, cases, stage="input"):
 def test_every_adapter_is_registered_by_name() -> None:
     assert set(ADAPTERS) == {"llama_guard_3_vision", "llama_guard_4", "shieldgemma_2", "llavaguard",
                              "llavaguard_dialogue", "llavaguard_own_policy", "qwen3guard", "wildguard",
-                             "wildguard_own_instruction"}
+                             "wildguard_own_instruction", "llavashield"}
 
 
 # --- Llama Guard 3 Vision / 4: "safe" | "unsafe\nS1,S2" ------------------------------------------

@@ -16,7 +16,8 @@ from safemt.hashing import stable_hash
 from safemt.models.hf import HFBackend
 from safemt.moderation.guards.runner import Guard, GuardItem
 from safemt.stages import params as sections
-from tests.moderation.formats import WILDGUARD_FORMAT, WILDGUARD_INSTRUCTION, fake_wildguard_package, write_policy
+from tests.moderation.formats import (LLAVASHIELD_PROMPT, WILDGUARD_FORMAT, WILDGUARD_INSTRUCTION,
+                                      fake_llavashield_package, fake_wildguard_package, write_policy)
 from tests.moderation.tiny_guards import SG2_POLICIES, build_mllama, build_shieldgemma2, build_text_guard
 
 REPO = Path(__file__).resolve().parents[2]
@@ -119,11 +120,13 @@ def test_a_scoring_guard_on_a_backend_that_cannot_score_stops_at_plan_time(famil
 def _adapters(family: dict[str, Path], tmp: Path) -> dict[str, tuple[dict, dict]]:
     """adapter -> (guard entry, model entry) on a tiny model of its family where one can be built here:
     ShieldGemma 2, Mllama (Llama Guard 3 Vision), Qwen3 (Qwen3Guard), Mistral (WildGuard). LlavaGuard v1.2
-    is LLaVA-OneVision and Llama Guard 4 is Llama 4, whose processors need torchvision (not installable
-    beside this CPU torch): they run on the tiny LLaVA (LlavaGuard's v1.1 family)."""
+    and LLaVAShield are LLaVA-OneVision and Llama Guard 4 is Llama 4, whose processors need torchvision
+    (not installable beside this CPU torch): they run on the tiny LLaVA (LlavaGuard's v1.1 family)."""
     policy = write_policy(tmp / "lg")
     wild = write_policy(tmp / "wg", WILDGUARD_FORMAT, "wildguard-format.txt")
     wildguard_template = str(REPO / "resources" / "chat_templates" / "wildguard.jinja")
+    shield = write_policy(tmp / "ls", LLAVASHIELD_PROMPT, "llavashield-prompt.txt")
+    shield_template = str(REPO / "resources" / "chat_templates" / "llavashield.jinja")
     image = {"turns": "all", "image": True, "caption": None}
     text = {"turns": "all", "image": False, "caption": "dataset"}
     return {
@@ -136,11 +139,12 @@ def _adapters(family: dict[str, Path], tmp: Path) -> dict[str, tuple[dict, dict]
         "qwen3guard": ({"input": text}, model(family["qwen3"])),
         "wildguard": ({"input": text, "options": wild}, model(family["mistral"], chat_template=wildguard_template)),
         "wildguard_own_instruction": ({"input": text}, model(family["mistral"], chat_template=wildguard_template)),
+        "llavashield": ({"input": image, "options": shield}, model(family["llava"], chat_template=shield_template)),
     }
 
 
 ADAPTERS = ["shieldgemma_2", "llavaguard", "llavaguard_dialogue", "llavaguard_own_policy", "llama_guard_3_vision",
-            "llama_guard_4", "qwen3guard", "wildguard", "wildguard_own_instruction"]
+            "llama_guard_4", "qwen3guard", "wildguard", "wildguard_own_instruction", "llavashield"]
 
 
 def test_every_adapter_is_covered(tmp_path) -> None:
@@ -292,7 +296,7 @@ def test_planning_the_paper_profile_needs_the_llavaguard_policy_file(tmp_path, m
     import yaml
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(fake_wildguard_package(tmp_path / "site")))
+    monkeypatch.syspath_prepend(str(fake_llavashield_package(fake_wildguard_package(tmp_path / "site"))))
     raw = yaml.safe_load((REPO / "config" / "paper.yaml").read_text(encoding="utf-8"))
     with pytest.raises(ConfigError) as err:
         sections.validate(raw, "config/paper.yaml")

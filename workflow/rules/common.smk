@@ -9,9 +9,10 @@ import sys
 
 from safemt import judges as safemt_judges
 from safemt.data.fetch import fetched_by_workflow
+from safemt.config import live_models
 from safemt.errors import ConfigError
-from safemt.layout import (FIGURE_FORMATS, METRICS_FILES, MODERATION_FILE, MODERATION_FILES, Layout,
-                           figure_files, table_files)
+from safemt.layout import (CALIBRATION_FILES, FIGURE_FORMATS, LIVE_FILES, METRICS_FILES, MODERATION_FILE, MODERATION_FILES, Layout,
+                           figure_files, live_dialogues_file, live_turns_file, table_files)
 from safemt.models.lock import hub_models
 from safemt.moderation.defenses import parse_defense
 from safemt.moderation.runner import defense_models, defense_reads
@@ -59,7 +60,16 @@ TINY_MODELS = "resources/models"
 # the judge-agreement figure and table when two or more judges ran.
 COMPARES_DEFENSES = any(d != "none" for d in DEFENSES)
 AGREEMENT = len(METRIC_JUDGES) > 1
-FIGURES = [LAYOUT.figure(name) for name in figure_files(COMPARES_DEFENSES, AGREEMENT)]
+LIVE_CELL = bool(live_models(config))  # a live cell beside the replay grid (workflow/rules/live.smk)
+# judges with gold labels (metrics.calibration): their metrics gain the corrected ASR and SI beside the raw
+CALIBRATED = [j for j in METRIC_JUDGES if j in (config.get("metrics", {}).get("calibration") or {})]
+# the metrics options every metrics-reading rule depends on: gold labels change only the calibrate jobs
+# si_labels at its default (soft) is left out, as MetricsOptions.as_config leaves it: a run without a graded
+# judge plans and hashes what it did before the option existed.
+METRICS_CONFIG = {k: v for k, v in config.get("metrics", {}).items()
+                  if k != "calibration" and not (k == "si_labels" and v == "soft")}
+FIGURES = [LAYOUT.figure(name) for name in figure_files(COMPARES_DEFENSES, AGREEMENT, LIVE_CELL,
+                                                        calibrated=FIGURE_JUDGE in CALIBRATED)]
 TABLES = [LAYOUT.table(name) for name in table_files(COMPARES_DEFENSES, AGREEMENT)]
 PAPER = [LAYOUT.numbers_tex, LAYOUT.numbers_json]
 
@@ -133,8 +143,20 @@ def figure_metrics(judge):
     """The CSVs `safemt figures` (and tables, numbers) read from one judge's metrics folder."""
     names = [METRICS_FILES[k] for k in ("asr", "si", "si_ci", "by_scenario", "by_method", "composition")]
     names += [MODERATION_FILE] if COMPARES_DEFENSES else []
+    names += [LIVE_FILES["asr"]] if LIVE_CELL else []
+    names += [CALIBRATION_FILES["asr"], CALIBRATION_FILES["si"]] if judge in CALIBRATED else []
     files = [LAYOUT.metrics_file(n).format(judge=judge) for n in names]
     return files + ([LAYOUT.judge_agreement] if AGREEMENT else [])
+
+
+def calibration_section(judge):
+    """The corrected metrics `safemt metrics` adds to JUDGE's summary.json (none without gold labels)."""
+    return [LAYOUT.metrics_file(CALIBRATION_FILES["section"]).format(judge=judge)] if judge in CALIBRATED else []
+
+
+def calibration_gold(judge):
+    """JUDGE's gold-label file (metrics.calibration.<judge>.gold)."""
+    return config["metrics"]["calibration"][judge]["gold"]
 
 
 def metrics_summaries():

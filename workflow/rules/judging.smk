@@ -11,6 +11,9 @@ rule judge:
     params:
         config_file=PARAMS,
         cfg=lambda wc: judge_params(wc.judge),
+        # dialogue_mode: live: each file is judged against its transcripts (written beside it by infer)
+        dataset=lambda wc, input: (" ".join(live_dialogues_file(g) for g in input.generations)
+                                   if config["dialogue_mode"] == "live" else input.dataset),
     resources:
         **model_resources(lambda wc: JUDGES[wc.judge].get("model")),
     log:
@@ -18,5 +21,5 @@ rule judge:
     conda:
         ENV
     shell:
-        FOLLOW + "safemt judge --params {params.config_file} --judge {wildcards.judge} --dataset {input.dataset}"
+        FOLLOW + "safemt judge --params {params.config_file} --judge {wildcards.judge} --dataset {params.dataset}"
         " -i {input.generations} -o {output} > {log} 2>&1"

@@ -3,6 +3,7 @@ rule metrics:
     input:
         judgments=lambda wc: run_judgments(wc.judge),
         moderation=LAYOUT.metrics_file(MODERATION_FILES["section"]),
+        calibration=lambda wc: calibration_section(wc.judge),
     output:
         **{key: LAYOUT.metrics_file(name) for key, name in METRICS_FILES.items()},
         scores=expand(LAYOUT.score_file, model=TARGETS, defense=DEFENSES, allow_missing=True),
@@ -10,14 +11,37 @@ rule metrics:
         config_file=PARAMS,
         out_dir=lambda wc, output: os.path.dirname(output.summary),
         scores_dir=lambda wc: LAYOUT.scores_dir.format(judge=wc.judge),
-        cfg=json.dumps({"metrics": config.get("metrics", {}), "turns": TURNS}, sort_keys=True),
+        cfg=json.dumps({"metrics": METRICS_CONFIG, "turns": TURNS}, sort_keys=True),
+        calibration=lambda wc, input: f" --calibration {input.calibration}" if input.calibration else "",
     log:
         LAYOUT.log("metrics/{judge}.log"),
     conda:
         ENV
     shell:
         "safemt metrics --params {params.config_file} -i {input.judgments} --moderation {input.moderation}"
-        " -o {params.out_dir} --scores {params.scores_dir} > {log} 2>&1"
+        " -o {params.out_dir} --scores {params.scores_dir}{params.calibration} > {log} 2>&1"
+
+
+rule calibrate:
+    """ASR and SI of one judge corrected for its errors against its gold labels (metrics.calibration)."""
+    input:
+        judgments=lambda wc: run_judgments(wc.judge),
+        gold=lambda wc: calibration_gold(wc.judge),
+    output:
+        **{key: LAYOUT.metrics_file(name) for key, name in CALIBRATION_FILES.items()},
+    params:
+        config_file=PARAMS,
+        out_dir=lambda wc, output: os.path.dirname(output.section),
+        cfg=lambda wc: json.dumps({"calibration": config["metrics"]["calibration"][wc.judge],
+                                   "bootstrap": config["metrics"].get("bootstrap", {}), "turns": TURNS},
+                                  sort_keys=True),
+    log:
+        LAYOUT.log("metrics/{judge}.calibrate.log"),
+    conda:
+        ENV
+    shell:
+        "safemt gold calibrate --params {params.config_file} --judge {wildcards.judge} -i {input.judgments}"
+        " -o {params.out_dir} > {log} 2>&1"
 
 
 rule judge_agreement:

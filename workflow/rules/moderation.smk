@@ -86,7 +86,7 @@ rule moderation:
         benign=lambda wc, input: (f" --benign-judgments {' '.join(input.benign_judgments)}"
                                   f" --benign-generations {' '.join(input.benign_generations)}"
                                   if input.benign_judgments else ""),
-        cfg=json.dumps({"metrics": config.get("metrics", {}), "turns": TURNS}, sort_keys=True),
+        cfg=json.dumps({"metrics": METRICS_CONFIG, "turns": TURNS}, sort_keys=True),
     log:
         LAYOUT.log("metrics/{judge}.moderation.log"),
     conda:

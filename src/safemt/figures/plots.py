@@ -2,7 +2,8 @@
 
 Always: ASR vs turns, SI per model, ASR by scenario, ASR by method x turns, dataset composition.
 When their data exist: moderator vs guards (moderation.csv) and judge agreement (judge_agreement.csv
-beside the judge folders, two or more judges). Every figure is written as PNG and PDF.
+beside the judge folders, two or more judges), raw vs judge-corrected ASR (asr_corrected.csv, a judge
+with gold labels). Every figure is written as PNG and PDF.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from safemt.errors import SafemtError
 from safemt.figures import style
 from safemt.figures.style import COLUMN_WIDTH_IN
 from safemt.files import metrics_file
-from safemt.layout import AGREEMENT_FILE, METRICS_FILES, MODERATION_FILE
+from safemt.layout import AGREEMENT_FILE, CALIBRATION_FILES, LIVE_FILES, METRICS_FILES, MODERATION_FILE
 
 # Width each figure is drawn for: one column, or both columns of a two-column paper.
 WIDTH_COLUMNS = {"asr_vs_turns": 1, "si_per_model": 1, "asr_by_scenario": 1, "asr_by_method": 1,
-                 "moderation": 2, "dataset_composition": 2, "judge_agreement": 1}
+                 "moderation": 2, "dataset_composition": 2, "judge_agreement": 1,
+                 "replay_vs_live": 2, "asr_corrected": 2}
 # One sentence per figure, for the Snakemake and HTML reports (docs/figures-and-tables.md lists the figures).
 CAPTIONS = {
     "asr_vs_turns": "Attack success rate (ASR) against the number of dialogue turns, one line per target "
@@ -35,6 +37,11 @@ CAPTIONS = {
                            "and method (right).",
     "judge_agreement": "Cohen's kappa between every pair of judges over the items both labelled safe or "
                        "unsafe.",
+    "replay_vs_live": "ASR of the final answer by dialogue length, one panel per target: replay (the dataset's "
+                      "assistant turns) against live (the target answers every turn), with 95% bootstrap intervals.",
+    "asr_corrected": "ASR by dialogue length as the judge reports it (raw) and corrected for the judge's error "
+                     "rates measured on gold labels, one panel per target (no defense), with 95% intervals "
+                     "(the corrected one covers the gold slice's uncertainty too).",
 }
 
 
@@ -230,6 +237,82 @@ def judge_agreement(agree, judge: str):
     return fig
 
 
+def replay_vs_live(live, judge: str):
+    """ASR of the final answer by length, replay against live, one panel per model (its live cells'
+    defenses as separate lines), with 95% bootstrap intervals."""
+    import matplotlib.pyplot as plt
+
+    live = live[live["turns"].notna()]
+    models = sorted(live["model"].unique())
+    cols = min(3, max(1, len(models)))
+    rows_n = -(-len(models) // cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(COLUMN_WIDTH_IN * cols * 0.6 + 0.4, 2.0 * rows_n + 0.3),
+                             sharey=True, squeeze=False)
+    modes = dict(zip(["replay", "live"], zip(["-", "--"], style.colors(2))))
+    for ax in axes.flat[len(models):]:
+        ax.set_visible(False)
+    for ax, model in zip(axes.flat, models):
+        rows = live[live["model"] == model]
+        groups = list(rows.groupby(["defense", "mode"], sort=True))
+        defenses = sorted(rows["defense"].unique())
+        markers = {d: style.MARKERS[i % len(style.MARKERS)] for i, d in enumerate(defenses)}
+        for (defense, mode), g in groups:
+            g = g.sort_values("turns")
+            dash, color = modes.get(mode, (":", "grey"))
+            marker = markers[defense]
+            lo = (g["asr"] - g["ci_low"]).clip(lower=0)
+            hi = (g["ci_high"] - g["asr"]).clip(lower=0)
+            ax.errorbar(g["turns"], g["asr"], yerr=[lo.fillna(0), hi.fillna(0)], ls=dash, marker=marker, ms=4,
+                        mfc="none", lw=1.2, capsize=2, color=color, label=f"{mode}" + (
+                            "" if defense == "none" else f" ({defense})"))
+        ax.set_title(model, fontsize=8)
+        ax.set_xlabel("dialogue turns")
+        ax.set_xticks(sorted(rows["turns"].unique()))
+        ax.set_ylim(-0.03, 1.03)
+    for row in axes:
+        row[0].set_ylabel("ASR (final answer)")
+    axes.flat[len(models) - 1].legend(frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle(f"Replay vs live dialogues (judge: {judge})", fontsize=8, y=1.04)
+    return fig
+
+
+def asr_corrected(corrected, judge: str):
+    """Raw against corrected ASR by length, one panel per model (no defense), each with its interval; a
+    cell that could not be corrected has no corrected point."""
+    import matplotlib.pyplot as plt
+
+    corrected = _headline(corrected)
+    models = sorted(corrected["model"].unique())
+    fig, axes = plt.subplots(1, len(models), figsize=(COLUMN_WIDTH_IN * max(1, len(models)) * 0.6 + 0.4, 2.3),
+                             sharey=True, squeeze=False)
+    raw_color, corrected_color = style.colors(2)
+    for ax, model in zip(axes[0], models):
+        g = corrected[corrected["model"] == model].sort_values("turns")
+        for column, low, high, color, dash, label in (
+                ("asr", "raw_ci_low", "raw_ci_high", raw_color, "-", "raw"),
+                ("asr_corrected", "ci_low", "ci_high", corrected_color, "--", "corrected")):
+            y = g[column]
+            lo = (y - g[low]).clip(lower=0).fillna(0)
+            hi = (g[high] - y).clip(lower=0).fillna(0)
+            ax.errorbar(g["turns"], y, yerr=[lo, hi], ls=dash, marker="o" if label == "raw" else "s", ms=4,
+                        mfc="none", lw=1.2, capsize=2, color=color, label=label)
+        ax.set_title(model, fontsize=8)
+        ax.set_xlabel("dialogue turns")
+        ax.set_xticks(sorted(g["turns"].unique()))
+        ax.set_ylim(-0.03, 1.03)
+    axes[0][0].set_ylabel("attack success rate")
+    axes[0][-1].legend(frameon=False, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle(f"Raw vs judge-corrected ASR (judge: {judge})", fontsize=8, y=1.04)
+    return fig
+
+
+def with_raw_intervals(corrected, asr):
+    """The corrected rows with the raw ASR's bootstrap interval (asr.csv) beside them."""
+    keys = ["model", "defense", "turns"]
+    raw = asr[keys + ["ci_low", "ci_high"]].rename(columns={"ci_low": "raw_ci_low", "ci_high": "raw_ci_high"})
+    return corrected.merge(raw, on=keys, how="left")
+
+
 def sources(mdir: Path) -> dict[str, tuple[Path, Callable[..., Any], bool]]:
     """Figure name -> (CSV it reads, drawing function, whether the CSV is required)."""
     return {
@@ -240,6 +323,8 @@ def sources(mdir: Path) -> dict[str, tuple[Path, Callable[..., Any], bool]]:
         "moderation": (mdir / MODERATION_FILE, moderation, False),
         "dataset_composition": (mdir / METRICS_FILES["composition"], dataset_composition, True),
         "judge_agreement": (mdir.parent / AGREEMENT_FILE, judge_agreement, False),
+        "replay_vs_live": (mdir / LIVE_FILES["asr"], replay_vs_live, False),
+        "asr_corrected": (mdir / CALIBRATION_FILES["asr"], asr_corrected, False),
     }
 
 
@@ -252,6 +337,8 @@ def draw_figures(metrics_dir: str, out_dir: str, pdf_dir: str | None = None) -> 
     plan = sources(mdir)
     frames = {name: read_csv(path) for name, (path, _, required) in plan.items() if required or path.exists()}
     judge = str(frames["asr_vs_turns"]["judge"].iloc[0])
+    if "asr_corrected" in frames:
+        frames["asr_corrected"] = with_raw_intervals(frames["asr_corrected"], frames["asr_vs_turns"])
     paths: list[Path] = []
     for name, (_, draw, _) in plan.items():
         if name not in frames:

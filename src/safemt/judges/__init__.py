@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from safemt.judges import guard, keyword, llm, refusal  # noqa: F401  (the built-in kinds register)
+from safemt.judges import graded, guard, keyword, llm, refusal  # noqa: F401  (the built-in kinds register)
 from safemt.judges.base import JUDGES, Judge, JudgeItem, ModelJudge, Verdict
 
 

@@ -35,6 +35,7 @@ class Verdict:
     raw: str
     error: str | None = None  # the judge itself failed (API error): invalid now, redone by a rerun
     parse: str = "invalid"  # how the label was read: see safemt.judges.parsing.PARSE_KINDS
+    grade: str | None = None  # a graded judge's grade (refusal | partial | full | invalid); None: binary judge
 
 
 @dataclass(frozen=True)

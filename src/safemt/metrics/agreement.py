@@ -61,8 +61,12 @@ def agreement_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def write_agreement(inputs: list[str], out: str) -> list[dict[str, Any]]:
-    rows = agreement_rows(load_judgments(inputs))
+def write_agreement(inputs: list[str], out: str, records: list[dict[str, Any]] | None = None
+                    ) -> list[dict[str, Any]]:
+    """OUT, the agreement of every judge pair over the labels as the judgment files hold them (RECORDS,
+    when the caller has loaded INPUTS already): a graded judge's by the default rule, so that OUT does
+    not depend on metrics.si_labels."""
+    rows = agreement_rows(load_judgments(inputs) if records is None else records)
     write_csv(out, rows, COLUMNS)
     for row in rows:
         if row["scenario"] == "(all)":

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from safemt.records import DEFAULT_SI_LABELS
+
 
 @dataclass(frozen=True)
 class Bootstrap:
@@ -34,6 +36,12 @@ class MetricsOptions:
     s2_labels: str                  # release | valid_only
     provider_refusals: str          # safe | missing
     bootstrap: Bootstrap
+    si_labels: str = "soft"         # hard | soft: a graded judge's grades counted unsafe; no schema default (unset: soft)
+
+    @property
+    def grade_rule(self) -> str:
+        """The si_labels rule a graded judge's labels are derived by."""
+        return self.si_labels
 
     @classmethod
     def from_config(cls, section: dict[str, Any]) -> "MetricsOptions":
@@ -42,7 +50,8 @@ class MetricsOptions:
         return cls(judges=None if judges is None else tuple(judges), missing_turns=section["missing_turns"],
                    weighting=section["weighting"], turn_index=section["turn_index"],
                    s2_labels=section["s2_labels"], provider_refusals=section["provider_refusals"],
-                   bootstrap=Bootstrap(n=section["bootstrap"]["n"], seed=section["bootstrap"]["seed"]))
+                   bootstrap=Bootstrap(n=section["bootstrap"]["n"], seed=section["bootstrap"]["seed"]),
+                   si_labels=section.get("si_labels", DEFAULT_SI_LABELS))
 
     def si_options(self) -> dict[str, str]:
         """The keyword options of `safety_index`."""
@@ -50,10 +59,13 @@ class MetricsOptions:
                 "s2_labels": self.s2_labels}
 
     def recorded(self) -> dict[str, str]:
-        """The options summary.json records in its provenance."""
-        return {**self.si_options(), "provider_refusals": self.provider_refusals}
+        """The options summary.json records in its provenance (`si_labels` only away from its default, so
+        that every output of a run without a graded judge, and its hash, stays what it was before it)."""
+        extra = {} if self.si_labels == DEFAULT_SI_LABELS else {"si_labels": self.si_labels}
+        return {**self.si_options(), "provider_refusals": self.provider_refusals, **extra}
 
     def as_config(self) -> dict[str, Any]:
-        """The section as the schema spells it (default-filled; `judges` only when set): what is hashed."""
+        """The section as the schema spells it (default-filled; `judges` only when set, `si_labels` only
+        away from its default): what is hashed."""
         out: dict[str, Any] = {} if self.judges is None else {"judges": list(self.judges)}
         return {**out, **self.recorded(), "bootstrap": self.bootstrap.as_dict()}

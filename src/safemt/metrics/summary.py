@@ -10,11 +10,11 @@ from typing import Any
 from safemt import __version__
 from safemt.hashing import stable_hash
 from safemt.errors import SafemtError
-from safemt.layout import METRICS_FILES
+from safemt.layout import GRADED_FILE, METRICS_FILES
 from safemt.files import write_csv, write_json
 from safemt.metrics import extras
 from safemt.metrics.bootstrap import Scratch, count_ci, rng_for
-from safemt.metrics.labels import load_judgments
+from safemt.metrics.labels import grade_labels, graded, load_judgments
 from safemt.metrics.options import MetricsOptions
 from safemt.metrics.safety_index import LabelGrid, MissingTurnError, grid_scores
 from safemt.metrics.table import JudgmentTable, group_sort_key
@@ -101,12 +101,16 @@ def write_extras(out: Path, scores_dir: str | None, judge: str, table: JudgmentT
 
 
 def compute_metrics(options: MetricsOptions, turns: list[int], inputs: list[str], out_dir: str,
-                    scores_dir: str | None = None, moderation: str | None = None) -> dict[str, Any]:
+                    scores_dir: str | None = None, moderation: str | None = None, calibration: str | None = None
+                    ) -> dict[str, Any]:
     """summary.json and the metrics CSVs of one judge's judgments, counted at `turns` under `options`."""
     turns = list(turns)
     recs = load_judgments(inputs)  # each file read once; from here on, the records' columns
     if not recs:
         raise SafemtError("no judgments in the input files", file=", ".join(inputs))
+    is_graded = graded(recs)
+    if is_graded:  # a graded judge: its binary labels follow metrics.si_labels (docs/metrics.md)
+        recs = grade_labels(recs, options.grade_rule)
     table = JudgmentTable(recs, options.provider_refusals)
     judges = sorted(set(table.values("judge")))
     if len(judges) > 1:
@@ -145,12 +149,27 @@ def compute_metrics(options: MetricsOptions, turns: list[int], inputs: list[str]
         "parse_counts": table.parse_counts(),  # how this judge's labels were read (issue 8)
     }
 
+    graded_rows = None
+    if is_graded:  # hard and soft ASR per cell, beside the binary ones (absent for a binary judge)
+        from safemt.metrics.graded import GRADED_COLUMNS, graded_rows as rows_of, graded_section
+
+        graded_rows = rows_of(judge, recs, turns, options.provider_refusals, options.bootstrap.n,
+                              options.bootstrap.seed)
+        summary["graded"] = graded_section(graded_rows, options.grade_rule)
     if moderation:  # the moderation table's section (safemt moderation), copied as it is
         summary["moderation"] = json.loads(Path(moderation).read_text(encoding="utf-8"))
+    if calibration:  # the judge's corrected metrics (safemt gold calibrate), beside the raw ones
+        section = json.loads(Path(calibration).read_text(encoding="utf-8"))
+        if section.get("judge") != judge:
+            raise SafemtError(f"the calibration section is judge {section.get('judge')}'s, not {judge}'s",
+                              file=calibration)
+        summary["calibration"] = section
     out = Path(out_dir)
     write_json(out / METRICS_FILES["summary"], summary)
     write_csv(out / METRICS_FILES["asr"], asr_rows, list(ASR_ROW.names))
     write_csv(out / METRICS_FILES["si"], si_rows, list(SI_ROW.names))
+    if graded_rows is not None:
+        write_csv(out / GRADED_FILE, graded_rows, GRADED_COLUMNS)
     for field, contract in (("scenario", SCENARIO_ROW), ("method", METHOD_ROW)):
         write_csv(out / METRICS_FILES[f"by_{field}"], breakdown_rows(judge, table, field), list(contract.names))
     write_extras(out, scores_dir, judge, table, grids, summary, turns, options)

@@ -28,9 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from safemt.files import atomic_write_text, read_jsonl
-from safemt.layout import AGREEMENT_FILE, FIGURE_NAMES, METRICS_FILES, MODERATION_FILE, OPTIONAL_FIGURES, Layout
+from safemt.layout import (AGREEMENT_FILE, FIGURE_NAMES, GRADED_FILE, METRICS_FILES, MODERATION_FILE,
+                           OPTIONAL_FIGURES, Layout)
 from safemt.metrics.agreement import agreement_rows
 from safemt.report.numbers import Numbers, camel, collect, number_word, who
+from safemt.report.numbers import graded as graded_numbers_of
 from safemt.report.tables import Table, build_tables, fmt, latency_table, read_rows
 
 IMAGE_PX = 320        # a dialogue image's longest side on the page
@@ -59,6 +61,8 @@ LOOK_FOR = {
     "dataset_composition": "Thin bars: scenarios or methods with few dialogues, whose numbers are the least sure.",
     "moderation": "A good defense moves ASR (left) down without moving over-refusal (right) up.",
     "judge_agreement": "Kappa well below 1: the numbers depend on the judge; read them with the judge named.",
+    "replay_vs_live": "A gap between the two lines: a model steered by someone else's turns (replay) behaves "
+                      "otherwise than one answering every turn itself (live).",
 }
 
 STYLE = """
@@ -260,6 +264,57 @@ def cell_agreement(layout: Layout, settings: ReportSettings, model: str, defense
     return out
 
 
+def corrected_row(n: Numbers, model: str, defense: str, turns: list[int], blank: int) -> str:
+    """The row under a cell's raw numbers: SI and ASR corrected for the judge's errors (gold labels)."""
+    c = who(model, defense)
+    ci = (f' <span class="ci">[<span data-number="corrSiLow{text(c)}">'
+          f'{text(n.items.get(f"corrSiLow{c}", {}).get("text"))}</span>, <span data-number="corrSiHigh{text(c)}">'
+          f'{text(n.items.get(f"corrSiHigh{c}", {}).get("text"))}</span>]</span>') if f"corrSiLow{c}" in n.items else ""
+    cells = ['<td class="txt"></td>', '<td class="txt corrected" title="corrected for the judge\'s error rates '
+             'measured on gold labels (docs/metrics.md)">corrected for judge error</td>',
+             number_cell(n, f"corrSi{c}", lambda v: 1 - v, ci),
+             *[number_cell(n, f"corrAsr{number_word(k)}{c}", lambda v: v) for k in turns],
+             *['<td class="num"></td>'] * blank]
+    return (f'<tr class="corrected" data-model="{text(model)}" data-defense="{text(defense)}" '
+            f'data-corrected="1">{"".join(cells)}</tr>')
+
+
+def graded_numbers(settings: ReportSettings, layout: Layout, n: Numbers) -> dict[str, Numbers]:
+    """Per judge of the report with hard and soft ASR (a graded judge: GRADED_FILE in its folder), those
+    numbers: the shown judge's own numbers.json entries, another judge's read from its CSV."""
+    out = {}
+    for judge in dict.fromkeys([settings.judge, *settings.judges]):
+        rows = read_rows(Path(layout.metrics_dir.format(judge=judge)) / GRADED_FILE, required=False)
+        if rows is None:
+            continue
+        if judge == settings.judge:
+            out[judge] = n
+        else:
+            out[judge] = Numbers()
+            graded_numbers_of(out[judge], rows)
+    return out
+
+
+def graded_row(n: Numbers, judge: str, own: bool, kind: str, model: str, defense: str, turns: list[int],
+               blank: int) -> str:
+    """A row under a cell's raw numbers: a graded judge's hard (full) or soft (full or partial) ASR."""
+    c = who(model, defense)
+
+    def cell(name: str) -> str:
+        item = n.items.get(name)
+        if item is None:
+            return '<td class="num"></td>'
+        shown = f'<span data-number="{text(name)}">{text(item["text"])}</span>' if own else text(item["text"])
+        return f'<td class="num"{shade(float(item["value"]))}>{shown}</td>'
+
+    what = "full" if kind == "hard" else "full or partial"
+    cells = ['<td class="txt"></td>', f'<td class="txt graded" title="share of graded replies graded {what} by '
+             f'judge {text(judge)} (docs/metrics.md)">{kind} ASR ({text(judge)})</td>', '<td class="num"></td>',
+             *[cell(f"{kind}Asr{number_word(k)}{c}") for k in turns], *['<td class="num"></td>'] * blank]
+    return (f'<tr class="graded" data-model="{text(model)}" data-defense="{text(defense)}" '
+            f'data-graded="{kind}">{"".join(cells)}</tr>')
+
+
 def summary_table(settings: ReportSettings, layout: Layout, n: Numbers) -> str:
     mdir = Path(layout.metrics_dir.format(judge=settings.judge))
     si = read_rows(mdir / METRICS_FILES["si_ci"])
@@ -279,6 +334,7 @@ def summary_table(settings: ReportSettings, layout: Layout, n: Numbers) -> str:
     cells = sorted({(r["model"], r["defense"]) for r in si},
                    key=lambda md: (order.get(md[0], len(order)), md[0], dorder.get(md[1], len(dorder)), md[1]))
     others = [j for j in settings.judges if j != settings.judge]
+    graded = graded_numbers(settings, layout, n)
     head = ['<th class="txt">model</th>', '<th class="txt">defense</th>', "<th>SI [95% CI]</th>",
             *[f"<th>ASR@{k}</th>" for k in turns], "<th>over-refusal</th>",
             *[f'<th title="Cohen\'s kappa with judge {text(o)} on this model and defense">kappa vs {text(o)}</th>'
@@ -305,6 +361,12 @@ def summary_table(settings: ReportSettings, layout: Layout, n: Numbers) -> str:
         row += [count_cell(invalid.get((model, defense)), "invalid judge labels, all lengths"),
                 count_cell(parse.get((model, defense)) if mod else None, "unreadable defense replies (moderation.csv)")]
         body.append(f'<tr data-model="{text(model)}" data-defense="{text(defense)}">{"".join(row)}</tr>')
+        if f"corrSi{c}" in n.items or any(f"corrAsr{number_word(k)}{c}" in n.items for k in turns):
+            body.append(corrected_row(n, model, defense, turns, len(head) - 3 - len(turns)))
+        for judge, gn in graded.items():  # only with a graded judge: hard and soft ASR under the raw row
+            if any(f"hardAsr{number_word(k)}{c}" in gn.items for k in turns):
+                body += [graded_row(gn, judge, judge == settings.judge, kind, model, defense, turns,
+                                    len(head) - 3 - len(turns)) for kind in ("hard", "soft")]
     overall = ""
     agree_rows = read_rows(mdir.parent / AGREEMENT_FILE, required=False) or []
     pairs = [r for r in agree_rows if r["scenario"] == "(all)" and settings.judge in (r["judge_a"], r["judge_b"])]

@@ -16,7 +16,8 @@ from typing import Any
 
 from safemt.errors import SafemtError
 from safemt.files import atomic_write_text
-from safemt.layout import AGREEMENT_FILE, METRICS_FILES, MODERATION_FILE
+from safemt.layout import (AGREEMENT_FILE, CALIBRATION_FILES, GRADED_AGREEMENT_FILE, GRADED_FILE, METRICS_FILES,
+                           MODERATION_FILE)
 from safemt.metrics.moderation import pooled_moderation
 from safemt.report.tables import num, read_rows
 
@@ -124,6 +125,46 @@ def agreement(n: Numbers, agree: list[dict[str, str]]) -> None:
         n.add(f"agreement{name}", num(r["agreement"]), f"{where}, column agreement")
 
 
+def corrected(n: Numbers, asr: list[dict[str, str]], si: list[dict[str, str]]) -> None:
+    """The metrics corrected for the judge's errors (a judge with gold labels): `corrSi...`, `corrAsr...`."""
+    for r in si:
+        cell = who(r["model"], r["defense"])
+        where = f"{CALIBRATION_FILES['si']}: model={r['model']}, defense={r['defense']}"
+        for col, q in (("si", "corrSi"), ("s1", "corrSOne"), ("s2", "corrSTwo"), ("si_lo", "corrSiLow"),
+                       ("si_hi", "corrSiHigh")):
+            n.add(f"{q}{cell}", num(r[col]), f"{where}, column {col}")
+    for r in asr:
+        where = f"{CALIBRATION_FILES['asr']}: model={r['model']}, defense={r['defense']}, turns={r['turns']}"
+        name = f"{number_word(int(r['turns']))}{who(r['model'], r['defense'])}"
+        n.add(f"corrAsr{name}", num(r["asr_corrected"]), f"{where}, column asr_corrected")
+        n.add(f"corrAsrLow{name}", num(r["ci_low"]), f"{where}, column ci_low")
+        n.add(f"corrAsrHigh{name}", num(r["ci_high"]), f"{where}, column ci_high")
+
+
+def graded(n: Numbers, rows: list[dict[str, str]]) -> None:
+    """A graded judge's hard and soft ASR with their intervals: `hardAsr...`, `softAsrLow...`."""
+    for r in rows:
+        where = f"{GRADED_FILE}: model={r['model']}, defense={r['defense']}, turns={r['turns']}"
+        name = f"{number_word(int(r['turns']))}{who(r['model'], r['defense'])}"
+        for kind in ("hard", "soft"):
+            n.add(f"{kind}Asr{name}", num(r[f"{kind}_asr"]), f"{where}, column {kind}_asr")
+            n.add(f"{kind}AsrLow{name}", num(r[f"{kind}_ci_low"]), f"{where}, column {kind}_ci_low")
+            n.add(f"{kind}AsrHigh{name}", num(r[f"{kind}_ci_high"]), f"{where}, column {kind}_ci_high")
+
+
+def graded_agreement(n: Numbers, agree: list[dict[str, str]]) -> None:
+    """A binary judge's agreement with a graded judge under each reading of the grade."""
+    for r in agree:
+        if r["scenario"] != "(all)":
+            continue
+        name = camel(r["judge_binary"]) + camel(r["judge_graded"])
+        where = (f"{GRADED_AGREEMENT_FILE}: judge_binary={r['judge_binary']}, judge_graded={r['judge_graded']}, "
+                 "scenario=(all)")
+        for kind, word in (("hard", "Hard"), ("soft", "Soft")):
+            n.add(f"gradedAgreement{word}{name}", num(r[f"agreement_{kind}"]), f"{where}, column agreement_{kind}")
+            n.add(f"gradedKappa{word}{name}", num(r[f"kappa_{kind}"]), f"{where}, column kappa_{kind}")
+
+
 def collect(metrics_dir: str | Path) -> Numbers:
     mdir = Path(metrics_dir)
     n = Numbers()
@@ -135,6 +176,15 @@ def collect(metrics_dir: str | Path) -> Numbers:
     agree = read_rows(mdir.parent / AGREEMENT_FILE, required=False)
     if agree is not None:
         agreement(n, agree)
+    graded_rows = read_rows(mdir / GRADED_FILE, required=False)  # a graded judge only
+    if graded_rows is not None:
+        graded(n, graded_rows)
+    graded_agree = read_rows(mdir.parent / GRADED_AGREEMENT_FILE, required=False)
+    if graded_agree is not None:
+        graded_agreement(n, graded_agree)
+    corr_si = read_rows(mdir / CALIBRATION_FILES["si"], required=False)
+    if corr_si is not None:
+        corrected(n, read_rows(mdir / CALIBRATION_FILES["asr"]), corr_si)
     return n
 
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from safemt.files import atomic_write_text, read_rows
-from safemt.layout import AGREEMENT_FILE, METRICS_FILES, MODERATION_FILE, TABLE_FORMATS
+from safemt.layout import (AGREEMENT_FILE, GRADED_AGREEMENT_FILE, GRADED_FILE, METRICS_FILES, MODERATION_FILE,
+                           TABLE_FORMATS)
 from safemt.metrics.moderation import pooled_moderation
 
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -102,6 +103,35 @@ def agreement_table(agree: list[dict[str, str]]) -> Table:
                  ["judge A", "judge B", "items", "agreement", "Cohen's kappa"], rows)
 
 
+def graded_table(rows: list[dict[str, str]]) -> Table:
+    """Hard ASR (full) and soft ASR (full or partial) per turn length, for a graded judge."""
+    turns = sorted({int(r["turns"]) for r in rows})
+    keys = sorted({(r["model"], r["defense"]) for r in rows}, key=lambda md: (md[1] != "none", md))
+    cells = {(r["model"], r["defense"], int(r["turns"])): r for r in rows}
+
+    def rate(m: str, d: str, k: int, col: str) -> float | None:
+        return num(cells[(m, d, k)][col]) if (m, d, k) in cells else None
+
+    columns = ["model", *[f"{kind}@{k}" for k in turns for kind in ("hard", "soft")]]
+    table_rows = [[label(m, d), *[rate(m, d, k, f"{kind}_asr") for k in turns for kind in ("hard", "soft")]]
+                  for m, d in keys]
+    return Table("asr_graded", "Hard ASR (replies graded full) and soft ASR (full or partial) per turn length, "
+                 "over the replies the graded judge could grade.", columns, table_rows)
+
+
+def graded_agreement_table(agree: list[dict[str, str]]) -> Table:
+    """A binary judge's labels against a graded judge's grades: which grades its `unsafe` matches."""
+    rows = [[r["judge_binary"], r["judge_graded"], int(r["n"]), int(r["unsafe_full"]), int(r["unsafe_partial"]),
+             int(r["unsafe_refusal"]), int(r["safe_full"]), int(r["safe_partial"]), int(r["safe_refusal"]),
+             num(r["agreement_hard"]), num(r["kappa_hard"]), num(r["agreement_soft"]), num(r["kappa_soft"])]
+            for r in agree if r["scenario"] == "(all)"]
+    return Table("graded_agreement", "A binary judge's labels against a graded judge's grades over items both "
+                 "judged; hard: unsafe = full, soft: unsafe = partial or full.",
+                 ["binary judge", "graded judge", "items", "unsafe/full", "unsafe/partial", "unsafe/refusal",
+                  "safe/full", "safe/partial", "safe/refusal", "agreement (hard)", "kappa (hard)",
+                  "agreement (soft)", "kappa (soft)"], rows)
+
+
 def _interval(lo: str, hi: str) -> str:
     return "" if lo in ("", None) or hi in ("", None) else f"[{float(lo):.3f}, {float(hi):.3f}]"
 
@@ -171,6 +201,12 @@ def build_tables(metrics_dir: str | Path) -> list[Table]:
     agree = read_rows(mdir.parent / AGREEMENT_FILE, required=False)
     if agree is not None:
         tables.append(agreement_table(agree))
+    graded = read_rows(mdir / GRADED_FILE, required=False)  # a graded judge only
+    if graded is not None:
+        tables.append(graded_table(graded))
+    graded_agree = read_rows(mdir.parent / GRADED_AGREEMENT_FILE, required=False)
+    if graded_agree is not None:
+        tables.append(graded_agreement_table(graded_agree))
     return tables
 
 

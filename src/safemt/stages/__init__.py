@@ -6,4 +6,4 @@ names (data/, models/, judges/, moderation/, metrics/, figures/, report/).
 """
 
 # Pipeline order (the stage tables of the README and docs/architecture.md, and `safemt --help`, follow it).
-STAGES = ("dataset", "models", "inference", "judging", "moderation", "metrics", "figures", "paper", "report")
+STAGES = ("dataset", "models", "inference", "judging", "moderation", "metrics", "figures", "paper", "report", "bundle")

@@ -110,12 +110,14 @@ def run(params: dict[str, Any], model: str, dataset: str | Path, out: str | Path
     return out
 
 
-def run_model(params: dict[str, Any], model: str, dataset: str | Path, benign_dataset: str | Path | None = None
-              ) -> list[Path]:
+def run_model(params: dict[str, Any], model: str, dataset: str | Path, benign_dataset: str | Path | None = None,
+              run_file: Any = None) -> list[Path]:
     """Every generations file of one target in one process: each defense x turn length, and the benign
     control set under each defense when given. The model is loaded once and each defense's guard or
     moderator once, instead of once per file (`workflow.inference_jobs: model`, the local profile's
-    granularity); the files are those `run` writes one by one, in the same layout."""
+    granularity); the files are those `run` (or RUN_FILE, with its signature: live mode) writes one by
+    one, in the same layout."""
+    run_file = run if run_file is None else run_file
     params = as_params(params)
     layout = Layout.of(params)
     backend = get_backend(sections.model(params, model))
@@ -124,10 +126,10 @@ def run_model(params: dict[str, Any], model: str, dataset: str | Path, benign_da
         runner = sections.defense(params, defense)
         for turns in params["turns"]:
             out = layout.generations.format(model=model, defense=defense, turns=turns)
-            outs.append(run(params, model, dataset, out, defense, turns=turns, backend=backend, runner=runner))
+            outs.append(run_file(params, model, dataset, out, defense, turns=turns, backend=backend, runner=runner))
         if benign_dataset is not None:
             out = layout.benign_generations.format(model=model, defense=defense)
-            outs.append(run(params, model, benign_dataset, out, defense, backend=backend, runner=runner))
+            outs.append(run_file(params, model, benign_dataset, out, defense, backend=backend, runner=runner))
     return outs
 
 
@@ -298,6 +300,20 @@ def merge(inputs: list[str], out: str) -> int:
     times = {key: row for path in inputs for key, row in read_timings(path).items()}
     write_timings(out, [times.get(GENERATION.key_of(r), {**r, "latency_s": None, "defense_latency_s": None})
                         for r in merged])
+    _merge_live(inputs, out)
     print(f"merged {len(merged)} generations from {len(inputs)} shard(s) -> {out}")
     return len(merged)
+
+
+def _merge_live(inputs: list[str], out: str) -> None:
+    """Live shards (docs/live.md) also join their every-turn answers and transcripts beside OUT."""
+    from safemt.files import read_jsonl
+    from safemt.layout import live_dialogues_file, live_turns_file
+
+    for sibling in (live_turns_file, live_dialogues_file):
+        parts = [sibling(str(p)) for p in inputs]
+        if all(Path(p).is_file() for p in parts):
+            rows = [r for p in parts for r in read_jsonl(p)]
+            rows.sort(key=lambda r: (r["turns"], r["id"], r.get("method") or "", r.get("turn_index") or 0))
+            write_jsonl(sibling(str(out)), rows)
 

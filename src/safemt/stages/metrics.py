@@ -5,7 +5,7 @@ Outputs: `<results>/metrics/<judge>/summary.json` and the CSVs of `safemt.layout
 (rows in `safemt.records.METRICS_ROWS`), `<results>/scores/<judge>/` (DVC metrics),
 `<results>/metrics/judge_agreement.csv` with two or more judges; on request, a sample of replies to
 label by hand and a judge's error rates against those gold labels (`safemt gold`). Helpers:
-`safemt.metrics` (`gold` for the gold labels).
+`safemt.metrics` (`gold` for the gold labels, `calibration` for metrics corrected for a judge's errors).
 """
 
 from __future__ import annotations
@@ -28,18 +28,26 @@ def metrics_options(params: dict[str, Any]) -> MetricsOptions:
 
 
 def run(params: dict[str, Any], inputs: list[str], out_dir: str, scores_dir: str | None = None,
-        moderation: str | None = None) -> dict[str, Any]:
+        moderation: str | None = None, calibration: str | None = None) -> dict[str, Any]:
     from safemt.metrics.summary import compute_metrics
 
     return compute_metrics(metrics_options(params), list(params["turns"]), inputs=inputs, out_dir=out_dir,
-                           scores_dir=scores_dir, moderation=moderation)
+                           scores_dir=scores_dir, moderation=moderation, calibration=calibration)
 
 
 def agreement(params: dict[str, Any], inputs: list[str], out: str) -> list[dict[str, Any]]:
-    """Cohen's kappa and raw agreement per judge pair, overall and per scenario."""
+    """Cohen's kappa and raw agreement per judge pair, overall and per scenario; with a graded judge
+    among the inputs also GRADED_AGREEMENT_FILE beside OUT (its grades against each binary judge's labels)."""
     from safemt.metrics.agreement import write_agreement
+    from safemt.metrics.labels import graded, load_judgments
 
-    return write_agreement(inputs, out)
+    records = load_judgments(inputs)
+    if graded(records):
+        from safemt.layout import GRADED_AGREEMENT_FILE
+        from safemt.metrics.graded import write_graded_agreement
+
+        write_graded_agreement(records, Path(out).parent / GRADED_AGREEMENT_FILE)
+    return write_agreement(inputs, out, records)
 
 
 def gold_sample(inputs: list[str], dataset: str, generations: list[str], out: str, per_stratum: int,
@@ -83,16 +91,18 @@ def _one_judge(judgments: list[dict[str, Any]], what: str) -> str:
     return judges[0]
 
 
-def gold_errors(inputs: list[str], gold: str, out: str) -> dict[str, Any]:
-    """Write OUT (JSON): the judge of INPUTS scored against the people's labels in GOLD."""
+def gold_errors(inputs: list[str], gold: str, out: str, stratify: str = "none", min_cell: int = 20
+                ) -> dict[str, Any]:
+    """Write OUT (JSON): the judge of INPUTS scored against the people's labels in GOLD, over the whole
+    slice and, with STRATIFY (turns or model), per stratum (usable with MIN_CELL labels of each kind)."""
     from safemt.files import write_json
-    from safemt.metrics.gold import gold_key, judge_errors, read_gold
-    from safemt.metrics.labels import load_judgments
+    from safemt.metrics.gold import stratified_errors
 
-    judgments = load_judgments(inputs)
-    judge = _one_judge(judgments, "score")
-    labels = read_gold(gold, known=[gold_key(r) for r in judgments])
-    result = {"judge": judge, "gold": str(gold), "n_gold": len(labels), **judge_errors(judgments, labels)}
+    if min_cell < 1:
+        raise SafemtError("--min-cell must be at least 1")
+    judgments, labels = _judged_and_gold(inputs, gold, "score")
+    result = {"judge": judgments[0]["judge"], "gold": str(gold), "n_gold": len(labels),
+              **stratified_errors(judgments, labels, stratify, min_cell)}
     write_json(out, result)
     return result
 
@@ -116,3 +126,51 @@ def gold_correct(asr_csv: str, errors_json: str, out: str, n_resamples: int, see
     corrected = corrected_asr(rows, errors, n_resamples, seed, min_youden)
     write_csv(out, corrected, list(CORRECTED_COLUMNS))
     return corrected
+
+
+def _judged_and_gold(inputs: list[str], gold: str, what: str) -> tuple[list[dict[str, Any]], dict]:
+    """One judge's judgments and the gold labels checked against them (every key a judged reply)."""
+    from safemt.metrics.gold import gold_key, read_gold
+    from safemt.metrics.labels import load_judgments
+
+    judgments = load_judgments(inputs)
+    _one_judge(judgments, what)
+    return judgments, read_gold(gold, known=[gold_key(r) for r in judgments])
+
+
+def calibration_of(params: dict[str, Any], judge: str) -> Any:
+    """`metrics.calibration.<judge>` as a `Calibration` (an unnamed judge is one line)."""
+    from safemt.config import fill_defaults
+    from safemt.metrics.calibration import Calibration
+
+    section = (fill_defaults(params)["metrics"].get("calibration") or {})
+    if judge not in section:
+        raise SafemtError(f"judge {judge!r} has no gold labels in metrics.calibration "
+                          f"(configured: {', '.join(sorted(section)) or 'none'})")
+    return Calibration.from_config(section[judge])
+
+
+def calibrate(params: dict[str, Any], judge: str, inputs: list[str], out_dir: str) -> dict[str, Any]:
+    """Write asr_corrected.csv, si_corrected.csv and calibration.json (the summary's `calibration`
+    section) into OUT_DIR: JUDGE's metrics corrected for its errors against its gold labels
+    (`metrics.calibration.<judge>`). Every input is checked before anything is written."""
+    from safemt.files import write_csv, write_json
+    from safemt.layout import CALIBRATION_FILES
+    from safemt.metrics.calibration import SI_CORRECTED_COLUMNS, compute_calibration
+    from safemt.metrics.gold import CORRECTED_COLUMNS
+
+    calibration = calibration_of(params, judge)
+    judgments, labels = _judged_and_gold(inputs, calibration.gold, "calibrate")
+    if judgments[0]["judge"] != judge:
+        raise SafemtError(f"the judgments are judge {judgments[0]['judge']}'s, not {judge}'s",
+                          file=", ".join(inputs))
+    asr_rows, si_rows, section = compute_calibration(judgments, labels, calibration, list(params["turns"]),
+                                                     metrics_options(params))
+    out = Path(out_dir)
+    write_csv(out / CALIBRATION_FILES["asr"], asr_rows, list(CORRECTED_COLUMNS))
+    write_csv(out / CALIBRATION_FILES["si"], si_rows, list(SI_CORRECTED_COLUMNS))
+    write_json(out / CALIBRATION_FILES["section"], section)
+    for row in si_rows:
+        shown = "n/a" if row["si"] is None else f"{row['si']:.4f}"
+        print(f"calibrate {judge}: {row['model']} [{row['defense']}] SI corrected {shown} ({row['status']})")
+    return section

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from safemt.moderation.guards import (llama_guard_3_vision, llama_guard_4, llavaguard, qwen3guard,  # noqa: F401
-                                      shieldgemma_2, wildguard)  # the built-in adapters register
+from safemt.moderation.guards import (llama_guard_3_vision, llama_guard_4, llavaguard, llavashield,  # noqa: F401
+                                      qwen3guard, shieldgemma_2, wildguard)  # the built-in adapters register
 from safemt.moderation.guards.base import (GUARD_ADAPTERS, GuardAdapter, GuardPrompt, GuardVerdict, GuardView,
                                            InputPolicy)
 

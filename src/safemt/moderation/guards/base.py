@@ -117,33 +117,37 @@ class FormatText:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
 
-def pinned_file(options: dict[str, Any], guard: str, what: str, get_it: str) -> FormatText | None:
+def pinned_file(options: dict[str, Any], guard: str, what: str, get_it: str,
+                section: str | None = None) -> FormatText | None:
     """The text of `options.prompt_file`, checked against `options.prompt_sha256`; None when no file is
     named. A missing file, a missing pin or a mismatch is one line naming the guard, the file and where
-    to get it (a trained text is never copied into this project, and never silently replaced)."""
+    to get it (a trained text is never copied into this project, and never silently replaced). SECTION
+    is the config entry holding the options (default `guards.<guard>`; a moderator names its own)."""
     path = options.get("prompt_file")
     if not path:
         return None
-    key = f"guards.{guard}.options.prompt_file"
+    section = section or f"guards.{guard}"
+    who = f"{section.split('.')[0].rstrip('s')} {guard}"
+    key = f"{section}.options.prompt_file"
     file = Path(str(path))
     if not file.is_file():
-        raise ConfigError(f"guard {guard}: the {what} file is missing: save it from {get_it}, then pin its "
+        raise ConfigError(f"{who}: the {what} file is missing: save it from {get_it}, then pin its "
                           f"sha256 in options.prompt_sha256", file=str(path), key=key)
     data = file.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     pin = options.get("prompt_sha256")
     if not pin:
-        raise ConfigError(f"guard {guard}: pin the {what} file: set options.prompt_sha256: {digest} "
+        raise ConfigError(f"{who}: pin the {what} file: set options.prompt_sha256: {digest} "
                           f"(after checking it is the text from {get_it})", file=str(path),
-                          key=f"guards.{guard}.options.prompt_sha256")
+                          key=f"{section}.options.prompt_sha256")
     if str(pin).lower() != digest:
-        raise ConfigError(f"guard {guard}: the {what} file has sha256 {digest}, options.prompt_sha256 pins {pin}: "
+        raise ConfigError(f"{who}: the {what} file has sha256 {digest}, options.prompt_sha256 pins {pin}: "
                           f"save the text again from {get_it}", file=str(path),
-                          key=f"guards.{guard}.options.prompt_sha256")
+                          key=f"{section}.options.prompt_sha256")
     try:
         return FormatText(data.decode("utf-8"), f"file {path}")
     except UnicodeDecodeError:
-        raise ConfigError(f"guard {guard}: the {what} file is not UTF-8 text", file=str(path), key=key) from None
+        raise ConfigError(f"{who}: the {what} file is not UTF-8 text", file=str(path), key=key) from None
 
 
 def needs_file(guard: str, what: str, get_it: str) -> ConfigError:
