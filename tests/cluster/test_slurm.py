@@ -49,6 +49,7 @@ def test_slurm_run_equals_local_run(cluster: slurm.Cluster, repo_root: Path,
         params["judges"] = {"keyword": params["judges"]["keyword"]}  # the LLM judge's jobs: as for the defenses
         params["metrics"]["judges"] = ["keyword"]
         params["workflow"] = {"inference_jobs": "file"}  # a cluster's granularity: a job per file and shard
+        params["live"]["turns"] = [2]  # the live cell's jobs run on the cluster too; one length keeps them short
         (checkout / "config" / "cluster-test.yaml").write_text(yaml.safe_dump(params))
     config = ["--configfile", "config/cluster-test.yaml"]
 

@@ -159,6 +159,33 @@ class ModelJudge(Judge):
     def describe(self) -> dict[str, Any]:
         return {**self.verdict_spec(self.cfg), "model": self.backend.describe()}
 
+    def ask_with_retries(self, items: list["JudgeItem"], choices: tuple[str, ...] | None, retries: int,
+                         reminder: str) -> list["Verdict"]:
+        """One verdict per item, in order: each item's prompt (`self.prompt`) is sent, its reply read
+        (`self._read(result, attempt)`), and an unreadable one (label `invalid`) sent again up to RETRIES
+        times with the model's answer and REMINDER appended to its conversation."""
+        from safemt.models import ChatRequest, one_each
+
+        conversations = {i: [{"role": "user", "content": self.prompt(item)}] for i, item in enumerate(items)}
+        verdicts: dict[int, Verdict] = {}
+        pending = list(conversations)
+        for attempt in range(retries + 1):
+            requests = [ChatRequest(key=(items[i].id, items[i].turns), messages=tuple(conversations[i]),
+                                    choices=choices) for i in pending]
+            results = one_each(self.backend.generate(requests), requests, f"judge {self.name}") if requests else []
+            still = []
+            for i, result in zip(pending, results):
+                verdict = self._read(result, attempt)
+                if verdict.label != "invalid" or attempt == retries:
+                    verdicts[i] = verdict
+                    continue
+                still.append(i)
+                if result.response is not None:  # show the model its unreadable answer, then remind it
+                    conversations[i] += [{"role": "assistant", "content": result.response},
+                                         {"role": "user", "content": reminder}]
+            pending = still
+        return [verdicts[i] for i in range(len(items))]
+
 
 # Judge classes by kind; `safemt.judges` imports the built-in ones.
 JUDGES: Registry[type[Judge]] = Registry("judge kind", package="safemt.judges", name_attr="kind")

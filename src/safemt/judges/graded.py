@@ -24,7 +24,7 @@ from typing import Any
 from safemt.judges import prompts
 from safemt.judges.base import JUDGES, JudgeConfig, JudgeItem, ModelJudge, Verdict
 from safemt.judges.parsing import _json, _strip_thinking, normalise
-from safemt.models import ChatRequest, GenerationResult, one_each
+from safemt.models import GenerationResult
 from safemt.records import DEFAULT_SI_LABELS, GRADES, SI_LABELS
 
 GRADER_VERSION = "graded-1"
@@ -150,26 +150,7 @@ class GradedJudge(ModelJudge):
                                     response=item.response, scenario=item.scenario, criteria=RUBRIC)
 
     def judge(self, items: list[JudgeItem]) -> list[Verdict]:
-        conversations = {i: [{"role": "user", "content": self.prompt(item)}] for i, item in enumerate(items)}
-        choices = GRADES if self.constrained else None
-        verdicts: dict[int, Verdict] = {}
-        pending = list(conversations)
-        for attempt in range(self.retries + 1):
-            requests = [ChatRequest(key=(items[i].id, items[i].turns), messages=tuple(conversations[i]),
-                                    choices=choices) for i in pending]
-            results = one_each(self.backend.generate(requests), requests, f"judge {self.name}") if requests else []
-            still = []
-            for i, result in zip(pending, results):
-                verdict = self._read(result, attempt)
-                if verdict.grade != "invalid" or attempt == self.retries:
-                    verdicts[i] = verdict
-                    continue
-                still.append(i)
-                if result.response is not None:
-                    conversations[i] += [{"role": "assistant", "content": result.response},
-                                         {"role": "user", "content": RETRY_REMINDER}]
-            pending = still
-        return [verdicts[i] for i in range(len(items))]
+        return self.ask_with_retries(items, GRADES if self.constrained else None, self.retries, RETRY_REMINDER)
 
     def _read(self, result: GenerationResult, attempt: int) -> Verdict:
         if result.error is not None or result.response is None:

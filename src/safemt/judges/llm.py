@@ -17,7 +17,7 @@ from typing import Any
 from safemt.judges import prompts
 from safemt.judges.base import JUDGES, JudgeConfig, JudgeItem, ModelJudge, Verdict
 from safemt.judges.parsing import parser_fingerprint, read_verdict
-from safemt.models import ChatRequest, GenerationResult, one_each
+from safemt.models import GenerationResult
 from safemt.records import VERDICTS
 
 
@@ -56,26 +56,8 @@ class LLMJudge(ModelJudge):
                               response=item.response, scenario=item.scenario, mode=self.mode)
 
     def judge(self, items: list[JudgeItem]) -> list[Verdict]:
-        conversations = {i: [{"role": "user", "content": self.prompt(item)}] for i, item in enumerate(items)}
-        choices = VERDICTS if self.constrained else None
-        verdicts: dict[int, Verdict] = {}
-        pending = list(conversations)
-        for attempt in range(self.retries + 1):
-            requests = [ChatRequest(key=(items[i].id, items[i].turns), messages=tuple(conversations[i]),
-                                    choices=choices) for i in pending]
-            results = one_each(self.backend.generate(requests), requests, f"judge {self.name}") if requests else []
-            still = []
-            for i, result in zip(pending, results):
-                verdict = self._read(result, attempt)
-                if verdict.label != "invalid" or attempt == self.retries:
-                    verdicts[i] = verdict
-                    continue
-                still.append(i)
-                if result.response is not None:  # show the model its unreadable answer, then remind it
-                    conversations[i] += [{"role": "assistant", "content": result.response},
-                                         {"role": "user", "content": prompts.RETRY_REMINDER}]
-            pending = still
-        return [verdicts[i] for i in range(len(items))]
+        return self.ask_with_retries(items, VERDICTS if self.constrained else None, self.retries,
+                                     prompts.RETRY_REMINDER)
 
     def _read(self, result: GenerationResult, attempt: int) -> Verdict:
         if result.error is not None or result.response is None:

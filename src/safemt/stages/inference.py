@@ -66,13 +66,8 @@ def run(params: dict[str, Any], model: str, dataset: str | Path, out: str | Path
     """Answer the selected dialogues of `dataset` with `model`; write the Generation contract to `out`.
     BACKEND and RUNNER, when given, are the model and defense already built (`run_model` reuses them)."""
     params = as_params(params)
-    cfg = sections.model(params, model)
-    # an unknown guard or moderator stops here, before any load
-    runner = runner if runner is not None else sections.defense(params, defense)
+    runner, jobs, backend = prepare(params, model, dataset, defense, shard, turns, image_root, backend, runner)
     dataset, out = Path(dataset), Path(out)
-    root = Path(image_root) if image_root is not None else dataset.parent
-    jobs = _jobs(dataset, root, runner, turns, shard)
-    backend = backend if backend is not None else get_backend(cfg)
     runner.start_file()
     seen = BackendCounts.of(backend)  # a reused backend has counted earlier files too
     if not backend.sees_images and any(job.request.image for job in jobs):
@@ -108,6 +103,19 @@ def run(params: dict[str, Any], model: str, dataset: str | Path, out: str | Path
         print(f"safemt: {failed} of {len(ordered)} generations failed (see their error field); "
               "a rerun retries them", file=sys.stderr)
     return out
+
+
+def prepare(params: dict[str, Any], model: str, dataset: str | Path, defense: str, shard: tuple[int, int],
+            turns: int | None, image_root: str | Path | None, backend: Backend | None,
+            runner: DefenseRunner | None) -> tuple[DefenseRunner, list[Job], Backend]:
+    """The defense, the checked jobs and the model of one file's run (`run` and live mode's): an unknown
+    guard or moderator, or a bad record or image, stops here before any model loads."""
+    runner = runner if runner is not None else sections.defense(params, defense)
+    dataset = Path(dataset)
+    root = Path(image_root) if image_root is not None else dataset.parent
+    jobs = _jobs(dataset, root, runner, turns, shard)
+    backend = backend if backend is not None else get_backend(sections.model(params, model))
+    return runner, jobs, backend
 
 
 def run_model(params: dict[str, Any], model: str, dataset: str | Path, benign_dataset: str | Path | None = None,
@@ -167,16 +175,21 @@ def _selected(dialogue: Dialogue, turns: int | None, shard: tuple[int, int]) -> 
 
 # --- hashing and resuming --------------------------------------------------------------------------
 
-def _config_hash(job: Job, backend_info: dict[str, Any], defense_info: dict[str, Any]) -> str:
-    """Everything that determines this answer: model setup, defense, the dialogue and its image."""
-    return stable_hash({
+def answer_inputs(job: Job, backend_info: dict[str, Any], defense_info: dict[str, Any]) -> dict[str, Any]:
+    """What an answer to JOB depends on: model setup, defense, the dialogue and its image."""
+    return {
         "backend": backend_info,
         "defense": defense_info,
         "id": job.dialogue.id,
         "turns": job.dialogue.turns,
         "messages": [{"role": m.role, "content": m.content} for m in job.dialogue.messages],
         "image_sha256": job.image_sha256,
-    })
+    }
+
+
+def _config_hash(job: Job, backend_info: dict[str, Any], defense_info: dict[str, Any]) -> str:
+    """Everything that determines this answer (`answer_inputs`), hashed."""
+    return stable_hash(answer_inputs(job, backend_info, defense_info))
 
 
 def _journals(journal: Path) -> list[Path]:

@@ -44,7 +44,7 @@ from safemt.models import Backend, ChatRequest, get_backend
 from safemt.moderation.runner import DefenseInput, DefenseRunner
 from safemt.records import GENERATION
 from safemt.stages import params as sections
-from safemt.stages.inference import (FINAL_ERRORS, BackendCounts, InferenceRun, Job, _jobs, _journal_entry,
+from safemt.stages.inference import (FINAL_ERRORS, BackendCounts, InferenceRun, Job, _journal_entry, answer_inputs, prepare,
                                      refused_by)
 from safemt.stages.params import as_params
 from safemt.timings import write_timings
@@ -71,17 +71,8 @@ def turn_hash(job: Job, turn: int, answers: list[str], backend_info: dict[str, A
               defense_info: dict[str, Any]) -> str:
     """Everything that decides turn TURN's answer: model, defense, the dialogue, its image, the turn
     index and the answers before it (which the earlier turns' hashes decided)."""
-    return stable_hash({
-        "mode": MODE,
-        "backend": backend_info,
-        "defense": defense_info,
-        "id": job.dialogue.id,
-        "turns": job.dialogue.turns,
-        "messages": [{"role": m.role, "content": m.content} for m in job.dialogue.messages],
-        "image_sha256": job.image_sha256,
-        "turn_index": turn,
-        "answers": answers[:turn - 1],
-    })
+    return stable_hash({"mode": MODE, **answer_inputs(job, backend_info, defense_info), "turn_index": turn,
+                        "answers": answers[:turn - 1]})
 
 
 def run(params: dict[str, Any], model: str, dataset: str | Path, out: str | Path, defense: str = "none",
@@ -90,12 +81,8 @@ def run(params: dict[str, Any], model: str, dataset: str | Path, out: str | Path
     """Answer every turn of the selected dialogues live; write OUT (final turns), its turns file and
     transcripts (module docstring). Same arguments as `safemt.stages.inference.run`."""
     params = as_params(params)
-    cfg = sections.model(params, model)
-    runner = runner if runner is not None else sections.defense(params, defense)
+    runner, jobs, backend = prepare(params, model, dataset, defense, shard, turns, image_root, backend, runner)
     dataset, out = Path(dataset), Path(out)
-    root = Path(image_root) if image_root is not None else dataset.parent
-    jobs = _jobs(dataset, root, runner, turns, shard)
-    backend = backend if backend is not None else get_backend(cfg)
     if backend.name == "vllm" and not backend.cfg.get("enable_prefix_caching", True):
         print(f"safemt: {model}: live mode with enable_prefix_caching off: every turn recomputes its history",
               file=sys.stderr)

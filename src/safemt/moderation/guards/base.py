@@ -150,6 +150,20 @@ def pinned_file(options: dict[str, Any], guard: str, what: str, get_it: str,
         raise ConfigError(f"{who}: the {what} file is not UTF-8 text", file=str(path), key=key) from None
 
 
+def installed_package_root(package: str) -> Path | None:
+    """The folder of an installed package (found, never imported: an authors' package may pin other
+    versions of what it imports), or None when it is not installed."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
 def needs_file(guard: str, what: str, get_it: str) -> ConfigError:
     """The error for a guard whose trained text must come from a file the user saves."""
     return ConfigError(f"guard {guard}: needs the published {what}, which this project does not copy: save it "

@@ -32,7 +32,6 @@ side is the verdict and its dimension picks the scenario policy (DIMENSION_POLIC
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
 import re
 from dataclasses import dataclass
@@ -40,8 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from safemt.errors import ConfigError
-from safemt.moderation.guards.base import (GUARD_ADAPTERS, FormatText, GuardAdapter, GuardPrompt, GuardVerdict,
-                                           GuardView, InputPolicy, conversation, pinned_file)
+from safemt.moderation.guards.base import (GUARD_ADAPTERS, conversation, FormatText, GuardAdapter, GuardPrompt,
+                                           GuardVerdict, GuardView, InputPolicy, installed_package_root, pinned_file)
 from safemt.scenarios import SCENARIOS
 
 PACKAGE = "llavashield"
@@ -134,13 +133,9 @@ def _constants(source: Path) -> dict[str, Any]:
 
 def package_format(dimensions: tuple[str, ...], who: str, key: str) -> FormatText | None:
     """The instruction assembled from the installed `llavashield` package's source, or None when absent."""
-    try:
-        spec = importlib.util.find_spec(PACKAGE)
-    except (ImportError, ValueError):
+    root = installed_package_root(PACKAGE)
+    if root is None:
         return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    root = Path(next(iter(spec.submodule_search_locations)))
     files = {n: root / p for n, p in (("template", "utils/prompt_template.py"), ("policy", "utils/policy.py"),
                                       ("processor", "llavashield_utils.py"))}
     missing = [str(p) for p in files.values() if not p.is_file()]

@@ -23,14 +23,12 @@ Documented output, three lines: `Harmful request: yes|no`, `Response refusal: ye
 from __future__ import annotations
 
 import ast
-import importlib.util
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 from safemt.errors import ConfigError
-from safemt.moderation.guards.base import (GUARD_ADAPTERS, FormatText, GuardAdapter, GuardPrompt, GuardVerdict,
-                                           GuardView, fill, pinned_file, transcript)
+from safemt.moderation.guards.base import (GUARD_ADAPTERS, fill, FormatText, GuardAdapter, GuardPrompt, GuardVerdict,
+                                           GuardView, installed_package_root, pinned_file, transcript)
 
 PACKAGE, CONSTANT = "wildguard", "WILDGUARD_INPUT_FORMAT"
 GET_FORMAT = (f"the authors' package (pip install --no-deps wildguard: {CONSTANT} in wildguard/utils.py) or the "
@@ -58,13 +56,10 @@ _LINE = re.compile(r"^\W*(harmful request|response refusal|harmful response)\s*:
 
 def package_format(guard: str) -> FormatText | None:
     """WILDGUARD_INPUT_FORMAT from the installed `wildguard` package's source, or None when not installed."""
-    try:
-        spec = importlib.util.find_spec(PACKAGE)
-    except (ImportError, ValueError):
+    root = installed_package_root(PACKAGE)
+    if root is None:
         return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    source = Path(next(iter(spec.submodule_search_locations))) / "utils.py"
+    source = root / "utils.py"
     if not source.is_file():
         raise ConfigError(f"guard {guard}: the installed {PACKAGE} package has no utils.py (get the format from "
                           f"{GET_FORMAT})", file=str(source))
