@@ -51,6 +51,9 @@ def test_profiles_parse_and_name_their_executor(repo_root: Path) -> None:
     slurm = yaml.safe_load((repo_root / "workflow/profiles/slurm/config.yaml").read_text())
     assert slurm["executor"] == "slurm" and slurm["retries"] >= 1
     assert slurm["set-resources"]["infer"]["slurm_partition"]
+    # the live cell's rules print a message instead of their resources in a dry run: checked here
+    assert all(slurm["set-resources"][r]["slurm_partition"] == slurm["set-resources"]["infer"]["slurm_partition"]
+               for r in ("infer_live", "judge_live"))
     k8s = yaml.safe_load((repo_root / "workflow/profiles/kubernetes/config.yaml").read_text())
     assert k8s["executor"] == "kubernetes" and k8s["default-resources"]["gpu_manufacturer"] in ("nvidia", "amd")
 

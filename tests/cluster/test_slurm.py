@@ -49,7 +49,9 @@ def test_slurm_run_equals_local_run(cluster: slurm.Cluster, repo_root: Path,
         params["judges"] = {"keyword": params["judges"]["keyword"]}  # the LLM judge's jobs: as for the defenses
         params["metrics"]["judges"] = ["keyword"]
         params["workflow"] = {"inference_jobs": "file"}  # a cluster's granularity: a job per file and shard
-        params["live"]["turns"] = [2]  # the live cell's jobs run on the cluster too; one length keeps them short
+        # no live cell: its jobs add scheduling rounds, not coverage (tests/test_profiles.py checks the slurm
+        # profile's partitions for them; tests/faults/test_live_kill.py and tests/test_live.py run them)
+        params["live"]["models"] = []
         (checkout / "config" / "cluster-test.yaml").write_text(yaml.safe_dump(params))
     config = ["--configfile", "config/cluster-test.yaml"]
 
