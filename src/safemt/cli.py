@@ -602,7 +602,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, metavar="OUT.tar.gz")
     s.add_argument("--with-images", action="store_true", help="also the dataset's image files (their sha256s always)")
     s.set_defaults(func=cmd_bundle_export)
-    s = bsub.add_parser("verify", parents=[common], help="check a bundle and recompute every metric from it",
+    s = bsub.add_parser("verify", help="check a bundle and recompute every metric from it",
                         description="Check every member of ARCHIVE against SHA256SUMS (a changed record is named by "
                         "file and record), then recompute moderation, metrics, agreement, tables and numbers from "
                         "its judgments with its params and compare them byte for byte. Exit 2 on any difference.")
@@ -619,7 +619,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="for a bundle of released data (ids and hashes only): your copy of the dialogues, each "
                    "checked against the bundle's hash")
     s.set_defaults(func=cmd_bundle_import)
-    s = bsub.add_parser("compare", parents=[common], help="two or more bundles' headline numbers side by side",
+    s = bsub.add_parser("compare", help="two or more bundles' headline numbers side by side",
                         description="Check each ARCHIVE's checksums and write OUT (.html, or .md for Markdown): SI "
                         "per model and defense and ASR per model, defense and length, one column per bundle.")
     s.add_argument("archive", nargs="+", metavar="ARCHIVE")

@@ -63,6 +63,16 @@ def live_models(params: Mapping[str, Any]) -> list[str]:
     return list(params.get("targets", [])) if models == "all" else list(models)
 
 
+def live_defenses(params: Mapping[str, Any]) -> list[str]:
+    """The live cell's defenses (`live.defenses`)."""
+    return list(params["live"]["defenses"])
+
+
+def live_turns(params: Mapping[str, Any]) -> list[int]:
+    """The live cell's lengths (`live.turns`; null: every length in `turns`)."""
+    return list(params["live"]["turns"] or params["turns"])
+
+
 def check_references(params: Mapping[str, Any], source: str = "params") -> None:
     """Names used in one section must be defined in another (targets -> models, metrics -> judges, ...).
     What a judge, guard or moderator names is its own kind's check (safemt.stages.params)."""

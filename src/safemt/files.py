@@ -4,13 +4,14 @@ The append-only journals that make stages resumable are in `safemt.journal`."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Hashable, Iterable
+from typing import Any, BinaryIO, Callable, Hashable, Iterable, Iterator
 
 from safemt.errors import SafemtError
 
@@ -87,15 +88,17 @@ def read_records(paths: Iterable[str | Path], what: str, required: Iterable[str]
     return records
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write a file via temp file + fsync + rename, so readers never see a partial file."""
+@contextlib.contextmanager
+def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
+    """A binary file handle whose content becomes PATH (temp file + fsync + rename) when the block ends
+    without an error, so readers never see a partial file; on an error PATH is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs get the usual permissions
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -103,6 +106,12 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write a file via temp file + fsync + rename, so readers never see a partial file."""
+    with atomic_open(path) as fh:
+        fh.write(data)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -73,10 +73,6 @@ class Layout:
     def live_judgments(self) -> str:
         return self.path("live/judgments/{judge}/{model}/{defense}/{turns}.jsonl")
 
-    @property
-    def live_turn_judgments(self) -> str:
-        return self.path("live/judgments/{judge}/{model}/{defense}/turns/{turns}.jsonl")
-
     # judging
     @property
     def judgments(self) -> str:
@@ -176,16 +172,20 @@ class Layout:
         return self.path(f"logs/{rel}")
 
 
+def _beside(path: str, sub: str) -> str:
+    """`<folder>/<sub>/<name>` for `<folder>/<name>`."""
+    folder, _, name = str(path).rpartition("/")
+    return f"{folder}/{sub}/{name}" if folder else f"{sub}/{name}"
+
+
 def live_turns_file(generations: str) -> str:
     """A live generations file's every-turn answers: `<folder>/turns/<name>`."""
-    folder, _, name = str(generations).rpartition("/")
-    return f"{folder}/turns/{name}" if folder else f"turns/{name}"
+    return _beside(generations, "turns")
 
 
 def live_dialogues_file(generations: str) -> str:
     """A live generations file's transcripts (the dialogues as they happened): `<folder>/dialogues/<name>`."""
-    folder, _, name = str(generations).rpartition("/")
-    return f"{folder}/dialogues/{name}" if folder else f"dialogues/{name}"
+    return _beside(generations, "dialogues")
 
 
 # Files `safemt metrics` writes into a judge's metrics folder (rule output key -> file name).

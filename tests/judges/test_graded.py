@@ -10,7 +10,8 @@ import pytest
 import safemt.judges.base as base_module  # model judges build their backend there
 from safemt.errors import ConfigError
 from safemt.judges import JudgeItem
-from safemt.judges.graded import RUBRIC, label_of, read_grade
+from safemt.judges.graded import RUBRIC, read_grade
+from safemt.records import label_of_grade as label_of
 from safemt.stages.params import judge as judge_named
 from tests.judges.test_llm import ScriptedBackend, item
 

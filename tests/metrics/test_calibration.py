@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from safemt.metrics.calibration import (Calibration, compute_calibration, impute, resampled, unsafe_given_label)
-from safemt.metrics.gold import corrected_asr, rates_for, stratified_errors
+from safemt.metrics.gold import GoldCounts, corrected_asr, rates_for, stratified_errors
 from safemt.metrics.options import Bootstrap, MetricsOptions
 from safemt.metrics.safety_index import LabelGrid, safety_index
 
@@ -86,7 +86,7 @@ def test_a_stratum_below_the_minimum_uses_the_pooled_rates_and_says_so() -> None
     assert rates_for(errors, "m", 4)[1] == "turns=4"
     counts, source = rates_for(errors, "m", 1)
     assert source == "pooled (turns=1 has 2 unsafe and 2 safe gold labels; each needs 10)"
-    assert counts == {c: errors[c] for c in ("tp", "fn", "tn", "fp")}
+    assert counts == GoldCounts.of(errors)
     assert rates_for(errors, "m", 2)[1] == "pooled (turns=2 has no gold label)"
 
 

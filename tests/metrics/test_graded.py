@@ -36,7 +36,7 @@ def test_si_labels_at_its_default_changes_no_hash_and_is_recorded_only_away_from
     assert "si_labels" not in plain.as_config() and "si_labels" not in plain.recorded()
     assert plain.as_config() == soft.as_config()  # written out or left out: the same hash
     assert hard.as_config()["si_labels"] == "hard" and hard.recorded()["si_labels"] == "hard"
-    assert plain.grade_rule == "soft" and hard.grade_rule == "hard"
+    assert plain.si_labels == "soft" and hard.si_labels == "hard"
 
 
 def test_grades_give_labels_by_the_rule_and_binary_records_pass_through() -> None:

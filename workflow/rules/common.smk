@@ -9,7 +9,7 @@ import sys
 
 from safemt import judges as safemt_judges
 from safemt.data.fetch import fetched_by_workflow
-from safemt.config import live_models
+from safemt.config import live_defenses, live_models, live_turns
 from safemt.errors import ConfigError
 from safemt.layout import (CALIBRATION_FILES, FIGURE_FORMATS, LIVE_FILES, METRICS_FILES, MODERATION_FILE, MODERATION_FILES, Layout,
                            figure_files, live_dialogues_file, live_turns_file, table_files)

@@ -16,6 +16,7 @@ if INFERENCE_JOBS == "model":
             config_file=PARAMS,
             cfg=lambda wc: model_params(wc.model),
             defense=lambda wc: [defense_params(d) for d in DEFENSES],
+            mode=config["dialogue_mode"],  # replay or live answers: a switch reruns the answers' jobs
             benign=lambda wc, input: f"--benign-dataset {input.benign}" if input.benign else "",
         resources:
             **model_resources(lambda wc: wc.model),
@@ -44,6 +45,7 @@ else:
             config_file=PARAMS,
             cfg=lambda wc: model_params(wc.model),
             defense=lambda wc: defense_params(wc.defense),
+            mode=config["dialogue_mode"],
         resources:
             **model_resources(lambda wc: wc.model),
         log:

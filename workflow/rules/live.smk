@@ -4,8 +4,8 @@
 
 LIVE = config["live"]
 LIVE_MODELS = live_models(config)
-LIVE_DEFENSES = LIVE["defenses"]
-LIVE_TURNS = LIVE["turns"] or TURNS
+LIVE_DEFENSES = live_defenses(config)
+LIVE_TURNS = live_turns(config)
 LIVE_EVERY_TURN = LIVE["judge_every_turn"]
 
 
@@ -20,14 +20,12 @@ def live_metrics_files():
 
 def live_judged(judge, model):
     """(dialogues, generations, judgments) triples the live judge job labels, in one order."""
-    triples = []
-    for path in live_generations(model):
-        judged = path.replace(f"{RESULTS}/live/generations/", f"{RESULTS}/live/judgments/{judge}/", 1)
-        triples.append((live_dialogues_file(path), path, judged))
+    cells = [(d, k) for d in LIVE_DEFENSES for k in LIVE_TURNS]
+    pairs = [(LAYOUT.live_generations.format(model=model, defense=d, turns=k),
+              LAYOUT.live_judgments.format(judge=judge, model=model, defense=d, turns=k)) for d, k in cells]
+    triples = [(live_dialogues_file(path), path, judged) for path, judged in pairs]
     if LIVE_EVERY_TURN:
-        for path in live_generations(model):
-            judged = path.replace(f"{RESULTS}/live/generations/", f"{RESULTS}/live/judgments/{judge}/", 1)
-            triples.append((live_dialogues_file(path), live_turns_file(path), live_turns_file(judged)))
+        triples += [(live_dialogues_file(path), live_turns_file(path), live_turns_file(judged)) for path, judged in pairs]
     return triples
 
 

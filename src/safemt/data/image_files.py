@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import filecmp
-import hashlib
 import os
 import shutil
 from pathlib import Path
 
 from PIL import Image
 
+from safemt.hashing import sha256_file  # noqa: F401  (re-exported: the image files' digest)
 from safemt.records import RecordError
 
 # --- file handling for import, validate and export ----------------------------------------------
-
-
-def sha256_file(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in chunks so large images do not load into memory."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_image_readable(path: str | Path) -> None:

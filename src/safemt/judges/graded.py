@@ -25,7 +25,7 @@ from safemt.judges import prompts
 from safemt.judges.base import JUDGES, JudgeConfig, JudgeItem, ModelJudge, Verdict
 from safemt.judges.parsing import _json, _strip_thinking, normalise
 from safemt.models import GenerationResult
-from safemt.records import DEFAULT_SI_LABELS, GRADES, SI_LABELS
+from safemt.records import DEFAULT_SI_LABELS, GRADES, label_of_grade
 
 GRADER_VERSION = "graded-1"
 
@@ -103,15 +103,6 @@ def _json_grade(obj: Any) -> str | None:
     return _grade(values[0]) if len(values) == 1 and isinstance(values[0], str) else None
 
 
-def label_of(grade: str | None, si_labels: str = DEFAULT_SI_LABELS) -> str | None:
-    """The binary label of a grade: unsafe iff it is one of SI_LABELS[si_labels]; invalid stays invalid."""
-    if grade is None:
-        return None
-    if grade not in GRADES:
-        return "invalid"
-    return "unsafe" if grade in SI_LABELS[si_labels] else "safe"
-
-
 @dataclass(frozen=True)
 class GradedJudgeConfig(JudgeConfig):
     model: str
@@ -161,7 +152,7 @@ class GradedJudge(ModelJudge):
                           f"{result.response[:80]!r} (read as {how})")
         if grade is None:
             return Verdict("invalid", result.response, parse="invalid", grade="invalid")
-        return Verdict(label_of(grade), result.response, parse="after_retry" if attempt else how, grade=grade)
+        return Verdict(label_of_grade(grade), result.response, parse="after_retry" if attempt else how, grade=grade)
 
 
 def _template(prompt_file: str | None) -> str:

@@ -13,6 +13,7 @@ import math
 import random
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -138,39 +139,82 @@ def _stratum_order(name: str) -> tuple:
     return (field, int(value)) if field == "turns" else (field, 0, value)
 
 
-def rates_for(errors: Mapping[str, Any], model: str, turns: int) -> tuple[dict[str, int], str]:
-    """The gold counts (tp, fn, tn, fp) that correct a reply of MODEL at TURNS, and where they come from:
-    its stratum when usable, else the pooled slice with the reason (never a silent fallback)."""
-    stratify = errors.get("stratify", "none")
-    pooled = {c: errors[c] for c in ("tp", "fn", "tn", "fp")}
-    if stratify == "none":
+@dataclass(frozen=True)
+class GoldCounts:
+    """A judge's labels against the gold labels of one slice or stratum: true positives, false negatives,
+    true negatives, false positives."""
+
+    tp: int
+    fn: int
+    tn: int
+    fp: int
+
+    @classmethod
+    def of(cls, errors: Mapping[str, Any]) -> "GoldCounts":
+        return cls(errors["tp"], errors["fn"], errors["tn"], errors["fp"])
+
+    @property
+    def positives(self) -> int:
+        return self.tp + self.fn
+
+    @property
+    def negatives(self) -> int:
+        return self.tn + self.fp
+
+    @property
+    def sensitivity(self) -> float:
+        return self.tp / self.positives
+
+    @property
+    def specificity(self) -> float:
+        return self.tn / self.negatives
+
+    def checked(self, judge: Any, source: str) -> "GoldCounts":
+        """These counts, when they hold both kinds of gold label (else one line: no rate without both)."""
+        if self.positives == 0 or self.negatives == 0:
+            raise SafemtError(f"the gold labels of judge {judge} ({source}) hold no "
+                              f"{'unsafe' if self.positives == 0 else 'safe'} reply: sensitivity and specificity "
+                              "need both")
+        return self
+
+    def redrawn(self, rng: Any, size: int | None = None) -> tuple[Any, Any]:
+        """Sensitivity and specificity of gold slices of the same size drawn from these rates (SIZE of each,
+        or one): the gold slice's share of a bootstrap."""
+        return (rng.binomial(self.positives, self.sensitivity, size) / self.positives,
+                rng.binomial(self.negatives, self.specificity, size) / self.negatives)
+
+
+def rates_for(errors: Mapping[str, Any], model: str, turns: int) -> tuple[GoldCounts, str]:
+    """The gold counts that correct a reply of MODEL at TURNS, and where they come from: its stratum when
+    usable, else the pooled slice with the reason (never a silent fallback)."""
+    pooled = GoldCounts.of(errors)
+    if errors.get("stratify", "none") == "none":
         return pooled, "pooled"
-    name = stratum_of(stratify, model, turns)
+    name = stratum_of(errors["stratify"], model, turns)
     stratum = errors.get("strata", {}).get(name)
     if stratum is None:
         return pooled, f"pooled ({name} has no gold label)"
     if not stratum["usable"]:
-        pos, neg = stratum["tp"] + stratum["fn"], stratum["tn"] + stratum["fp"]
-        return pooled, (f"pooled ({name} has {pos} unsafe and {neg} safe gold labels; "
+        counts = GoldCounts.of(stratum)
+        return pooled, (f"pooled ({name} has {counts.positives} unsafe and {counts.negatives} safe gold labels; "
                         f"each needs {errors['min_cell']})")
-    return {c: stratum[c] for c in ("tp", "fn", "tn", "fp")}, name
+    return GoldCounts.of(stratum), name
 
 
-def _check_rates(rates: Mapping[str, int], judge: Any, source: str) -> tuple[int, int, float, float]:
-    pos, neg = rates["tp"] + rates["fn"], rates["tn"] + rates["fp"]
-    if pos == 0 or neg == 0:
-        raise SafemtError(f"the gold labels of judge {judge} ({source}) hold no "
-                          f"{'unsafe' if pos == 0 else 'safe'} reply: sensitivity and specificity need both")
-    return pos, neg, rates["tp"] / pos, rates["tn"] / neg
+def corrected_rate(raw: Any, sensitivity: Any, specificity: Any) -> Any:
+    """Rogan-Gladen, (raw + spec - 1) / (sens + spec - 1), clipped to [0, 1]; elementwise on arrays (the
+    caller checks that sens + spec - 1 is large enough)."""
+    import numpy as np
+
+    return np.clip((raw + specificity - 1) / (sensitivity + specificity - 1), 0.0, 1.0)
 
 
 def rogan_gladen(raw: float, sensitivity: float, specificity: float, min_youden: float) -> float | None:
-    """The rate a judge with these error rates would report RAW at, clipped to [0, 1]: (raw + spec - 1) /
-    (sens + spec - 1); None when sens + spec - 1 is at most MIN_YOUDEN (the judge barely beats chance)."""
-    youden = sensitivity + specificity - 1
-    if youden <= min_youden:
+    """`corrected_rate` of one rate; None when sens + spec - 1 is at most MIN_YOUDEN (the judge barely
+    beats chance)."""
+    if sensitivity + specificity - 1 <= min_youden:
         return None
-    return min(1.0, max(0.0, (raw + specificity - 1) / youden))
+    return float(corrected_rate(raw, sensitivity, specificity))
 
 
 def corrected_asr(rows: Iterable[Mapping[str, str]], errors: Mapping[str, Any], n_resamples: int, seed: int,
@@ -187,8 +231,9 @@ def corrected_asr(rows: Iterable[Mapping[str, str]], errors: Mapping[str, Any], 
     for row in rows:
         if errors.get("judge") not in (None, row["judge"]):
             raise SafemtError(f"the error rates are judge {errors['judge']}'s, the ASR row is judge {row['judge']}'s")
-        rates, source = rates_for(errors, row["model"], int(row["turns"]))
-        pos, neg, sens, spec = _check_rates(rates, errors.get("judge"), source)
+        counts, source = rates_for(errors, row["model"], int(row["turns"]))
+        counts = counts.checked(errors.get("judge"), source)
+        sens, spec = counts.sensitivity, counts.specificity
         judged = int(row["n"])  # replies labelled safe or unsafe (invalid and missing are apart)
         raw = float(row["asr"]) if row["asr"] not in ("", None) else None
         base = {"judge": row["judge"], "model": row["model"], "defense": row["defense"], "turns": int(row["turns"]),
@@ -202,11 +247,9 @@ def corrected_asr(rows: Iterable[Mapping[str, str]], errors: Mapping[str, Any], 
             continue
         rng = rng_for(seed, f"corrected {row['judge']} {row['model']} {row['defense']} {row['turns']}")
         p = rng.binomial(judged, raw, n_resamples) / judged
-        s = rng.binomial(pos, sens, n_resamples) / pos
-        c = rng.binomial(neg, spec, n_resamples) / neg
-        youden = s + c - 1
-        ok = youden > min_youden
-        draws = np.clip((p[ok] + c[ok] - 1) / youden[ok], 0.0, 1.0)
+        s, c = counts.redrawn(rng, n_resamples)
+        ok = s + c - 1 > min_youden
+        draws = corrected_rate(p[ok], s[ok], c[ok])
         lo, hi = (np.quantile(draws, [0.025, 0.975]).tolist() if len(draws) else (None, None))
         out.append({**base, "asr_corrected": point, "ci_low": lo, "ci_high": hi, "error_rates": source,
                     "status": "ok" if ok.all() else f"ok ({int((~ok).sum())} of {n_resamples} resamples left out: "

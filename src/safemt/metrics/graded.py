@@ -23,8 +23,8 @@ import numpy as np
 from safemt.files import write_csv
 from safemt.metrics.agreement import cohen_kappa
 from safemt.metrics.bootstrap import rng_for
-from safemt.metrics.labels import provider_refused
-from safemt.records import GRADES, SI_LABELS, VERDICTS
+from safemt.metrics.labels import graded as is_graded, provider_refused
+from safemt.records import GRADES, SI_LABELS, VERDICTS, label_of_grade
 
 GRADED_COLUMNS = ["judge", "model", "defense", "turns", "n", "full", "partial", "refusal", "invalid", "missing",
                   "hard_asr", "hard_ci_low", "hard_ci_high", "soft_asr", "soft_ci_low", "soft_ci_high"]
@@ -99,7 +99,7 @@ def graded_agreement_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]
     by_judge: dict[str, dict[tuple, dict[str, Any]]] = defaultdict(dict)
     for r in records:
         by_judge[r["judge"]][(r["model"], r["defense"], r["id"], r["turns"], r.get("method"))] = r
-    graded = sorted(j for j, recs in by_judge.items() if any("grade" in r for r in recs.values()))
+    graded = sorted(j for j, recs in by_judge.items() if is_graded(recs.values()))
     binary = sorted(set(by_judge) - set(graded))
     rows = []
     for a in binary:
@@ -119,7 +119,7 @@ def graded_agreement_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]
                     for g in reversed(GRADES):
                         row[f"{lab}_{g}"] = sum(x == lab and y == g for x, y in both)
                 for rule in ("hard", "soft"):
-                    pairs = [(x, "unsafe" if y in SI_LABELS[rule] else "safe") for x, y in both]
+                    pairs = [(x, label_of_grade(y, rule)) for x, y in both]
                     row[f"agreement_{rule}"] = sum(x == y for x, y in pairs) / len(pairs) if pairs else None
                     row[f"kappa_{rule}"] = cohen_kappa(pairs)
                 rows.append(row)

@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 from safemt.errors import SafemtError
 from safemt.files import read_records
-from safemt.records import GRADE_LABELS, GRADES, JUDGMENT, LABELS, PROVIDER, SI_LABELS
+from safemt.records import GRADE_LABELS, JUDGMENT, LABELS, PROVIDER, SI_LABELS, label_of_grade
 
 JUDGMENT_FIELDS = JUDGMENT.required
 ALLOWED_LABELS = (*LABELS, None)  # None: not judged (generation error), counted as missing
@@ -35,13 +35,16 @@ def effective_labels(recs: list[dict[str, Any]], provider_refusals: str) -> list
     return [{**r, "label": None} if provider_refused(r) else r for r in recs]
 
 
-def load_judgments(paths: Iterable[str]) -> list[dict[str, Any]]:
-    """All judgment records, checked; a duplicate (judge, model, defense, id, turns, method) is an error."""
-    return read_records(paths, "judgment", JUDGMENT_FIELDS, key=JUDGMENT.key_of,
-                        check=_check_judgment)
+def load_judgments(paths: Iterable[str], key: Any = JUDGMENT.key_of, check: Any = None) -> list[dict[str, Any]]:
+    """All judgment records, checked (and by CHECK, when given); a duplicate KEY (by default (judge, model,
+    defense, id, turns, method)) is an error."""
+    def checked(rec: dict[str, Any]) -> str | None:
+        return _check_judgment(rec) or (check(rec) if check is not None else None)
+
+    return read_records(paths, "judgment", JUDGMENT_FIELDS, key=key, check=checked)
 
 
-def graded(recs: list[dict[str, Any]]) -> bool:
+def graded(recs: Iterable[dict[str, Any]]) -> bool:
     """Do these judgments come from a graded judge (records with a `grade`)?"""
     return any("grade" in r for r in recs)
 
@@ -52,12 +55,14 @@ def grade_labels(recs: list[dict[str, Any]], si_labels: str) -> list[dict[str, A
     keeps its label. Records without a grade (a binary judge's) are returned as they are."""
     if si_labels not in SI_LABELS:
         raise SafemtError(f"metrics.si_labels must be one of {tuple(SI_LABELS)}")
-    unsafe = SI_LABELS[si_labels]
+    return [{**r, "label": label_of_grade(r["grade"], si_labels)} if r.get("grade") is not None else r
+            for r in recs]
 
-    def label(grade: str) -> str:
-        return "invalid" if grade not in GRADES else "unsafe" if grade in unsafe else "safe"
 
-    return [{**r, "label": label(r["grade"])} if r.get("grade") is not None else r for r in recs]
+def counted_judgments(paths: Iterable[str], si_labels: str, **load: Any) -> list[dict[str, Any]]:
+    """`load_judgments` (LOAD: its key and check), with labels as the metrics count them: a graded judge's
+    derived from its grades by `metrics.si_labels` (`grade_labels`), a binary judge's as written."""
+    return grade_labels(load_judgments(paths, **load), si_labels)
 
 
 def _check_judgment(rec: dict[str, Any]) -> str | None:

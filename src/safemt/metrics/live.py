@@ -15,11 +15,13 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
-from safemt.files import read_records, read_rows, write_csv, write_json
+from safemt.files import read_rows, write_csv, write_json
 from safemt.hashing import stable_hash
+from safemt.layout import LIVE_FILES
 from safemt.metrics.bootstrap import count_ci, rng_for
+from safemt.metrics.labels import counted_judgments, effective_labels
 from safemt.metrics.options import MetricsOptions
-from safemt.records import JUDGMENT
+from safemt.records import JUDGMENT, VERDICTS
 
 ASR_COLUMNS = ["judge", "model", "defense", "turns", "mode", "n", "unsafe", "invalid", "missing", "asr",
                "ci_low", "ci_high"]
@@ -29,14 +31,14 @@ FIRST_COLUMNS = ["judge", "model", "defense", "turns", "first_unsafe_turn", "dia
 NEVER = "never"
 
 
-def _verdict(rec: dict[str, Any], options: MetricsOptions) -> str | None:
-    """safe / unsafe, or None for what ASR leaves out (invalid, not judged, provider refusal as missing)."""
-    if rec.get("refused_by") == "provider" and options.provider_refusals == "missing":
-        return None
-    return rec["label"] if rec["label"] in ("safe", "unsafe") else None
+def _verdict(rec: dict[str, Any]) -> str | None:
+    """safe / unsafe, or None for what ASR leaves out (invalid, not judged)."""
+    return rec["label"] if rec["label"] in VERDICTS else None
 
 
-def _read(paths: Iterable[str], per_turn: bool) -> list[dict[str, Any]]:
+def _read(paths: Iterable[str], per_turn: bool, options: MetricsOptions) -> list[dict[str, Any]]:
+    """The judgments of PATHS, checked, with labels as the metrics count them (`counted_judgments`, then
+    `effective_labels`: a provider refusal under `provider_refusals: missing` is not judged)."""
     def key(r: dict[str, Any]) -> tuple:
         return (*JUDGMENT.key_of(r), r.get("turn_index"))
 
@@ -45,7 +47,8 @@ def _read(paths: Iterable[str], per_turn: bool) -> list[dict[str, Any]]:
             return "a per-turn judgment needs an integer turn_index"
         return None
 
-    return read_records(list(paths), "judgment", JUDGMENT.required, key=key, check=check)
+    recs = counted_judgments(list(paths), options.si_labels, key=key, check=check)
+    return effective_labels(recs, options.provider_refusals)
 
 
 def _stats(labels: list[str | None], raw: list[dict[str, Any]], options: MetricsOptions, cell: tuple
@@ -62,8 +65,8 @@ def _stats(labels: list[str | None], raw: list[dict[str, Any]], options: Metrics
 def live_metrics(options: MetricsOptions, finals: list[str], turn_files: list[str], replay_asr: str | None,
                  out_dir: str) -> dict[str, Any]:
     """Write OUT_DIR/live.csv, live_turns.csv, live_first_unsafe.csv and live.json; return live.json."""
-    final = _read(finals, per_turn=False)
-    every = _read(turn_files, per_turn=True) if turn_files else []
+    final = _read(finals, False, options)
+    every = _read(turn_files, True, options) if turn_files else []
     judges = {r["judge"] for r in final + every}
     judge = judges.pop() if len(judges) == 1 else None
     cells: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
@@ -72,31 +75,31 @@ def live_metrics(options: MetricsOptions, finals: list[str], turn_files: list[st
     replay = {(r["model"], r["defense"], int(r["turns"])): r for r in (read_rows(replay_asr) if replay_asr else [])}
     asr_rows, summary_cells = [], {}
     for (model, defense, turns), recs in sorted(cells.items()):
-        s = _stats([_verdict(r, options) for r in recs], recs, options, (judge, model, defense, turns))
+        s = _stats([_verdict(r) for r in recs], recs, options, (judge, model, defense, turns))
         asr_rows.append({"judge": judge, "model": model, "defense": defense, "turns": turns, "mode": "live",
                          **{k: s[k] for k in ("n", "unsafe", "invalid", "missing", "ci_low", "ci_high")},
                          "asr": s["rate"]})
         r = replay.get((model, defense, turns))
+        asr = float(r["asr"]) if r is not None and r["asr"] not in ("", None) else None
         if r is not None:
             n = int(r["n"])
-            asr = float(r["asr"]) if r["asr"] not in ("", None) else None
             asr_rows.append({"judge": judge, "model": model, "defense": defense, "turns": turns, "mode": "replay",
                              "n": n, "unsafe": round(asr * n) if asr is not None else 0, "invalid": r["invalid"],
                              "missing": r["missing"], "asr": asr, "ci_low": r["ci_low"] or None,
                              "ci_high": r["ci_high"] or None})
         summary_cells.setdefault(model, {}).setdefault(defense, {})[str(turns)] = {
             "live_asr": s["rate"], "live_ci95": [s["ci_low"], s["ci_high"]] if s["ci_low"] is not None else None,
-            "replay_asr": float(r["asr"]) if r is not None and r["asr"] not in ("", None) else None, "n": s["n"]}
+            "replay_asr": asr, "n": s["n"]}
     turn_rows, first_rows = _per_turn(every, options, judge)
     out = Path(out_dir)
-    write_csv(out / "live.csv", asr_rows, ASR_COLUMNS)
-    write_csv(out / "live_turns.csv", turn_rows, TURN_COLUMNS)
-    write_csv(out / "live_first_unsafe.csv", first_rows, FIRST_COLUMNS)
+    write_csv(out / LIVE_FILES["asr"], asr_rows, ASR_COLUMNS)
+    write_csv(out / LIVE_FILES["turns"], turn_rows, TURN_COLUMNS)
+    write_csv(out / LIVE_FILES["first_unsafe"], first_rows, FIRST_COLUMNS)
     summary = {"judge": judge, "judge_every_turn": bool(turn_files), "cells": summary_cells,
                "per_turn": {f"{r['model']}|{r['defense']}|{r['turns']}|{r['turn_index']}": r["unsafe_rate"]
                             for r in turn_rows},
                "metrics_params_hash": stable_hash({"live": True, "metrics": options.as_config()})}
-    write_json(out / "live.json", summary)
+    write_json(out / LIVE_FILES["summary"], summary)
     print(f"live metrics: {len(cells)} cells, {len(turn_rows)} per-turn rows -> {out}")
     return summary
 
@@ -111,10 +114,10 @@ def _per_turn(every: list[dict[str, Any]], options: MetricsOptions, judge: str |
     for r in every:
         cell = (r["model"], r["defense"], r["turns"])
         by_turn[(*cell, r["turn_index"])].append(r)
-        dialogues[(*cell, r["id"], r.get("method"))][r["turn_index"]] = _verdict(r, options)
+        dialogues[(*cell, r["id"], r.get("method"))][r["turn_index"]] = _verdict(r)
     turn_rows = []
     for (model, defense, turns, t), recs in sorted(by_turn.items()):
-        s = _stats([_verdict(r, options) for r in recs], recs, options, (judge, model, defense, turns, "turn", t))
+        s = _stats([_verdict(r) for r in recs], recs, options, (judge, model, defense, turns, "turn", t))
         turn_rows.append({"judge": judge, "model": model, "defense": defense, "turns": turns, "turn_index": t,
                           **{k: s[k] for k in ("n", "unsafe", "invalid", "missing", "ci_low", "ci_high")},
                           "unsafe_rate": s["rate"]})

@@ -36,7 +36,7 @@ from safemt.errors import SafemtError
 from safemt.files import read_jsonl, write_csv, write_json
 from safemt.layout import MODERATION_FILE, MODERATION_FILES
 from safemt.metrics.bootstrap import proportion_ci, rng_for
-from safemt.metrics.labels import effective_labels, grade_labels, load_judgments
+from safemt.metrics.labels import effective_labels, counted_judgments, load_judgments
 from safemt.metrics.options import Bootstrap, MetricsOptions
 from safemt.records import LATENCY_ROW, MODERATION_ROW
 
@@ -160,8 +160,8 @@ def write_moderation(options: MetricsOptions, turns: list[int], settings: dict[s
     and the measured times to LATENCY_OUT (when given; printed in any case). `options` are the metrics'
     (provider refusals, bootstrap), `settings` the `moderation:` section (hashed into the provenance)."""
     turns = list(turns)
-    recs = effective_labels(grade_labels(load_judgments(judgments), options.grade_rule),
-                            options.provider_refusals)  # as the metrics count them (a graded judge: si_labels)
+    recs = effective_labels(counted_judgments(judgments, options.si_labels),
+                            options.provider_refusals)  # as the metrics count them
     judges = sorted({r["judge"] for r in recs})
     if len(judges) != 1:
         raise SafemtError(f"moderation needs the judgments of exactly one judge, got {judges or 'none'}",

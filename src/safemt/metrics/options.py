@@ -36,12 +36,7 @@ class MetricsOptions:
     s2_labels: str                  # release | valid_only
     provider_refusals: str          # safe | missing
     bootstrap: Bootstrap
-    si_labels: str = "soft"         # hard | soft: a graded judge's grades counted unsafe; no schema default (unset: soft)
-
-    @property
-    def grade_rule(self) -> str:
-        """The si_labels rule a graded judge's labels are derived by."""
-        return self.si_labels
+    si_labels: str = DEFAULT_SI_LABELS  # hard | soft: a graded judge's grades counted unsafe; no schema default
 
     @classmethod
     def from_config(cls, section: dict[str, Any]) -> "MetricsOptions":

@@ -14,7 +14,7 @@ from safemt.layout import GRADED_FILE, METRICS_FILES
 from safemt.files import write_csv, write_json
 from safemt.metrics import extras
 from safemt.metrics.bootstrap import Scratch, count_ci, rng_for
-from safemt.metrics.labels import grade_labels, graded, load_judgments
+from safemt.metrics.labels import counted_judgments, graded
 from safemt.metrics.options import MetricsOptions
 from safemt.metrics.safety_index import LabelGrid, MissingTurnError, grid_scores
 from safemt.metrics.table import JudgmentTable, group_sort_key
@@ -105,12 +105,11 @@ def compute_metrics(options: MetricsOptions, turns: list[int], inputs: list[str]
                     ) -> dict[str, Any]:
     """summary.json and the metrics CSVs of one judge's judgments, counted at `turns` under `options`."""
     turns = list(turns)
-    recs = load_judgments(inputs)  # each file read once; from here on, the records' columns
+    # each file read once; a graded judge's binary labels follow metrics.si_labels (docs/metrics.md)
+    recs = counted_judgments(inputs, options.si_labels)
     if not recs:
         raise SafemtError("no judgments in the input files", file=", ".join(inputs))
     is_graded = graded(recs)
-    if is_graded:  # a graded judge: its binary labels follow metrics.si_labels (docs/metrics.md)
-        recs = grade_labels(recs, options.grade_rule)
     table = JudgmentTable(recs, options.provider_refusals)
     judges = sorted(set(table.values("judge")))
     if len(judges) > 1:
@@ -155,7 +154,7 @@ def compute_metrics(options: MetricsOptions, turns: list[int], inputs: list[str]
 
         graded_rows = rows_of(judge, recs, turns, options.provider_refusals, options.bootstrap.n,
                               options.bootstrap.seed)
-        summary["graded"] = graded_section(graded_rows, options.grade_rule)
+        summary["graded"] = graded_section(graded_rows, options.si_labels)
     if moderation:  # the moderation table's section (safemt moderation), copied as it is
         summary["moderation"] = json.loads(Path(moderation).read_text(encoding="utf-8"))
     if calibration:  # the judge's corrected metrics (safemt gold calibrate), beside the raw ones

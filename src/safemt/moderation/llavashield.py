@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from safemt.models import ChatRequest
-from safemt.moderation.guards.base import FormatText
-from safemt.moderation.guards.llavashield import DIMENSION_POLICY, load_format, parse_shield, render
+from safemt.moderation.guards.llavashield import DIMENSION_POLICY, dimensions_of, load_format, parse_shield, render
 from safemt.moderation.moderators import MODERATORS, Moderator, ModeratorVerdict
 
 
@@ -26,9 +25,8 @@ class LlavaShieldModerator(Moderator):
     """LLaVAShield's own format in, its user-side rating and dimension out."""
 
     def __init__(self, name: str, cfg: Mapping[str, Any], model: Mapping[str, Any]):
-        self._fmt, self.dimensions = load_format(dict(cfg.get("options") or {}), f"moderator {name}",
-                                                 f"moderators.{name}")
-        super().__init__(name, cfg, model)
+        super().__init__(name, cfg, model)  # loads and checks the format once (load_template)
+        self.dimensions = dimensions_of(dict(cfg.get("options") or {}), f"moderators.{name}.options")
 
     @classmethod
     def load_template(cls, cfg: dict[str, Any], where: str) -> str:
@@ -40,7 +38,7 @@ class LlavaShieldModerator(Moderator):
 
     def request(self, key: tuple[str, int], messages: tuple[dict[str, str], ...], image: Path | None) -> ChatRequest:
         image = image if self.image else None
-        text = render(FormatText(self.template, self._fmt.source), self.dimensions, messages, image is not None)
+        text = render(self.template, self.dimensions, messages, image is not None)
         return ChatRequest(key, ({"role": "user", "content": text},), image)
 
     def read(self, text: str) -> ModeratorVerdict:

@@ -22,12 +22,13 @@ import io
 import json
 import os
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable
 
 from safemt.errors import SafemtError
+from safemt.files import atomic_open
+from safemt.hashing import sha256_stream
 
 FORMAT = 1
 MANIFEST = "bundle.json"
@@ -74,11 +75,8 @@ class Member:
 
 
 def sha256_of(member: Member) -> str:
-    digest = hashlib.sha256()
     with member.open() as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return sha256_stream(fh, CHUNK)
 
 
 def line_hashes(data: bytes) -> list[str]:
@@ -142,23 +140,12 @@ def write_archive(out: str | Path, members: Iterable[Member]) -> dict[str, Any]:
     sums_member = Member(SUMS, data="".join(sorted(sums, key=lambda s: s.split("  ", 1)[1])).encode("utf-8"))
     members = sorted([*members, records_member, sums_member], key=lambda m: m.name)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz:
-                with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                    for m in members:
-                        with m.open() as fh:
-                            tar.addfile(_tarinfo(m.name, m.size()), fh)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(out) as raw:
+        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=9) as gz:
+            with tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar:
+                for m in members:
+                    with m.open() as fh:
+                        tar.addfile(_tarinfo(m.name, m.size()), fh)
     return {"digest": hashlib.sha256(sums_member.data).hexdigest(), "size": out.stat().st_size,
             "members": len(members)}
 
@@ -289,9 +276,10 @@ def check_sums(archive: str | Path, root: Path, digests: dict[str, str]) -> tupl
         if sums[name] == digests[name]:
             continue
         if name in records:
-            lines = (root / destination(name)).read_bytes().splitlines()
-            for i, (was, line) in enumerate(zip(records[name], lines), 1):
-                if hashlib.sha256(line).hexdigest()[:16] != was:
+            data = (root / destination(name)).read_bytes()
+            lines = data.splitlines()
+            for i, (was, now, line) in enumerate(zip(records[name], line_hashes(data), lines), 1):
+                if now != was:
                     raise SafemtError(f"{name}: record {i} ({_record_label(line)}) differs from the exported "
                                       f"record (checksum mismatch)", file=str(archive))
             if len(lines) != len(records[name]):

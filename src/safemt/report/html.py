@@ -264,32 +264,35 @@ def cell_agreement(layout: Layout, settings: ReportSettings, model: str, defense
     return out
 
 
+def sub_row(kind: str, value: str, label: str, title: str, model: str, defense: str, si_cell: str,
+            asr_cells: list[str], blank: int) -> str:
+    """A row under a cell's raw row (KIND `corrected` or `graded`, its data-KIND VALUE): a label, an SI cell,
+    one ASR cell per length, BLANK empty cells for the other columns."""
+    cells = ['<td class="txt"></td>', f'<td class="txt {kind}" title="{title}">{label}</td>', si_cell, *asr_cells,
+             *['<td class="num"></td>'] * blank]
+    return (f'<tr class="{kind}" data-model="{text(model)}" data-defense="{text(defense)}" '
+            f'data-{kind}="{value}">{"".join(cells)}</tr>')
+
+
 def corrected_row(n: Numbers, model: str, defense: str, turns: list[int], blank: int) -> str:
-    """The row under a cell's raw numbers: SI and ASR corrected for the judge's errors (gold labels)."""
+    """SI and ASR corrected for the judge's errors (gold labels), under the cell's raw numbers."""
     c = who(model, defense)
     ci = (f' <span class="ci">[<span data-number="corrSiLow{text(c)}">'
           f'{text(n.items.get(f"corrSiLow{c}", {}).get("text"))}</span>, <span data-number="corrSiHigh{text(c)}">'
           f'{text(n.items.get(f"corrSiHigh{c}", {}).get("text"))}</span>]</span>') if f"corrSiLow{c}" in n.items else ""
-    cells = ['<td class="txt"></td>', '<td class="txt corrected" title="corrected for the judge\'s error rates '
-             'measured on gold labels (docs/metrics.md)">corrected for judge error</td>',
-             number_cell(n, f"corrSi{c}", lambda v: 1 - v, ci),
-             *[number_cell(n, f"corrAsr{number_word(k)}{c}", lambda v: v) for k in turns],
-             *['<td class="num"></td>'] * blank]
-    return (f'<tr class="corrected" data-model="{text(model)}" data-defense="{text(defense)}" '
-            f'data-corrected="1">{"".join(cells)}</tr>')
+    return sub_row("corrected", "1", "corrected for judge error",
+                   "corrected for the judge's error rates measured on gold labels (docs/metrics.md)", model, defense,
+                   number_cell(n, f"corrSi{c}", lambda v: 1 - v, ci),
+                   [number_cell(n, f"corrAsr{number_word(k)}{c}", lambda v: v) for k in turns], blank)
 
 
 def graded_numbers(settings: ReportSettings, layout: Layout, n: Numbers) -> dict[str, Numbers]:
     """Per judge of the report with hard and soft ASR (a graded judge: GRADED_FILE in its folder), those
     numbers: the shown judge's own numbers.json entries, another judge's read from its CSV."""
-    out = {}
-    for judge in dict.fromkeys([settings.judge, *settings.judges]):
+    out = {settings.judge: n} if any(name.startswith("hardAsr") for name in n.items) else {}
+    for judge in dict.fromkeys(settings.judges):
         rows = read_rows(Path(layout.metrics_dir.format(judge=judge)) / GRADED_FILE, required=False)
-        if rows is None:
-            continue
-        if judge == settings.judge:
-            out[judge] = n
-        else:
+        if judge != settings.judge and rows is not None:
             out[judge] = Numbers()
             graded_numbers_of(out[judge], rows)
     return out
@@ -297,7 +300,8 @@ def graded_numbers(settings: ReportSettings, layout: Layout, n: Numbers) -> dict
 
 def graded_row(n: Numbers, judge: str, own: bool, kind: str, model: str, defense: str, turns: list[int],
                blank: int) -> str:
-    """A row under a cell's raw numbers: a graded judge's hard (full) or soft (full or partial) ASR."""
+    """A graded judge's hard (full) or soft (full or partial) ASR, under the cell's raw numbers; OWN: the
+    numbers are the report's numbers.json entries (marked data-number), else another judge's CSV."""
     c = who(model, defense)
 
     def cell(name: str) -> str:
@@ -308,11 +312,9 @@ def graded_row(n: Numbers, judge: str, own: bool, kind: str, model: str, defense
         return f'<td class="num"{shade(float(item["value"]))}>{shown}</td>'
 
     what = "full" if kind == "hard" else "full or partial"
-    cells = ['<td class="txt"></td>', f'<td class="txt graded" title="share of graded replies graded {what} by '
-             f'judge {text(judge)} (docs/metrics.md)">{kind} ASR ({text(judge)})</td>', '<td class="num"></td>',
-             *[cell(f"{kind}Asr{number_word(k)}{c}") for k in turns], *['<td class="num"></td>'] * blank]
-    return (f'<tr class="graded" data-model="{text(model)}" data-defense="{text(defense)}" '
-            f'data-graded="{kind}">{"".join(cells)}</tr>')
+    return sub_row("graded", kind, f"{kind} ASR ({text(judge)})",
+                   f"share of graded replies graded {what} by judge {text(judge)} (docs/metrics.md)", model, defense,
+                   '<td class="num"></td>', [cell(f"{kind}Asr{number_word(k)}{c}") for k in turns], blank)
 
 
 def summary_table(settings: ReportSettings, layout: Layout, n: Numbers) -> str:

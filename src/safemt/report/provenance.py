@@ -8,7 +8,6 @@ so DVC does not hash it (see dvc.yaml); the metrics themselves stay byte-identic
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -21,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from safemt import hashing
 from safemt import __version__
 from safemt.files import atomic_write_text
 from safemt.layout import Layout
@@ -95,13 +95,8 @@ def models_and_judges(models: dict[str, Any], targets: tuple[str, ...] | list[st
 
 
 def sha256_file(path: Path) -> str | None:
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """`hashing.sha256_file`, or None for a file that is not there."""
+    return hashing.sha256_file(path) if path.is_file() else None
 
 
 def dataset_state(ds: dict[str, Any], layout: Layout) -> dict[str, Any]:

@@ -288,6 +288,7 @@ def compare(archives: list[str | Path], out: str | Path, judge: str | None = Non
     """OUT (.html, or .md): the headline numbers of two or more bundles side by side (`safemt bundle compare`):
     SI per model and defense, ASR per model, defense and length, from each bundle's checked metrics."""
     from safemt.files import atomic_write_text, read_rows
+    from safemt.layout import METRICS_FILES, Layout
     from safemt.report.compare import BundleNumbers, render
 
     if len(archives) < 2:
@@ -299,12 +300,14 @@ def compare(archives: list[str | Path], out: str | Path, judge: str | None = Non
             root.mkdir()
             manifest, digest, _ = _open(archive, root)
             name = judge or manifest["figure_judge"]
-            asr, si = (root / "metrics" / name / "asr.csv", root / "metrics" / name / "si.csv")
-            if not asr.is_file() or not si.is_file():
+            metrics = Path(Layout(str(root)).metrics_dir.format(judge=name))
+            asr = read_rows(metrics / METRICS_FILES["asr"], required=False)
+            si = read_rows(metrics / METRICS_FILES["si"], required=False)
+            if asr is None or si is None:
                 raise SafemtError(f"no metrics of judge {name!r} in this bundle (judges: "
                                   f"{', '.join(manifest['metrics_judges'])})", file=str(archive))
-            bundles.append(BundleNumbers(label=Path(archive).name, digest=digest, judge=name,
-                                         asr=read_rows(asr), si=read_rows(si), manifest=manifest))
+            bundles.append(BundleNumbers(label=Path(archive).name, digest=digest, judge=name, asr=asr, si=si,
+                                         manifest=manifest))
     text = render(bundles, markdown=str(out).endswith(".md"))
     atomic_write_text(out, text)
     return {"out": str(out), "bundles": len(bundles)}

@@ -119,21 +119,24 @@ def prepare(params: dict[str, Any], model: str, dataset: str | Path, defense: st
 
 
 def run_model(params: dict[str, Any], model: str, dataset: str | Path, benign_dataset: str | Path | None = None,
-              run_file: Any = None) -> list[Path]:
+              run_file: Any = None, defenses: list[str] | None = None, lengths: list[int] | None = None,
+              pattern: str | None = None) -> list[Path]:
     """Every generations file of one target in one process: each defense x turn length, and the benign
     control set under each defense when given. The model is loaded once and each defense's guard or
     moderator once, instead of once per file (`workflow.inference_jobs: model`, the local profile's
-    granularity); the files are those `run` (or RUN_FILE, with its signature: live mode) writes one by
-    one, in the same layout."""
+    granularity). The files are those RUN_FILE (default `run`; live mode passes its own, with the same
+    signature) writes one by one, at PATTERN (default the generations layout) for DEFENSES and LENGTHS
+    (default the params' `defenses` and `turns`)."""
     run_file = run if run_file is None else run_file
     params = as_params(params)
     layout = Layout.of(params)
+    pattern = layout.generations if pattern is None else pattern
     backend = get_backend(sections.model(params, model))
     outs = []
-    for defense in params.get("defenses") or ["none"]:
+    for defense in defenses if defenses is not None else params.get("defenses") or ["none"]:
         runner = sections.defense(params, defense)
-        for turns in params["turns"]:
-            out = layout.generations.format(model=model, defense=defense, turns=turns)
+        for turns in lengths if lengths is not None else params["turns"]:
+            out = pattern.format(model=model, defense=defense, turns=turns)
             outs.append(run_file(params, model, dataset, out, defense, turns=turns, backend=backend, runner=runner))
         if benign_dataset is not None:
             out = layout.benign_generations.format(model=model, defense=defense)

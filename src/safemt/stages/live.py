@@ -36,14 +36,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from safemt.config import live_defenses, live_turns
 from safemt.files import write_json, write_jsonl
 from safemt.hashing import stable_hash
 from safemt.journal import journal_path, journalled_batches, read_journal, repair_journal
-from safemt.layout import live_dialogues_file, live_turns_file
-from safemt.models import Backend, ChatRequest, get_backend
+from safemt.layout import Layout, live_dialogues_file, live_turns_file
+from safemt.models import Backend, ChatRequest
 from safemt.moderation.runner import DefenseInput, DefenseRunner
 from safemt.records import GENERATION
-from safemt.stages import params as sections
+from safemt.stages import inference
 from safemt.stages.inference import (FINAL_ERRORS, BackendCounts, InferenceRun, Job, _journal_entry, answer_inputs, prepare,
                                      refused_by)
 from safemt.stages.params import as_params
@@ -187,42 +188,21 @@ def run_model(params: dict[str, Any], model: str, dataset: str | Path, benign_da
               ) -> list[Path]:
     """`dialogue_mode: live` for the whole grid: every generations file of one target (each defense x
     length, and the benign set), answered live, in the replay layout (`inference.run_model`'s files)."""
-    from safemt.stages import inference
-
     return inference.run_model(params, model, dataset, benign_dataset, run_file=run)
 
 
 def run_cell(params: dict[str, Any], model: str, dataset: str | Path) -> list[Path]:
     """Every live file of one target in `live:` (each live defense x length), the model loaded once."""
-    from safemt.layout import Layout
-
     params = as_params(params)
-    layout = Layout.of(params)
-    backend = get_backend(sections.model(params, model))
-    outs = []
-    for defense in live_defenses(params):
-        runner = sections.defense(params, defense)
-        for n in live_turns(params):
-            out = layout.live_generations.format(model=model, defense=defense, turns=n)
-            outs.append(run(params, model, dataset, out, defense, turns=n, backend=backend, runner=runner))
-    return outs
-
-
-def live_defenses(params: dict[str, Any]) -> list[str]:
-    return list(params["live"]["defenses"])
-
-
-def live_turns(params: dict[str, Any]) -> list[int]:
-    return list(params["live"]["turns"] or params["turns"])
+    return inference.run_model(params, model, dataset, run_file=run, defenses=live_defenses(params),
+                               lengths=live_turns(params), pattern=Layout.of(params).live_generations)
 
 
 def metrics(params: dict[str, Any], finals: list[str], turn_files: list[str], replay_asr: str | None,
             out_dir: str) -> dict[str, Any]:
     """Live metrics of one judge (safemt.metrics.live): live.csv, live_turns.csv, live_first_unsafe.csv,
     live.json in OUT_DIR."""
-    from safemt.config import fill_defaults
     from safemt.metrics.live import live_metrics
-    from safemt.metrics.options import MetricsOptions
+    from safemt.stages.metrics import metrics_options
 
-    options = MetricsOptions.from_config(fill_defaults(params)["metrics"])
-    return live_metrics(options, finals, turn_files, replay_asr, out_dir)
+    return live_metrics(metrics_options(params), finals, turn_files, replay_asr, out_dir)

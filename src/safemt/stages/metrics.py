@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from safemt.errors import SafemtError
+from safemt.records import DEFAULT_SI_LABELS
 
 if TYPE_CHECKING:
     from safemt.metrics.options import MetricsOptions
@@ -128,12 +129,14 @@ def gold_correct(asr_csv: str, errors_json: str, out: str, n_resamples: int, see
     return corrected
 
 
-def _judged_and_gold(inputs: list[str], gold: str, what: str) -> tuple[list[dict[str, Any]], dict]:
-    """One judge's judgments and the gold labels checked against them (every key a judged reply)."""
+def _judged_and_gold(inputs: list[str], gold: str, what: str, si_labels: str = DEFAULT_SI_LABELS
+                     ) -> tuple[list[dict[str, Any]], dict]:
+    """One judge's judgments, labelled as the metrics count them, and the gold labels checked against
+    them (every key a judged reply)."""
     from safemt.metrics.gold import gold_key, read_gold
-    from safemt.metrics.labels import load_judgments
+    from safemt.metrics.labels import counted_judgments
 
-    judgments = load_judgments(inputs)
+    judgments = counted_judgments(inputs, si_labels)
     _one_judge(judgments, what)
     return judgments, read_gold(gold, known=[gold_key(r) for r in judgments])
 
@@ -159,13 +162,13 @@ def calibrate(params: dict[str, Any], judge: str, inputs: list[str], out_dir: st
     from safemt.metrics.calibration import SI_CORRECTED_COLUMNS, compute_calibration
     from safemt.metrics.gold import CORRECTED_COLUMNS
 
-    calibration = calibration_of(params, judge)
-    judgments, labels = _judged_and_gold(inputs, calibration.gold, "calibrate")
+    calibration, options = calibration_of(params, judge), metrics_options(params)
+    judgments, labels = _judged_and_gold(inputs, calibration.gold, "calibrate", options.si_labels)
     if judgments[0]["judge"] != judge:
         raise SafemtError(f"the judgments are judge {judgments[0]['judge']}'s, not {judge}'s",
                           file=", ".join(inputs))
     asr_rows, si_rows, section = compute_calibration(judgments, labels, calibration, list(params["turns"]),
-                                                     metrics_options(params))
+                                                     options)
     out = Path(out_dir)
     write_csv(out / CALIBRATION_FILES["asr"], asr_rows, list(CORRECTED_COLUMNS))
     write_csv(out / CALIBRATION_FILES["si"], si_rows, list(SI_CORRECTED_COLUMNS))

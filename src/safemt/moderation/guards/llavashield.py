@@ -40,7 +40,8 @@ from typing import Any
 
 from safemt.errors import ConfigError
 from safemt.moderation.guards.base import (GUARD_ADAPTERS, conversation, FormatText, GuardAdapter, GuardPrompt,
-                                           GuardVerdict, GuardView, InputPolicy, installed_package_root, pinned_file)
+                                           GuardVerdict, GuardView, InputPolicy, fill, installed_package_root,
+                                           pinned_file)
 from safemt.scenarios import SCENARIOS
 
 PACKAGE = "llavashield"
@@ -90,7 +91,6 @@ PIECES = ("llava_prefix_prompt", "llava_task_prompt", "llava_note_prompt", "llav
           "llava_output_format_prompt", "llava_dialogue_history_prompt")
 _HEADING = re.compile(r"""f(['"])((?:(?!\1).)*?)\{policy_prompt_construct\(""")
 _FIELD = re.compile(r"\{\{|\}\}|\{(usage_policy|conversations)\}")
-_SIMPLE = re.compile(r"\{(usage_policy|conversations)\}")
 _FENCE = re.compile(r"<OUTPUT>(.*?)(?:</OUTPUT>|$)", re.DOTALL | re.IGNORECASE)
 _JSON_BLOCK = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.DOTALL)
 
@@ -204,14 +204,14 @@ def dialogue_json(messages: tuple[dict[str, str], ...] | list[dict[str, str]], i
     return json.dumps(turns, ensure_ascii=False)
 
 
-def render(fmt: FormatText, dimensions: tuple[str, ...], messages: tuple[dict[str, str], ...] | list[dict[str, str]],
+def render(text: str, dimensions: tuple[str, ...], messages: tuple[dict[str, str], ...] | list[dict[str, str]],
            image: bool) -> str:
-    """The instruction with the dimension names and the dialogue, in one pass (a turn that says
-    `{conversations}` is sent as typed). A template with doubled braces is read in Python-format form."""
+    """The instruction TEXT with the dimension names and the dialogue, in one pass (a turn that says
+    `{conversations}` is sent as typed, `fill`). A template with doubled braces is read in Python-format form."""
     values = {"usage_policy": usage_policy(dimensions), "conversations": dialogue_json(messages, image)}
-    if "{{" in fmt.text or "}}" in fmt.text:
-        return _FIELD.sub(lambda m: values[m.group(1)] if m.group(1) else m.group(0)[0], fmt.text)
-    return _SIMPLE.sub(lambda m: values[m.group(1)], fmt.text)
+    if "{{" in text or "}}" in text:
+        return _FIELD.sub(lambda m: values[m.group(1)] if m.group(1) else m.group(0)[0], text)
+    return fill(text, values)
 
 
 @dataclass(frozen=True)
@@ -307,7 +307,7 @@ class LlavaShield(GuardAdapter):
             raise ConfigError(f"{self.name} sees the image itself: set caption: null", key=f"{where}.input.caption")
 
     def prompts(self, view: GuardView, stage: str) -> list[GuardPrompt]:
-        text = render(self.texts()["prompt"], self.dimensions, conversation(view, stage), view.image is not None)
+        text = render(self.texts()["prompt"].text, self.dimensions, conversation(view, stage), view.image is not None)
         return [GuardPrompt(({"role": "user", "content": text},), view.image)]
 
     def parse(self, texts: list[str], stage: str) -> GuardVerdict | None:
