@@ -41,6 +41,9 @@ localrules: all, metrics, moderation, judge_agreement, figures, tables, numbers,
 if INFERENCE_JOBS == "file":
 
     localrules: merge_generations
+if GRADED:
+
+    localrules: metrics_graded
 
 
 rule all:

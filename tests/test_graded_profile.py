@@ -12,6 +12,9 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -169,3 +172,37 @@ def test_si_labels_hard_counts_only_full_and_changes_the_params_hash(graded_run:
     assert summary["provenance"]["metrics_params_hash"] != soft["provenance"]["metrics_params_hash"]
     same = graded_run["res"] / "metrics" / "tiny-graded" / "asr_graded.csv"
     assert (out / "asr_graded.csv").read_bytes() == same.read_bytes()  # the grades' rates need no rule
+
+
+def _planned(repo_root: Path, params: dict, tmp_path: Path) -> dict[str, set[str]]:
+    """What `snakemake -n` plans for PARAMS: each rule's declared outputs."""
+    cfg = tmp_path / "params.yaml"
+    cfg.write_text(yaml.safe_dump({**params, "results_dir": "results-graded-plan"}))
+    proc = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "-n", "--configfile", str(cfg)],
+                          cwd=repo_root, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    planned: dict[str, set[str]] = {}
+    rule = ""
+    for line in proc.stdout.splitlines():
+        if m := re.match(r"rule (\w+):", line):
+            rule = m.group(1)
+        elif m := re.match(r"\s+output: (.*)", line):
+            planned.setdefault(rule, set()).update(p.strip() for p in m.group(1).split(","))
+    assert not (repo_root / "results-graded-plan").exists(), "a dry run wrote files"
+    return planned
+
+
+def test_the_workflow_declares_the_graded_outputs(repo_root: Path, tmp_path: Path) -> None:
+    """Snakemake knows the files a graded judge adds (it reruns, cleans and reports them), and only then."""
+    default = yaml.safe_load((repo_root / "params.yaml").read_text())
+    params = yaml.safe_load((repo_root / "params.yaml").read_text())
+    params["judges"]["tiny-graded"] = {"kind": "graded", "model": "tiny-judge", "constrained": True}
+    params["metrics"]["judges"] = ["keyword", "tiny-graded"]
+    planned = _planned(repo_root, params, tmp_path)
+    assert "results-graded-plan/metrics/tiny-graded/asr_graded.csv" in planned["metrics_graded"]
+    assert not any("asr_graded" in o for o in planned["metrics"])  # the binary judge's metrics job
+    assert planned["judge_agreement"] == {"results-graded-plan/metrics/judge_agreement.csv",
+                                          "results-graded-plan/metrics/graded_agreement.csv"}
+    binary = _planned(repo_root, default, tmp_path)
+    assert "metrics_graded" not in binary
+    assert not {os.path.basename(o) for outs in binary.values() for o in outs} & {"asr_graded.csv", "graded_agreement.csv"}

@@ -118,6 +118,11 @@ class Layout:
         return self.path(f"metrics/{AGREEMENT_FILE}")
 
     @property
+    def graded_agreement(self) -> str:
+        """Beside judge_agreement: a binary judge's labels against a graded judge's grades."""
+        return self.path(f"metrics/{GRADED_AGREEMENT_FILE}")
+
+    @property
     def scores_dir(self) -> str:
         """Flat per model x defense scores of one judge, declared as DVC metrics (one row per file)."""
         return self.path("scores/{judge}")

@@ -131,6 +131,33 @@ def mllama(path: Path) -> Path:
     return _save(MllamaForConditionalGeneration(config), processor, tok, path, seed=14)
 
 
+def llava_onevision(path: Path) -> Path:
+    """LLaVA-OneVision (LLaVAShield's family): anyres tiling over a SigLIP tower, a Qwen2 text model. Its
+    processor holds a video processor, which needs torchvision: buildable in .venv-vllm only (so not in
+    FAMILIES, which the core environment runs)."""
+    from transformers import (LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration,
+                              LlavaOnevisionImageProcessorPil, LlavaOnevisionProcessor, LlavaOnevisionVideoProcessor,
+                              SiglipVisionConfig)
+
+    template = _template("<image>")
+    tok = _tokenizer(["<video>"], "<image>", template, video_token="<video>")
+    vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                image_size=IMAGE, patch_size=8)
+    pinpoints = [[IMAGE, IMAGE], [IMAGE, 2 * IMAGE], [2 * IMAGE, IMAGE]]
+    config = LlavaOnevisionConfig(vision_config=vision, text_config=_text(tok), image_grid_pinpoints=pinpoints,
+                                  image_token_index=tok.convert_tokens_to_ids("<image>"),
+                                  video_token_index=tok.convert_tokens_to_ids("<video>"),
+                                  vision_feature_select_strategy="full", vision_feature_layer=-1,
+                                  vision_aspect_ratio="anyres_max_9")
+    processor = LlavaOnevisionProcessor(
+        image_processor=LlavaOnevisionImageProcessorPil(size={"height": IMAGE, "width": IMAGE},
+                                                        image_grid_pinpoints=pinpoints),
+        video_processor=LlavaOnevisionVideoProcessor(size={"height": IMAGE, "width": IMAGE}), tokenizer=tok,
+        num_image_tokens=(IMAGE // 8) ** 2, vision_feature_select_strategy="full", chat_template=template,
+        image_token="<image>", video_token="<video>")
+    return _save(LlavaOnevisionForConditionalGeneration(config), processor, tok, path, seed=15)
+
+
 FAMILIES: dict[str, Callable[[Path], Path]] = {
     "llava_next": llava_next,
     "gemma3": gemma3,

@@ -5,14 +5,16 @@
 
 import json
 import os
+import re
 import sys
 
 from safemt import judges as safemt_judges
 from safemt.data.fetch import fetched_by_workflow
 from safemt.config import live_defenses, live_models, live_turns
 from safemt.errors import ConfigError
-from safemt.layout import (CALIBRATION_FILES, FIGURE_FORMATS, LIVE_FILES, METRICS_FILES, MODERATION_FILE, MODERATION_FILES, Layout,
-                           figure_files, live_dialogues_file, live_turns_file, table_files)
+from safemt.layout import (CALIBRATION_FILES, FIGURE_FORMATS, GRADED_AGREEMENT_FILE, GRADED_FILE, LIVE_FILES, METRICS_FILES,
+                           MODERATION_FILE, MODERATION_FILES, Layout, figure_files, live_dialogues_file, live_turns_file,
+                           table_files)
 from safemt.models.lock import hub_models
 from safemt.moderation.defenses import parse_defense
 from safemt.moderation.runner import defense_models, defense_reads
@@ -63,6 +65,10 @@ AGREEMENT = len(METRIC_JUDGES) > 1
 LIVE_CELL = bool(live_models(config))  # a live cell beside the replay grid (workflow/rules/live.smk)
 # judges with gold labels (metrics.calibration): their metrics gain the corrected ASR and SI beside the raw
 CALIBRATED = [j for j in METRIC_JUDGES if j in (config.get("metrics", {}).get("calibration") or {})]
+# graded judges (judges.<name>.kind: graded): their metrics gain asr_graded.csv (hard and soft ASR), and the
+# agreement step writes graded_agreement.csv beside judge_agreement.csv when a binary judge ran too
+GRADED = [j for j in METRIC_JUDGES if JUDGES[j]["kind"] == "graded"]
+GRADED_AGREEMENT = bool(GRADED) and len(GRADED) < len(METRIC_JUDGES)
 # the metrics options every metrics-reading rule depends on: gold labels change only the calibrate jobs
 # si_labels at its default (soft) is left out, as MetricsOptions.as_config leaves it: a run without a graded
 # judge plans and hashes what it did before the option existed.
@@ -145,8 +151,14 @@ def figure_metrics(judge):
     names += [MODERATION_FILE] if COMPARES_DEFENSES else []
     names += [LIVE_FILES["asr"]] if LIVE_CELL else []
     names += [CALIBRATION_FILES["asr"], CALIBRATION_FILES["si"]] if judge in CALIBRATED else []
+    names += [GRADED_FILE] if judge in GRADED else []
     files = [LAYOUT.metrics_file(n).format(judge=judge) for n in names]
-    return files + ([LAYOUT.judge_agreement] if AGREEMENT else [])
+    return files + ([LAYOUT.judge_agreement] if AGREEMENT else []) + agreement_extras()
+
+
+def agreement_extras():
+    """What the agreement step writes beside judge_agreement.csv: graded_agreement.csv with a graded and a binary judge."""
+    return [LAYOUT.graded_agreement] if GRADED_AGREEMENT else []
 
 
 def calibration_section(judge):

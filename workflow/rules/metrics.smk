@@ -22,6 +22,20 @@ rule metrics:
         " -o {params.out_dir} --scores {params.scores_dir}{params.calibration} > {log} 2>&1"
 
 
+if GRADED:
+
+    use rule metrics as metrics_graded with:
+        output:
+            **{key: LAYOUT.metrics_file(name) for key, name in METRICS_FILES.items()},
+            graded=LAYOUT.metrics_file(GRADED_FILE),
+            scores=expand(LAYOUT.score_file, model=TARGETS, defense=DEFENSES, allow_missing=True),
+        wildcard_constraints:
+            judge="|".join(re.escape(j) for j in GRADED),
+
+    # a graded judge's metrics job also writes asr_graded.csv (hard and soft ASR): this rule declares it
+    ruleorder: metrics_graded > metrics
+
+
 rule calibrate:
     """ASR and SI of one judge corrected for its errors against its gold labels (metrics.calibration)."""
     input:
@@ -50,6 +64,7 @@ rule judge_agreement:
         [f for j in METRIC_JUDGES for f in run_judgments(j)],
     output:
         LAYOUT.judge_agreement,
+        agreement_extras(),
     params:
         config_file=PARAMS,
     log:
@@ -57,4 +72,4 @@ rule judge_agreement:
     conda:
         ENV
     shell:
-        "safemt agreement --params {params.config_file} -i {input} -o {output} > {log} 2>&1"
+        "safemt agreement --params {params.config_file} -i {input} -o {output[0]} > {log} 2>&1"
