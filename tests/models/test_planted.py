@@ -21,13 +21,13 @@ def planted_copy(repo_root: Path, tmp_path: Path) -> Path:
 def test_the_committed_models_match_their_checksums(repo_root: Path) -> None:
     sums = checked_files(repo_root / "resources" / "planted")
     names = {name.split("/", 1)[0] for name in sums}
-    assert names == {"tiny-vlm-a", "tiny-vlm-b", "tiny-guard-lm", "tiny-moderator-lm", "tiny-judge"}
+    assert names == {"tiny-vlm-a", "tiny-vlm-b", "tiny-guard-lm", "tiny-moderator-lm", "tiny-judge", "tiny-grader"}
     assert all(f"{n}/model.safetensors" in sums for n in names)
 
 
 def test_install_copies_every_model(planted_copy: Path, tmp_path: Path) -> None:
     paths = install_planted(tmp_path / "models", planted_copy)
-    assert [p.name for p in paths] == sorted(p.name for p in paths) and len(paths) == 5
+    assert [p.name for p in paths] == sorted(p.name for p in paths) and len(paths) == 6
     for path in paths:
         assert (path / "model.safetensors").read_bytes() == (planted_copy / path.name / "model.safetensors").read_bytes()
 
