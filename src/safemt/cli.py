@@ -190,7 +190,8 @@ def cmd_agreement(args: argparse.Namespace) -> int:
 def cmd_gold_sample(args: argparse.Namespace) -> int:
     from safemt.stages import metrics
 
-    n = metrics.gold_sample(args.input, args.dataset, args.generations, args.output, args.per_stratum, args.seed)
+    n = metrics.gold_sample(args.input, args.dataset, args.generations, args.output, args.per_stratum, args.seed,
+                            args.si_labels)
     print(f"{args.output}: {n} replies to label (fill in each `label` with safe or unsafe)")
     return 0
 
@@ -198,7 +199,7 @@ def cmd_gold_sample(args: argparse.Namespace) -> int:
 def cmd_gold_errors(args: argparse.Namespace) -> int:
     from safemt.stages import metrics
 
-    r = metrics.gold_errors(args.input, args.gold, args.output, args.stratify, args.min_cell)
+    r = metrics.gold_errors(args.input, args.gold, args.output, args.stratify, args.min_cell, args.si_labels)
     def show(v):
         return "n/a" if v is None else f"{v:.3f}"
     print(f"judge {r['judge']}: sensitivity {show(r['sensitivity'])} ({r['tp']}/{r['tp'] + r['fn']}), specificity "
@@ -300,6 +301,16 @@ def cmd_dvc_profile(args: argparse.Namespace) -> int:
 
 
 # --- parser -----------------------------------------------------------------------------------------
+
+def _add_si_labels(parser: argparse.ArgumentParser) -> None:
+    """`--si-labels`: which grades of a graded judge count as unsafe, as `metrics.si_labels` says."""
+    from safemt.records import DEFAULT_SI_LABELS, SI_LABELS
+
+    parser.add_argument("--si-labels", choices=tuple(SI_LABELS), default=DEFAULT_SI_LABELS,
+                        help="a graded judge's grades counted unsafe: hard (full) or soft (partial and full); "
+                        f"give the run's metrics.si_labels (default {DEFAULT_SI_LABELS}); a binary judge's "
+                        "labels are read as written")
+
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -515,6 +526,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, metavar="OUT.jsonl")
     s.add_argument("--per-stratum", type=int, default=10, metavar="N", help="replies per stratum (default 10)")
     s.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    _add_si_labels(s)
     s.set_defaults(func=cmd_gold_sample)
     s = gsub.add_parser("errors", parents=[common], help="a judge's sensitivity and specificity on gold labels",
                         description="Score one judge's JUDGMENTS against GOLD.jsonl ({id, turns, model, defense, "
@@ -528,6 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also score the judge per turn length or per model (default none)")
     s.add_argument("--min-cell", type=int, default=20, metavar="N",
                    help="gold unsafe and safe labels a stratum needs for its own rates (default 20)")
+    _add_si_labels(s)
     s.set_defaults(func=cmd_gold_errors)
     s = gsub.add_parser("correct", parents=[common], help="ASR corrected for a judge's error rates (Rogan-Gladen)",
                         description="Read a metrics folder's asr.csv and the judge's OUT.json from `gold errors`; "

@@ -52,18 +52,19 @@ def agreement(params: dict[str, Any], inputs: list[str], out: str) -> list[dict[
 
 
 def gold_sample(inputs: list[str], dataset: str, generations: list[str], out: str, per_stratum: int,
-                seed: int) -> int:
+                seed: int, si_labels: str = DEFAULT_SI_LABELS) -> int:
     """Write OUT, replies to label by hand: a seeded sample of each (model, turns, judge label) stratum
-    of the judgments INPUTS, each with its dialogue (DATASET), answer (GENERATIONS) and `label: null`."""
+    of the judgments INPUTS, each with its dialogue (DATASET), answer (GENERATIONS) and `label: null`;
+    a graded judge's labels follow SI_LABELS, as the metrics count them."""
     from safemt.files import read_records, write_jsonl
     from safemt.metrics.gold import gold_key, sample_for_labelling
-    from safemt.metrics.labels import load_judgments
+    from safemt.metrics.labels import counted_judgments
     from safemt.records import GENERATION
     from safemt.stages.judging import load_dialogues
 
     if per_stratum < 1:
         raise SafemtError("--per-stratum must be at least 1")
-    judgments = load_judgments(inputs)
+    judgments = counted_judgments(inputs, si_labels)
     _one_judge(judgments, "sample")
     answers = {gold_key(g): g for g in read_records(generations, "generation", GENERATION.required,
                                                      key=lambda g: (*gold_key(g), g.get("method")))}
@@ -92,17 +93,20 @@ def _one_judge(judgments: list[dict[str, Any]], what: str) -> str:
     return judges[0]
 
 
-def gold_errors(inputs: list[str], gold: str, out: str, stratify: str = "none", min_cell: int = 20
-                ) -> dict[str, Any]:
+def gold_errors(inputs: list[str], gold: str, out: str, stratify: str = "none", min_cell: int = 20,
+                si_labels: str = DEFAULT_SI_LABELS) -> dict[str, Any]:
     """Write OUT (JSON): the judge of INPUTS scored against the people's labels in GOLD, over the whole
-    slice and, with STRATIFY (turns or model), per stratum (usable with MIN_CELL labels of each kind)."""
+    slice and, with STRATIFY (turns or model), per stratum (usable with MIN_CELL labels of each kind).
+    A graded judge's labels follow SI_LABELS, so the rates are those of the labels the metrics count."""
     from safemt.files import write_json
     from safemt.metrics.gold import stratified_errors
+    from safemt.metrics.labels import graded
 
     if min_cell < 1:
         raise SafemtError("--min-cell must be at least 1")
-    judgments, labels = _judged_and_gold(inputs, gold, "score")
+    judgments, labels = _judged_and_gold(inputs, gold, "score", si_labels)
     result = {"judge": judgments[0]["judge"], "gold": str(gold), "n_gold": len(labels),
+              **({"si_labels": si_labels} if graded(judgments) else {}),
               **stratified_errors(judgments, labels, stratify, min_cell)}
     write_json(out, result)
     return result
