@@ -135,7 +135,8 @@ def build_results(root: Path, repo_root: Path, moderation: bool = True, judges=(
     params["metrics"]["judges"] = list(judges)
     params["figures"] = {"judge": judges[0]}
     params["results_dir"] = "results"
-    if tuple(defenses) != ("none",):
+    params["live"] = {**params["live"], "models": []}  # the tree has no live cell
+    if tuple(defenses) != ("none",) or not moderation:  # else params.yaml's defenses, whose moderation.csv it writes
         params["defenses"] = list(defenses)
     cfg = root / "params.yaml"
     cfg.write_text(yaml.safe_dump(params))
@@ -161,3 +162,17 @@ def build_results(root: Path, repo_root: Path, moderation: bool = True, judges=(
     if moderation:
         write_moderation(res / "metrics" / judges[0] / "moderation.csv", judges[0])
     return {"params": cfg, "results": res, "metrics": res / "metrics" / judges[0]}
+
+
+def params_variant(tree: dict, path: Path, change) -> Path:
+    """PATH: the tree's params.yaml after CHANGE(params) (it edits the dict in place)."""
+    params = yaml.safe_load(Path(tree["params"]).read_text())
+    change(params)
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def single_judge_without_defenses(params: dict) -> None:
+    """A run that makes no moderation or agreement files (one judge, no defense)."""
+    params["defenses"] = ["none"]
+    params["metrics"]["judges"] = params["metrics"]["judges"][:1]

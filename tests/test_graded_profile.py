@@ -229,3 +229,8 @@ def test_the_workflow_declares_the_graded_outputs(repo_root: Path, tmp_path: Pat
     binary = _planned(repo_root, default, tmp_path)
     assert "metrics_graded" not in binary
     assert not {os.path.basename(o) for outs in binary.values() for o in outs} & {"asr_graded.csv", "graded_agreement.csv"}
+    tables = {os.path.basename(o) for o in planned["tables"]}
+    assert {"graded_agreement.csv", "graded_agreement.md", "graded_agreement.tex"} <= tables
+    assert not any(t.startswith("asr_graded") for t in tables)  # the tables show keyword, a binary judge
+    shown = _planned(repo_root, {**params, "figures": {**params["figures"], "judge": "tiny-graded"}}, tmp_path)
+    assert {"asr_graded.csv", "asr_graded.md", "asr_graded.tex"} <= {os.path.basename(o) for o in shown["tables"]}

@@ -381,6 +381,11 @@ def test_gold_labels_add_corrected_metrics_beside_the_raw_ones(pipeline: dict) -
         numbers = json.loads((results / "paper/numbers.json").read_text())["numbers"]
         assert "corrSiTinyVlmA" in numbers and "corrAsrFourTinyVlmA" in numbers
         assert 'data-corrected="1"' in (results / "report/index.html").read_text(encoding="utf-8")
+        # the corrected rates read the metrics options too: changing one replans the calibrate job
+        config["metrics"]["provider_refusals"] = "missing"
+        params.write_text(yaml.safe_dump(config, sort_keys=False))
+        replan = run(["snakemake", "-n"], checkout).stdout
+        assert "rule calibrate:" in replan and "rule metrics:" in replan, replan[-3000:]
     finally:
         params.write_text(original)
         gold.unlink()

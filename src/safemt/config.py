@@ -14,6 +14,7 @@ from typing import Any, Iterator
 import yaml
 
 from safemt.errors import ConfigError
+from safemt.layout import OptionalMetrics
 
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "params.schema.yaml"
 
@@ -71,6 +72,32 @@ def live_defenses(params: Mapping[str, Any]) -> list[str]:
 def live_turns(params: Mapping[str, Any]) -> list[int]:
     """The live cell's lengths (`live.turns`; null: every length in `turns`)."""
     return list(params["live"]["turns"] or params["turns"])
+
+
+def metrics_judges(params: Mapping[str, Any]) -> list[str]:
+    """The judges the metrics read (`metrics.judges`; unset: every judge)."""
+    return list(params.get("metrics", {}).get("judges") or params.get("judges", {}))
+
+
+def figures_judge(params: Mapping[str, Any]) -> str:
+    """Whose metrics the figures, tables, numbers and report show (`figures.judge`; unset: the first
+    metrics judge)."""
+    return (params.get("figures") or {}).get("judge") or metrics_judges(params)[0]
+
+
+def graded_judges(params: Mapping[str, Any]) -> list[str]:
+    """The metrics judges of kind `graded` (their metrics add hard and soft ASR)."""
+    return [j for j in metrics_judges(params) if (params.get("judges") or {}).get(j, {}).get("kind") == "graded"]
+
+
+def optional_metrics(params: Mapping[str, Any], judge: str) -> OptionalMetrics:
+    """The optional metrics files of JUDGE that the run's params make (what the workflow declares), for
+    the stages that read them."""
+    judges, graded = metrics_judges(params), graded_judges(params)
+    return OptionalMetrics(moderation=any(d != "none" for d in params.get("defenses") or ["none"]),
+                           agreement=len(judges) > 1, live=bool(live_models(params)),
+                           calibrated=judge in (params.get("metrics", {}).get("calibration") or {}),
+                           graded=judge in graded, graded_agreement=bool(graded) and len(graded) < len(judges))
 
 
 def check_references(params: Mapping[str, Any], source: str = "params") -> None:

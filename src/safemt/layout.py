@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path, PurePath
 from typing import Any
 
 DEFAULT_RESULTS_DIR = "results"
@@ -221,14 +222,15 @@ LIVE_FILES = {"asr": "live.csv", "turns": "live_turns.csv", "first_unsafe": "liv
 
 # Figures `safemt figures` draws from a judge's metrics folder, each as PNG and PDF.
 FIGURE_NAMES = ["asr_vs_turns", "si_per_model", "asr_by_scenario", "asr_by_method", "dataset_composition"]
-# Drawn only when their data exist: moderation.csv, and judge_agreement.csv (two or more judges).
+# Drawn only when the run makes their data (OptionalMetrics): moderation.csv, judge_agreement.csv (two or
+# more judges), live.csv, asr_corrected.csv.
 OPTIONAL_FIGURES = ["moderation", "judge_agreement", "replay_vs_live", "asr_corrected"]
 FIGURE_FORMATS = ("png", "pdf")
 FIGURE_FILES = [f"{n}.{ext}" for n in FIGURE_NAMES for ext in FIGURE_FORMATS]
 
 # Tables `safemt tables` writes, each as CSV, Markdown and LaTeX (booktabs).
 TABLE_NAMES = ["si_asr", "dataset"]
-OPTIONAL_TABLES = ["moderation", "judge_agreement"]
+OPTIONAL_TABLES = ["moderation", "judge_agreement", "asr_graded", "graded_agreement"]
 TABLE_FORMATS = ("csv", "md", "tex")
 
 
@@ -242,9 +244,42 @@ def figure_files(moderation: bool = False, agreement: bool = False, live: bool =
     return [f"{n}.{ext}" for n in names for ext in FIGURE_FORMATS]
 
 
-def table_files(moderation: bool = False, agreement: bool = False) -> list[str]:
+def table_files(moderation: bool = False, agreement: bool = False, graded: bool = False,
+                graded_agreement: bool = False) -> list[str]:
+    """Every table file a run writes, given whether moderation and several judges ran, whether the
+    tables' judge is graded, and whether a graded and a binary judge ran."""
     names = TABLE_NAMES + (["moderation"] if moderation else []) + (["judge_agreement"] if agreement else [])
+    names += (["asr_graded"] if graded else []) + (["graded_agreement"] if graded_agreement else [])
     return [f"{n}.{ext}" for n in names for ext in TABLE_FORMATS]
+
+
+@dataclass(frozen=True)
+class OptionalMetrics:
+    """Which optional metrics files of one judge the run makes, so that what reads them (tables,
+    numbers, figures, the report) reads those and nothing an earlier configuration left behind;
+    `safemt.config.optional_metrics` derives it from the params, as the workflow declares the files."""
+
+    moderation: bool = False        # MODERATION_FILE: a defense other than `none` ran
+    agreement: bool = False         # AGREEMENT_FILE: two or more metrics judges
+    live: bool = False              # LIVE_FILES: a live cell ran
+    calibrated: bool = False        # CALIBRATION_FILES: the judge has gold labels (metrics.calibration)
+    graded: bool = False            # GRADED_FILE: the judge is graded
+    graded_agreement: bool = False  # GRADED_AGREEMENT_FILE: a graded and a binary judge ran
+
+    @classmethod
+    def found(cls, metrics_dir: str | PurePath) -> "OptionalMetrics":
+        """What is on disk in a judge's metrics folder and beside it: for a folder read without its
+        params (a bundle, a test)."""
+        own, shared = Path(metrics_dir), Path(metrics_dir).parent
+        return cls(moderation=(own / MODERATION_FILE).is_file(), agreement=(shared / AGREEMENT_FILE).is_file(),
+                   live=(own / LIVE_FILES["asr"]).is_file(), calibrated=(own / CALIBRATION_FILES["si"]).is_file(),
+                   graded=(own / GRADED_FILE).is_file(), graded_agreement=(shared / GRADED_AGREEMENT_FILE).is_file())
+
+    def figure_files(self) -> list[str]:
+        return figure_files(self.moderation, self.agreement, self.live, self.calibrated)
+
+    def table_files(self) -> list[str]:
+        return table_files(self.moderation, self.agreement, self.graded, self.graded_agreement)
 
 # Files `safemt moderation` writes into a judge's metrics folder (moderation.json becomes summary.json's
 # `moderation` section).

@@ -11,6 +11,7 @@ from safemt.cli import main
 from safemt.figures.plots import CAPTIONS, WIDTH_COLUMNS
 from safemt.figures.style import COLUMN_WIDTH_IN, DPI
 from safemt.layout import FIGURE_NAMES, OPTIONAL_FIGURES, figure_files
+from tests.results_tree import params_variant, single_judge_without_defenses
 
 
 def _draw(tree: dict, metrics: Path, out: Path) -> int:
@@ -35,12 +36,13 @@ def test_all_seven_figures_png_and_pdf_byte_stable(results_tree: dict, tmp_path:
     assert {name: (out / name).read_bytes() for name in expected} == first
 
 
-def test_optional_figures_skipped_without_their_data(results_tree: dict, tmp_path: Path) -> None:
+def test_optional_figures_follow_the_params_not_the_folder(results_tree: dict, tmp_path: Path) -> None:
+    """One judge and no defense: no moderation or agreement figure, though their CSVs are on disk."""
+    shutil.copytree(results_tree["metrics"].parent, tmp_path / "metrics")
     metrics = tmp_path / "metrics" / "keyword"
-    shutil.copytree(results_tree["metrics"], metrics)
-    (metrics / "moderation.csv").unlink()
+    plain = {"params": params_variant(results_tree, tmp_path / "plain.yaml", single_judge_without_defenses)}
     out = tmp_path / "fig"
-    assert _draw(results_tree, metrics, out) == 0
+    assert _draw(plain, metrics, out) == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(figure_files())
 
 
@@ -60,15 +62,17 @@ def test_the_corrected_asr_figure_is_drawn_when_its_csv_exists(results_tree: dic
     from safemt.files import read_rows, write_csv
     from safemt.metrics.gold import CORRECTED_COLUMNS, corrected_asr
 
+    shutil.copytree(results_tree["metrics"].parent, tmp_path / "metrics")
     metrics = tmp_path / "metrics" / "keyword"
-    shutil.copytree(results_tree["metrics"], metrics)
+    gold = {"params": params_variant(results_tree, tmp_path / "gold.yaml", lambda p: p["metrics"].update(
+        calibration={"keyword": {"gold": "gold.jsonl"}}))}
     errors = {"judge": "keyword", "tp": 80, "fn": 20, "tn": 95, "fp": 5}
     write_csv(metrics / "asr_corrected.csv", corrected_asr(read_rows(metrics / "asr.csv"), errors, 200, 0),
               list(CORRECTED_COLUMNS))
     out = tmp_path / "fig"
-    assert _draw(results_tree, metrics, out) == 0
+    assert _draw(gold, metrics, out) == 0
     first = (out / "asr_corrected.png").read_bytes()
     with Image.open(out / "asr_corrected.png") as im:
         assert im.size[0] / DPI <= WIDTH_COLUMNS["asr_corrected"] * COLUMN_WIDTH_IN * 1.25
-    assert _draw(results_tree, metrics, out) == 0
+    assert _draw(gold, metrics, out) == 0
     assert (out / "asr_corrected.png").read_bytes() == first

@@ -82,6 +82,10 @@ def test_the_documented_answer_is_read_for_both_sides() -> None:
     bare = parse_shield(answer(fenced=False, user="safe", user_dim="null", assistant="null", assistant_dim="null"),
                         mapped_dimensions())
     assert (bare.user, bare.user_dimension, bare.assistant) == ("safe", None, None)
+    # the fence alone, or <OUTPUT> whose closing tag a stop string cut, read the same
+    body = answer(fenced=False)
+    for layout in (f"```json\n{body}\n```", f"<OUTPUT>\n```json\n{body}\n```", f"<OUTPUT>\n{body}\n</OUTPUT>\n"):
+        assert parse_shield(layout, mapped_dimensions()) == reading, layout
 
 
 @pytest.mark.parametrize("reply", [
@@ -90,6 +94,12 @@ def test_the_documented_answer_is_read_for_both_sides() -> None:
     answer(extra_key="x"), json.dumps({"user_rating": "Unsafe", "assistant_rating": "Safe"}),  # keys not the six
     answer(user_rationale=3),  # a rationale that is not text
     "[" + answer(fenced=False) + "]",  # not an object
+    answer(user="Unsafe") + "\n" + answer(user="Safe"),  # two answers that disagree
+    "<OUTPUT>\n```json\n" + answer(fenced=False) + "\n```\n```json\n" + answer(fenced=False, user="Safe")
+    + "\n```\n</OUTPUT>",  # two objects in one output
+    "Here is my assessment.\n" + answer(),  # words before the answer
+    answer() + "\nOn reflection the user is safe.",  # words after it
+    "```json\n" + answer(fenced=False) + "\n```\nbut also unsafe",
 ])
 def test_anything_else_is_unreadable(reply: str) -> None:
     assert parse_shield(reply, mapped_dimensions()) is None

@@ -83,3 +83,20 @@ def test_headline_numbers_against_summary(numbers: dict, results_tree: dict) -> 
     kappa = [r for r in _csv(results_tree["results"] / "metrics" / "judge_agreement.csv") if r["scenario"] == "(all)"]
     assert entries["kappaKeywordLlm"]["value"] == float(kappa[0]["kappa"])
     assert entries["nDialogues"]["value"] == 255 and entries["nScenarios"]["value"] == 17
+
+
+def test_files_an_earlier_configuration_left_are_not_read(results_tree: dict, tmp_path: Path) -> None:
+    """A run without a graded judge or gold labels quotes no hard, soft or corrected number, whatever
+    asr_graded.csv, graded_agreement.csv or asr_corrected.csv an earlier configuration left on disk."""
+    import shutil
+
+    shutil.copytree(results_tree["metrics"].parent, tmp_path / "metrics")
+    metrics = tmp_path / "metrics" / "keyword"
+    for stale in (metrics / "asr_graded.csv", metrics.parent / "graded_agreement.csv", metrics / "si_corrected.csv",
+                  metrics / "asr_corrected.csv"):
+        stale.write_text("left,by,an,earlier,run\n")
+    out = tmp_path / "paper"
+    assert main(["numbers", "--params", str(results_tree["params"]), "-i", str(metrics), "-o", str(out / "n.tex"),
+                 "--json", str(out / "n.json")]) == 0
+    names = json.loads((out / "n.json").read_text())["numbers"]
+    assert names and not [n for n in names if n.startswith(("hardAsr", "softAsr", "graded", "corr"))]

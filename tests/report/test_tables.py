@@ -12,6 +12,7 @@ import pytest
 from safemt.cli import main
 from safemt.layout import table_files
 from safemt.report.tables import Table, latex_escape, to_latex, to_markdown
+from tests.results_tree import params_variant, single_judge_without_defenses
 
 
 def _tables(tree: dict, metrics: Path, out: Path) -> int:
@@ -47,13 +48,20 @@ def test_tables_from_metrics(results_tree: dict, tmp_path: Path) -> None:
     assert {p.name: p.read_bytes() for p in out.iterdir()} == first
 
 
-def test_optional_tables_absent_without_data(results_tree: dict, tmp_path: Path) -> None:
+def test_optional_tables_follow_the_params_not_the_folder(results_tree: dict, tmp_path: Path, capsys) -> None:
+    """A run with one judge and no defense makes no moderation or agreement table, even when an earlier
+    configuration left moderation.csv and judge_agreement.csv behind; a file the params make but the
+    folder lacks is one line naming it, and nothing is written."""
+    shutil.copytree(results_tree["metrics"].parent, tmp_path / "metrics")
     metrics = tmp_path / "metrics" / "keyword"
-    shutil.copytree(results_tree["metrics"], metrics)
-    (metrics / "moderation.csv").unlink()
+    plain = {"params": params_variant(results_tree, tmp_path / "plain.yaml", single_judge_without_defenses)}
     out = tmp_path / "tables"
-    assert _tables(results_tree, metrics, out) == 0
+    assert _tables(plain, metrics, out) == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(table_files())
+    (metrics / "moderation.csv").unlink()
+    assert _tables(results_tree, metrics, tmp_path / "full") == 2
+    err = capsys.readouterr().err.strip()
+    assert "moderation.csv" in err and len(err.splitlines()) == 1 and not (tmp_path / "full").exists()
 
 
 def test_escaping_in_markdown_and_latex() -> None:
@@ -66,8 +74,8 @@ def test_escaping_in_markdown_and_latex() -> None:
 
 def test_moderation_without_pooled_rows_is_pooled_by_n(results_tree: dict, tmp_path: Path, capsys) -> None:
     """The contract lets moderation.csv omit the `all` rows: they are pooled by n, and that is said."""
+    shutil.copytree(results_tree["metrics"].parent, tmp_path / "metrics")
     metrics = tmp_path / "metrics" / "keyword"
-    shutil.copytree(results_tree["metrics"], metrics)
     lines = (metrics / "moderation.csv").read_text().splitlines()
     kept = [lines[0]] + [ln for ln in lines[1:] if ln.split(",")[3] != "all"]
     (metrics / "moderation.csv").write_text("\n".join(kept) + "\n")

@@ -10,11 +10,10 @@ import sys
 
 from safemt import judges as safemt_judges
 from safemt.data.fetch import fetched_by_workflow
-from safemt.config import live_defenses, live_models, live_turns
+from safemt.config import figures_judge, graded_judges, live_defenses, live_models, live_turns, metrics_judges, optional_metrics
 from safemt.errors import ConfigError
 from safemt.layout import (CALIBRATION_FILES, FIGURE_FORMATS, GRADED_AGREEMENT_FILE, GRADED_FILE, LIVE_FILES, METRICS_FILES,
-                           MODERATION_FILE, MODERATION_FILES, Layout, figure_files, live_dialogues_file, live_turns_file,
-                           table_files)
+                           MODERATION_FILE, MODERATION_FILES, Layout, live_dialogues_file, live_turns_file)
 from safemt.models.lock import hub_models
 from safemt.moderation.defenses import parse_defense
 from safemt.moderation.runner import defense_models, defense_reads
@@ -42,8 +41,8 @@ TARGETS = config["targets"]
 TURNS = config["turns"]
 DEFENSES = config.get("defenses", ["none"])
 JUDGES = config["judges"]
-METRIC_JUDGES = config.get("metrics", {}).get("judges", list(JUDGES))
-FIGURE_JUDGE = config.get("figures", {}).get("judge", METRIC_JUDGES[0])
+METRIC_JUDGES = metrics_judges(config)
+FIGURE_JUDGE = figures_judge(config)
 MODERATION = safemt_params.moderation(config)
 BENIGN_SEEDS = MODERATION.benign_seeds
 REFUSAL_JUDGE = MODERATION.refusal_judge
@@ -58,25 +57,26 @@ LAYOUT = Layout.of(config)
 RESULTS = LAYOUT.root
 DATASET = LAYOUT.dataset
 TINY_MODELS = "resources/models"
-# Moderation figures and tables when a defense other than `none` ran (issue 10 writes moderation.csv);
-# the judge-agreement figure and table when two or more judges ran.
-COMPARES_DEFENSES = any(d != "none" for d in DEFENSES)
-AGREEMENT = len(METRIC_JUDGES) > 1
-LIVE_CELL = bool(live_models(config))  # a live cell beside the replay grid (workflow/rules/live.smk)
+# The optional metrics files of the figures' judge (safemt.config.optional_metrics, which the stages that
+# read them use too): moderation when a defense other than `none` ran, agreement with two or more judges,
+# the live cell's files beside the replay grid (workflow/rules/live.smk), ...
+SHOWN = optional_metrics(config, FIGURE_JUDGE)
+COMPARES_DEFENSES = SHOWN.moderation
+AGREEMENT = SHOWN.agreement
+LIVE_CELL = SHOWN.live
 # judges with gold labels (metrics.calibration): their metrics gain the corrected ASR and SI beside the raw
 CALIBRATED = [j for j in METRIC_JUDGES if j in (config.get("metrics", {}).get("calibration") or {})]
 # graded judges (judges.<name>.kind: graded): their metrics gain asr_graded.csv (hard and soft ASR), and the
 # agreement step writes graded_agreement.csv beside judge_agreement.csv when a binary judge ran too
-GRADED = [j for j in METRIC_JUDGES if JUDGES[j]["kind"] == "graded"]
-GRADED_AGREEMENT = bool(GRADED) and len(GRADED) < len(METRIC_JUDGES)
+GRADED = graded_judges(config)
+GRADED_AGREEMENT = SHOWN.graded_agreement
 # the metrics options every metrics-reading rule depends on: gold labels change only the calibrate jobs
 # si_labels at its default (soft) is left out, as MetricsOptions.as_config leaves it: a run without a graded
 # judge plans and hashes what it did before the option existed.
 METRICS_CONFIG = {k: v for k, v in config.get("metrics", {}).items()
                   if k != "calibration" and not (k == "si_labels" and v == "soft")}
-FIGURES = [LAYOUT.figure(name) for name in figure_files(COMPARES_DEFENSES, AGREEMENT, LIVE_CELL,
-                                                        calibrated=FIGURE_JUDGE in CALIBRATED)]
-TABLES = [LAYOUT.table(name) for name in table_files(COMPARES_DEFENSES, AGREEMENT)]
+FIGURES = [LAYOUT.figure(name) for name in SHOWN.figure_files()]
+TABLES = [LAYOUT.table(name) for name in SHOWN.table_files()]
 PAPER = [LAYOUT.numbers_tex, LAYOUT.numbers_json]
 
 
@@ -147,11 +147,12 @@ def judgments(judge, model, defense):
 
 def figure_metrics(judge):
     """The CSVs `safemt figures` (and tables, numbers) read from one judge's metrics folder."""
+    made = optional_metrics(config, judge)
     names = [METRICS_FILES[k] for k in ("asr", "si", "si_ci", "by_scenario", "by_method", "composition")]
-    names += [MODERATION_FILE] if COMPARES_DEFENSES else []
-    names += [LIVE_FILES["asr"]] if LIVE_CELL else []
-    names += [CALIBRATION_FILES["asr"], CALIBRATION_FILES["si"]] if judge in CALIBRATED else []
-    names += [GRADED_FILE] if judge in GRADED else []
+    names += [MODERATION_FILE] if made.moderation else []
+    names += [LIVE_FILES["asr"]] if made.live else []
+    names += [CALIBRATION_FILES["asr"], CALIBRATION_FILES["si"]] if made.calibrated else []
+    names += [GRADED_FILE] if made.graded else []
     files = [LAYOUT.metrics_file(n).format(judge=judge) for n in names]
     return files + ([LAYOUT.judge_agreement] if AGREEMENT else []) + agreement_extras()
 

@@ -46,8 +46,10 @@ rule calibrate:
     params:
         config_file=PARAMS,
         out_dir=lambda wc, output: os.path.dirname(output.section),
-        cfg=lambda wc: json.dumps({"calibration": config["metrics"]["calibration"][wc.judge],
-                                   "bootstrap": config["metrics"].get("bootstrap", {}), "turns": TURNS},
+        # every metrics option the corrected rates read (si_labels, provider_refusals, the SI's), so a
+        # change reruns this job with the metrics job; the judge list alone does not
+        cfg=lambda wc: json.dumps({"calibration": config["metrics"]["calibration"][wc.judge], "turns": TURNS,
+                                   "metrics": {k: v for k, v in METRICS_CONFIG.items() if k != "judges"}},
                                   sort_keys=True),
     log:
         LAYOUT.log("metrics/{judge}.calibrate.log"),

@@ -15,7 +15,7 @@ from safemt.errors import SafemtError
 from safemt.figures import style
 from safemt.figures.style import COLUMN_WIDTH_IN
 from safemt.files import metrics_file
-from safemt.layout import AGREEMENT_FILE, CALIBRATION_FILES, LIVE_FILES, METRICS_FILES, MODERATION_FILE
+from safemt.layout import AGREEMENT_FILE, CALIBRATION_FILES, LIVE_FILES, METRICS_FILES, MODERATION_FILE, OptionalMetrics
 
 # Width each figure is drawn for: one column, or both columns of a two-column paper.
 WIDTH_COLUMNS = {"asr_vs_turns": 1, "si_per_model": 1, "asr_by_scenario": 1, "asr_by_method": 1,
@@ -328,21 +328,24 @@ def sources(mdir: Path) -> dict[str, tuple[Path, Callable[..., Any], bool]]:
     }
 
 
-def draw_figures(metrics_dir: str, out_dir: str, pdf_dir: str | None = None) -> list[Path]:
-    """Every figure whose data exist (PNG in OUT_DIR, PDF in PDF_DIR, default OUT_DIR); required CSVs
-    are read before anything is written."""
+def draw_figures(metrics_dir: str, out_dir: str, pdf_dir: str | None = None,
+                 optional: OptionalMetrics | None = None) -> list[Path]:
+    """Every figure of the run (PNG in OUT_DIR, PDF in PDF_DIR, default OUT_DIR; OPTIONAL: the optional
+    files the run made, None: whatever the folder holds); every CSV is read before anything is written."""
     style.apply()
     mdir, out = Path(metrics_dir), Path(out_dir)
     pdf = Path(pdf_dir) if pdf_dir else out
     plan = sources(mdir)
-    frames = {name: read_csv(path) for name, (path, _, required) in plan.items() if required or path.exists()}
+    made = optional or OptionalMetrics.found(mdir)
+    drawn = {f.rsplit(".", 1)[0] for f in made.figure_files()}
+    frames = {name: read_csv(path) for name, (path, _, required) in plan.items() if required or name in drawn}
     judge = str(frames["asr_vs_turns"]["judge"].iloc[0])
     if "asr_corrected" in frames:
         frames["asr_corrected"] = with_raw_intervals(frames["asr_corrected"], frames["asr_vs_turns"])
     paths: list[Path] = []
     for name, (_, draw, _) in plan.items():
         if name not in frames:
-            print(f"figure {name}: skipped ({plan[name][0].name} not present)")
+            print(f"figure {name}: skipped (the run makes no {plan[name][0].name})")
             continue
         paths += style.save(draw(frames[name], judge), out, name, pdf)
         print(f"figure: {out / name}.png, {pdf / name}.pdf")

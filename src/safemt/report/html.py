@@ -28,8 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from safemt.files import atomic_write_text, read_jsonl
-from safemt.layout import (AGREEMENT_FILE, FIGURE_NAMES, GRADED_FILE, METRICS_FILES, MODERATION_FILE,
-                           OPTIONAL_FIGURES, Layout)
+from safemt.layout import AGREEMENT_FILE, GRADED_FILE, METRICS_FILES, MODERATION_FILE, Layout, OptionalMetrics
 from safemt.metrics.agreement import agreement_rows
 from safemt.report.numbers import Numbers, camel, collect, number_word, who
 from safemt.report.numbers import graded as graded_numbers_of
@@ -50,6 +49,20 @@ class ReportSettings:
     samples_per_model: int          # report.samples_per_model: dialogues per target x defense
     sample_seed: int                # report.sample_seed
     judges: tuple[str, ...] = ()    # metrics.judges: with two or more, per-cell agreement is shown
+    # the optional metrics files the run makes for the shown judge, and its graded judges: None, whatever
+    # the folders hold (a results tree read without its params)
+    optional: OptionalMetrics | None = None
+    graded_judges: tuple[str, ...] | None = None
+
+    def made(self, layout: Layout) -> OptionalMetrics:
+        """The shown judge's optional metrics files to read."""
+        return self.optional or OptionalMetrics.found(Path(layout.metrics_dir.format(judge=self.judge)))
+
+    def graded(self, layout: Layout, judge: str) -> bool:
+        """Whether JUDGE's metrics folder has hard and soft ASR to read."""
+        if self.graded_judges is not None:
+            return judge in self.graded_judges
+        return (Path(layout.metrics_dir.format(judge=judge)) / GRADED_FILE).is_file()
 
 
 # What a reader should look for in each figure (one line each; the full captions are in figures/plots.py).
@@ -291,10 +304,9 @@ def graded_numbers(settings: ReportSettings, layout: Layout, n: Numbers) -> dict
     numbers: the shown judge's own numbers.json entries, another judge's read from its CSV."""
     out = {settings.judge: n} if any(name.startswith("hardAsr") for name in n.items) else {}
     for judge in dict.fromkeys(settings.judges):
-        rows = read_rows(Path(layout.metrics_dir.format(judge=judge)) / GRADED_FILE, required=False)
-        if judge != settings.judge and rows is not None:
+        if judge != settings.judge and settings.graded(layout, judge):
             out[judge] = Numbers()
-            graded_numbers_of(out[judge], rows)
+            graded_numbers_of(out[judge], read_rows(Path(layout.metrics_dir.format(judge=judge)) / GRADED_FILE))
     return out
 
 
@@ -321,7 +333,8 @@ def summary_table(settings: ReportSettings, layout: Layout, n: Numbers) -> str:
     mdir = Path(layout.metrics_dir.format(judge=settings.judge))
     si = read_rows(mdir / METRICS_FILES["si_ci"])
     asr = read_rows(mdir / METRICS_FILES["asr"])
-    mod = read_rows(mdir / MODERATION_FILE, required=False) or []
+    made = settings.made(layout)
+    mod = read_rows(mdir / MODERATION_FILE) if made.moderation else []
     turns = sorted({int(r["turns"]) for r in asr})
     invalid: dict[tuple[str, str], int] = {}
     for r in asr:
@@ -370,7 +383,7 @@ def summary_table(settings: ReportSettings, layout: Layout, n: Numbers) -> str:
                 body += [graded_row(gn, judge, judge == settings.judge, kind, model, defense, turns,
                                     len(head) - 3 - len(turns)) for kind in ("hard", "soft")]
     overall = ""
-    agree_rows = read_rows(mdir.parent / AGREEMENT_FILE, required=False) or []
+    agree_rows = read_rows(mdir.parent / AGREEMENT_FILE) if made.agreement else []
     pairs = [r for r in agree_rows if r["scenario"] == "(all)" and settings.judge in (r["judge_a"], r["judge_b"])]
     if pairs:
         bits = []
@@ -525,10 +538,11 @@ def browser_html(settings: ReportSettings, items: list[dict[str, Any]], notes: l
 def render(settings: ReportSettings, layout: Layout) -> str:
     judge = settings.judge
     metrics_dir = Path(layout.metrics_dir.format(judge=judge))
-    numbers = collect(metrics_dir)
-    figs = [figure_html(Path(layout.figure(f"{n}.png")), n) for n in FIGURE_NAMES + OPTIONAL_FIGURES
-            if Path(layout.figure(f"{n}.png")).is_file()]
-    tables = [table_html(t) for t in build_tables(metrics_dir)]
+    made = settings.made(layout)
+    numbers = collect(metrics_dir, made)
+    figs = [figure_html(Path(layout.figure(f)), f.rsplit(".", 1)[0]) for f in made.figure_files()
+            if f.endswith(".png") and Path(layout.figure(f)).is_file()]
+    tables = [table_html(t) for t in build_tables(metrics_dir, made)]
     times = read_rows(Path(layout.moderation_latency.format(judge=judge)), required=False)
     timing = (table_html(latency_table(times)) if times else
               f"<p>No measured times ({text(layout.moderation_latency.format(judge=judge))} not found).</p>")

@@ -17,7 +17,7 @@ from typing import Any
 from safemt.errors import SafemtError
 from safemt.files import atomic_write_text
 from safemt.layout import (AGREEMENT_FILE, CALIBRATION_FILES, GRADED_AGREEMENT_FILE, GRADED_FILE, METRICS_FILES,
-                           MODERATION_FILE)
+                           MODERATION_FILE, OptionalMetrics)
 from safemt.metrics.moderation import pooled_moderation
 from safemt.report.tables import num, read_rows
 
@@ -165,26 +165,23 @@ def graded_agreement(n: Numbers, agree: list[dict[str, str]]) -> None:
             n.add(f"gradedKappa{word}{name}", num(r[f"kappa_{kind}"]), f"{where}, column kappa_{kind}")
 
 
-def collect(metrics_dir: str | Path) -> Numbers:
+def collect(metrics_dir: str | Path, optional: OptionalMetrics | None = None) -> Numbers:
+    """Every number of the run (OPTIONAL: the optional files it made; None: whatever the folder holds)."""
     mdir = Path(metrics_dir)
+    made = optional or OptionalMetrics.found(mdir)
     n = Numbers()
     per_model(n, read_rows(mdir / METRICS_FILES["asr"]), read_rows(mdir / METRICS_FILES["si_ci"]))
     dataset(n, read_rows(mdir / METRICS_FILES["composition"]))
-    mod = read_rows(mdir / MODERATION_FILE, required=False)
-    if mod is not None:
-        moderation(n, mod)
-    agree = read_rows(mdir.parent / AGREEMENT_FILE, required=False)
-    if agree is not None:
-        agreement(n, agree)
-    graded_rows = read_rows(mdir / GRADED_FILE, required=False)  # a graded judge only
-    if graded_rows is not None:
-        graded(n, graded_rows)
-    graded_agree = read_rows(mdir.parent / GRADED_AGREEMENT_FILE, required=False)
-    if graded_agree is not None:
-        graded_agreement(n, graded_agree)
-    corr_si = read_rows(mdir / CALIBRATION_FILES["si"], required=False)
-    if corr_si is not None:
-        corrected(n, read_rows(mdir / CALIBRATION_FILES["asr"]), corr_si)
+    if made.moderation:
+        moderation(n, read_rows(mdir / MODERATION_FILE))
+    if made.agreement:
+        agreement(n, read_rows(mdir.parent / AGREEMENT_FILE))
+    if made.graded:
+        graded(n, read_rows(mdir / GRADED_FILE))
+    if made.graded_agreement:
+        graded_agreement(n, read_rows(mdir.parent / GRADED_AGREEMENT_FILE))
+    if made.calibrated:
+        corrected(n, read_rows(mdir / CALIBRATION_FILES["asr"]), read_rows(mdir / CALIBRATION_FILES["si"]))
     return n
 
 
@@ -196,8 +193,9 @@ def to_tex(n: Numbers, judge: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_numbers(metrics_dir: str | Path, tex: str | Path, js: str | Path) -> dict[str, dict[str, Any]]:
-    n = collect(metrics_dir)
+def write_numbers(metrics_dir: str | Path, tex: str | Path, js: str | Path,
+                  optional: OptionalMetrics | None = None) -> dict[str, dict[str, Any]]:
+    n = collect(metrics_dir, optional)
     judge = Path(metrics_dir).name
     atomic_write_text(tex, to_tex(n, judge))
     atomic_write_text(js, json.dumps({"judge": judge, "numbers": dict(sorted(n.items.items()))}, indent=2,

@@ -1,7 +1,8 @@
 """The paper's tables from the metrics CSVs, each as CSV, Markdown and LaTeX (booktabs).
 
 SI/ASR (models x turn lengths + SI; the best value of each column marked: lowest ASR, highest SI),
-dataset composition, and, when their data exist, moderation and judge agreement.
+dataset composition, and, when the run makes their data (`OptionalMetrics`), moderation, judge agreement,
+hard and soft ASR and graded agreement.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from safemt.files import atomic_write_text, read_rows
 from safemt.layout import (AGREEMENT_FILE, GRADED_AGREEMENT_FILE, GRADED_FILE, METRICS_FILES, MODERATION_FILE,
-                           TABLE_FORMATS)
+                           TABLE_FORMATS, OptionalMetrics)
 from safemt.metrics.moderation import pooled_moderation
 
 LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -190,29 +191,27 @@ def to_latex(t: Table) -> str:
 RENDER = {"csv": to_csv, "md": to_markdown, "tex": to_latex}
 
 
-def build_tables(metrics_dir: str | Path) -> list[Table]:
-    """Every table whose data exist; required CSVs are read before anything is written."""
+def build_tables(metrics_dir: str | Path, optional: OptionalMetrics | None = None) -> list[Table]:
+    """Every table of the run (OPTIONAL: the optional files it made; None: whatever the folder holds);
+    every CSV is read before anything is written, and one the run made but is missing is one line."""
     mdir = Path(metrics_dir)
+    made = optional or OptionalMetrics.found(mdir)
     tables = [si_asr_table(read_rows(mdir / METRICS_FILES["asr"]), read_rows(mdir / METRICS_FILES["si"])),
               dataset_table(read_rows(mdir / METRICS_FILES["composition"]))]
-    mod = read_rows(mdir / MODERATION_FILE, required=False)
-    if mod is not None:
-        tables.append(moderation_table(mod))
-    agree = read_rows(mdir.parent / AGREEMENT_FILE, required=False)
-    if agree is not None:
-        tables.append(agreement_table(agree))
-    graded = read_rows(mdir / GRADED_FILE, required=False)  # a graded judge only
-    if graded is not None:
-        tables.append(graded_table(graded))
-    graded_agree = read_rows(mdir.parent / GRADED_AGREEMENT_FILE, required=False)
-    if graded_agree is not None:
-        tables.append(graded_agreement_table(graded_agree))
+    if made.moderation:
+        tables.append(moderation_table(read_rows(mdir / MODERATION_FILE)))
+    if made.agreement:
+        tables.append(agreement_table(read_rows(mdir.parent / AGREEMENT_FILE)))
+    if made.graded:
+        tables.append(graded_table(read_rows(mdir / GRADED_FILE)))
+    if made.graded_agreement:
+        tables.append(graded_agreement_table(read_rows(mdir.parent / GRADED_AGREEMENT_FILE)))
     return tables
 
 
-def write_tables(metrics_dir: str | Path, out_dir: str | Path) -> list[Path]:
+def write_tables(metrics_dir: str | Path, out_dir: str | Path, optional: OptionalMetrics | None = None) -> list[Path]:
     out, paths = Path(out_dir), []
-    for t in build_tables(metrics_dir):
+    for t in build_tables(metrics_dir, optional):
         for ext in TABLE_FORMATS:
             path = out / f"{t.name}.{ext}"
             atomic_write_text(path, RENDER[ext](t))

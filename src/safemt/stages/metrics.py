@@ -37,13 +37,15 @@ def run(params: dict[str, Any], inputs: list[str], out_dir: str, scores_dir: str
 
 
 def agreement(params: dict[str, Any], inputs: list[str], out: str) -> list[dict[str, Any]]:
-    """Cohen's kappa and raw agreement per judge pair, overall and per scenario; with a graded judge
-    among the inputs also GRADED_AGREEMENT_FILE beside OUT (its grades against each binary judge's labels)."""
+    """Cohen's kappa and raw agreement per judge pair, overall and per scenario; with a graded and a
+    binary judge among the inputs also GRADED_AGREEMENT_FILE beside OUT (the grades against each binary
+    judge's labels), as the workflow declares it."""
     from safemt.metrics.agreement import write_agreement
-    from safemt.metrics.labels import graded, load_judgments
+    from safemt.metrics.labels import load_judgments
 
     records = load_judgments(inputs)
-    if graded(records):
+    graded_judges = {r["judge"] for r in records if "grade" in r}
+    if graded_judges and {r["judge"] for r in records} - graded_judges:
         from safemt.layout import GRADED_AGREEMENT_FILE
         from safemt.metrics.graded import write_graded_agreement
 

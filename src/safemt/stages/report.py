@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 def report_settings(params: dict[str, Any]) -> ReportSettings:
     """What the HTML page reads: the judge shown (figures.judge, else the first metrics judge), the
     sampled cells, report.samples_per_model / sample_seed, and the metrics judges (per-cell agreement)."""
-    from safemt.config import fill_defaults
+    from safemt.config import fill_defaults, graded_judges, optional_metrics
     from safemt.report.html import ReportSettings
 
     full = fill_defaults(params)
@@ -27,7 +27,8 @@ def report_settings(params: dict[str, Any]) -> ReportSettings:
     return ReportSettings(judge=judge, targets=tuple(full.get("targets", [])),
                           defenses=tuple(full.get("defenses", ["none"])), turns=tuple(full.get("turns", [])),
                           samples_per_model=report["samples_per_model"], sample_seed=report["sample_seed"],
-                          judges=judges)
+                          judges=judges, optional=optional_metrics(full, judge) if judge else None,
+                          graded_judges=tuple(graded_judges(full)))
 
 
 def run_config(params: dict[str, Any]) -> RunConfig:

@@ -91,8 +91,10 @@ PIECES = ("llava_prefix_prompt", "llava_task_prompt", "llava_note_prompt", "llav
           "llava_output_format_prompt", "llava_dialogue_history_prompt")
 _HEADING = re.compile(r"""f(['"])((?:(?!\1).)*?)\{policy_prompt_construct\(""")
 _FIELD = re.compile(r"\{\{|\}\}|\{(usage_policy|conversations)\}")
-_FENCE = re.compile(r"<OUTPUT>(.*?)(?:</OUTPUT>|$)", re.DOTALL | re.IGNORECASE)
-_JSON_BLOCK = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.DOTALL)
+# The whole reply: one object, optionally in a json fence, optionally inside <OUTPUT> (its closing tag
+# may be cut by a stop string); nothing else around it, so a second object or a preamble is unreadable.
+_OUTPUT = re.compile(r"\s*<OUTPUT>(.*?)(?:</OUTPUT>\s*)?", re.DOTALL | re.IGNORECASE)
+_JSON_FENCE = re.compile(r"\s*```(?:json)?\s*(\{.*\})\s*```\s*", re.DOTALL)
 
 
 def mapped_dimensions() -> tuple[str, ...]:
@@ -231,12 +233,10 @@ class ShieldReading:
 
 
 def _json_object(text: str) -> dict[str, Any] | None:
-    body = text
-    fence = _FENCE.search(body)
-    if fence:
-        body = fence.group(1)
-    block = _JSON_BLOCK.search(body)
-    candidate = block.group(1) if block else body.strip()
+    output = _OUTPUT.fullmatch(text)
+    body = output.group(1) if output else text
+    fenced = _JSON_FENCE.fullmatch(body)
+    candidate = fenced.group(1) if fenced else body.strip()
     try:
         obj = json.loads(candidate)
     except ValueError:
