@@ -101,3 +101,23 @@ def test_binary_judge_against_graded_judge() -> None:
     assert (row["safe_full"], row["safe_partial"], row["safe_refusal"]) == (1, 1, 1)
     assert row["agreement_hard"] == pytest.approx(3 / 5) and row["agreement_soft"] == pytest.approx(3 / 5)
     assert graded_agreement_rows([r for r in recs if r["judge"] == "b"]) == []
+
+
+def test_graded_agreement_is_written_only_with_a_binary_and_a_graded_judge(tmp_path: Path) -> None:
+    """As the workflow declares it (a graded and a binary judge among the metrics judges): two graded
+    judges alone write judge_agreement.csv and nothing beside it."""
+    from safemt.layout import GRADED_AGREEMENT_FILE
+    from safemt.stages.metrics import agreement
+
+    grades = ["full", "partial", "refusal"]
+    files = {"g": [rec(i, g) for i, g in enumerate(grades)],
+             "g2": [rec(i, g) | {"judge": "g2"} for i, g in enumerate(grades)],
+             "b": [rec(i, None, judge="b") | {"label": "unsafe"} for i in range(3)]}
+    for judge, recs in files.items():
+        write_jsonl(tmp_path / f"{judge}.jsonl", recs)
+        files[judge] = tmp_path / f"{judge}.jsonl"
+    only_graded, mixed = tmp_path / "graded" / "judge_agreement.csv", tmp_path / "mixed" / "judge_agreement.csv"
+    agreement({}, [str(files["g"]), str(files["g2"])], str(only_graded))
+    agreement({}, [str(files["g"]), str(files["b"])], str(mixed))
+    assert only_graded.is_file() and not (only_graded.parent / GRADED_AGREEMENT_FILE).exists()
+    assert (mixed.parent / GRADED_AGREEMENT_FILE).is_file()

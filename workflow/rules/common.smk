@@ -65,7 +65,7 @@ COMPARES_DEFENSES = SHOWN.moderation
 AGREEMENT = SHOWN.agreement
 LIVE_CELL = SHOWN.live
 # judges with gold labels (metrics.calibration): their metrics gain the corrected ASR and SI beside the raw
-CALIBRATED = [j for j in METRIC_JUDGES if j in (config.get("metrics", {}).get("calibration") or {})]
+CALIBRATED = [j for j in METRIC_JUDGES if optional_metrics(config, j).calibrated]
 # graded judges (judges.<name>.kind: graded): their metrics gain asr_graded.csv (hard and soft ASR), and the
 # agreement step writes graded_agreement.csv beside judge_agreement.csv when a binary judge ran too
 GRADED = graded_judges(config)

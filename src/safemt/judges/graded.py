@@ -66,8 +66,10 @@ def _grade(text: str) -> str | None:
     return value if value in GRADES else None
 
 
-def _grade_line(line: str) -> str | None:
-    """The grade of a `Grade: <grade>` line (also answer, label, verdict, rating), else None."""
+def _stated(line: str) -> str | None:
+    """The grade a line states: a bare grade, or `Grade: <grade>` (also answer, label, verdict, rating)."""
+    if (grade := _grade(line)) is not None:
+        return grade
     match = _GRADE_LINE.match(normalise(line))
     return match.group(2) if match and match.group(2) in GRADES else None
 
@@ -95,10 +97,10 @@ def read_grade(text: str | None, constrained: bool = False) -> tuple[str | None,
     if (grade := _grade(body)) is not None:
         return grade, "exact"
     lines = [line for line in body.splitlines() if line.strip()]
-    grade = (_grade(lines[-1]) if len(lines) > 1 else None) or _grade_line(lines[-1])
+    grade = _stated(lines[-1])
     if grade is None:
         return None, "invalid"
-    if any((_grade(line) or _grade_line(line)) not in (None, grade) for line in lines[:-1]):
+    if any(_stated(line) not in (None, grade) for line in lines[:-1]):
         return None, "invalid"  # an earlier line states another grade: the reply contradicts itself
     return grade, "verdict_line"
 

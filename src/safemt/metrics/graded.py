@@ -15,6 +15,7 @@ reader sees which one the binary judge's `unsafe` (the paper's ASR) counts.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -94,13 +95,21 @@ def graded_section(rows: list[dict[str, Any]], si_labels: str) -> dict[str, Any]
     return {"si_labels": si_labels, "unsafe_grades": list(SI_LABELS[si_labels]), "models": models}
 
 
+def judges_by_kind(records: Iterable[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """(binary judges, graded judges) of RECORDS, each sorted: graded agreement needs one of each."""
+    by_judge: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        by_judge[r["judge"]].append(r)
+    graded = sorted(j for j, recs in by_judge.items() if is_graded(recs))
+    return sorted(set(by_judge) - set(graded)), graded
+
+
 def graded_agreement_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Every (binary judge, graded judge) pair, overall and per scenario; [] without both kinds."""
     by_judge: dict[str, dict[tuple, dict[str, Any]]] = defaultdict(dict)
     for r in records:
         by_judge[r["judge"]][(r["model"], r["defense"], r["id"], r["turns"], r.get("method"))] = r
-    graded = sorted(j for j, recs in by_judge.items() if is_graded(recs.values()))
-    binary = sorted(set(by_judge) - set(graded))
+    binary, graded = judges_by_kind(records)
     rows = []
     for a in binary:
         for b in graded:

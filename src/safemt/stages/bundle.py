@@ -24,15 +24,15 @@ from safemt.errors import SafemtError
 
 def _cells(params: dict[str, Any]) -> dict[str, Any]:
     """The run's cells as the workflow plans them (workflow/rules/common.smk)."""
-    from safemt.config import fill_defaults
+    from safemt.config import figures_judge, fill_defaults, metrics_judges
     from safemt.stages import params as safemt_params
 
     full = fill_defaults(params)
-    judges = list(full.get("metrics", {}).get("judges") or list(full["judges"]))
+    judges = metrics_judges(full)
     settings = safemt_params.moderation(full)
     return {"targets": list(full["targets"]), "defenses": list(full.get("defenses") or ["none"]),
             "turns": list(full["turns"]), "judges": sorted(full["judges"]), "metrics_judges": judges,
-            "figure_judge": (full.get("figures") or {}).get("judge") or judges[0],
+            "figure_judge": figures_judge(full),
             "benign": bool(settings.benign_seeds), "refusal_judge": settings.refusal_judge}
 
 

@@ -41,11 +41,11 @@ def agreement(params: dict[str, Any], inputs: list[str], out: str) -> list[dict[
     binary judge among the inputs also GRADED_AGREEMENT_FILE beside OUT (the grades against each binary
     judge's labels), as the workflow declares it."""
     from safemt.metrics.agreement import write_agreement
+    from safemt.metrics.graded import judges_by_kind
     from safemt.metrics.labels import load_judgments
 
     records = load_judgments(inputs)
-    graded_judges = {r["judge"] for r in records if "grade" in r}
-    if graded_judges and {r["judge"] for r in records} - graded_judges:
+    if all(judges_by_kind(records)):
         from safemt.layout import GRADED_AGREEMENT_FILE
         from safemt.metrics.graded import write_graded_agreement
 
